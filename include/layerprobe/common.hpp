@@ -1,0 +1,36 @@
+// Small pieces every part of layerprobe shares: the error type, thread and
+// device set-up, and atomic file output.
+#pragma once
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+namespace layerprobe {
+
+// Every user-facing failure is an Error whose message names the file, key or
+// line at fault and, where there is one, the fix. Executables print it and
+// exit with status 1 (2 for usage errors such as an unavailable device).
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message, int exit_code = 1)
+      : std::runtime_error(message), exit_code_(exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+// Sets LibTorch's intra-op thread count: `requested` if > 0, else
+// $LAYERPROBE_THREADS if set, else the number of available cores.
+// Returns the count used.
+int configure_threads(int requested = 0);
+
+// Writes `content` to `path` through a temporary file in the same directory
+// and a rename, so a reader never sees a partial file under its final name.
+void write_file_atomically(const std::filesystem::path& path, const std::string& content);
+
+// Reads a whole file; Error naming the file when it cannot be read.
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace layerprobe

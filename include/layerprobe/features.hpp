@@ -1,0 +1,49 @@
+// Examples -> sliding-window features, as transformers 2.5.1's
+// squad_convert_examples_to_features builds them (kept unpadded).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "layerprobe/squad.hpp"
+
+namespace layerprobe {
+
+class AlbertTokenizer;
+
+struct FeatureOptions {
+  int max_seq_length = 384;
+  int doc_stride = 128;
+  int max_query_length = 64;
+  bool is_training = false;
+  int threads = 0;  // 0 = configured default
+};
+
+// One window `[CLS] question [SEP] context [SEP]`, unpadded (attention mask
+// is all ones over input_ids.size() tokens).
+struct SquadFeature {
+  int example_index = 0;  // index into the examples vector it came from
+  int unique_id = 0;
+  std::vector<int64_t> input_ids;
+  std::vector<int64_t> token_type_ids;
+  std::vector<uint8_t> p_mask;  // 1 = cannot be part of an answer
+  std::vector<std::string> tokens;
+  // Per token: whitespace-word index in the context, or -1 outside the context.
+  std::vector<int> token_to_orig_map;
+  // Per token: 1 when this window gives the token its maximal context.
+  std::vector<uint8_t> token_is_max_context;
+  int paragraph_len = 0;
+  // Training targets (token indices; 0/0 = [CLS]).
+  int start_position = 0;
+  int end_position = 0;
+  bool is_impossible = false;
+
+  size_t length() const { return input_ids.size(); }
+};
+
+std::vector<SquadFeature> convert_examples_to_features(const std::vector<SquadExample>& examples,
+                                                       const AlbertTokenizer& tokenizer,
+                                                       const FeatureOptions& options);
+
+}  // namespace layerprobe

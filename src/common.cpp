@@ -1,0 +1,88 @@
+#include "layerprobe/common.hpp"
+
+#include <torch/torch.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+int configure_threads(int requested) {
+  int threads = requested;
+  if (threads <= 0) {
+    if (const char* env = std::getenv("LAYERPROBE_THREADS"); env && *env) {
+      char* end = nullptr;
+      long parsed = std::strtol(env, &end, 10);
+      if (*end != '\0' || parsed <= 0 || parsed > 4096)
+        throw Error(std::string("LAYERPROBE_THREADS='") + env + "' is not a positive thread count", 2);
+      threads = static_cast<int>(parsed);
+    }
+  }
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  torch::set_num_threads(threads);
+  return threads;
+}
+
+namespace {
+[[noreturn]] void throw_errno(const std::string& what, const fs::path& path) {
+  throw Error(what + " '" + path.string() + "': " + std::strerror(errno));
+}
+}  // namespace
+
+void write_file_atomically(const fs::path& path, const std::string& content) {
+  if (path.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) throw Error("cannot create directory '" + path.parent_path().string() + "': " + ec.message());
+  }
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw_errno("cannot create", tmp);
+  const char* data = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, data, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      errno = saved;
+      throw_errno("cannot write (disk full?)", path);
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    throw_errno("cannot write (disk full?)", path);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    throw_errno("cannot rename into place", path);
+  }
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open '" + path.string() + "': " + std::strerror(errno));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw Error("cannot read '" + path.string() + "'");
+  return buffer.str();
+}
+
+}  // namespace layerprobe

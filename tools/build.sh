@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Configures and builds layerprobe into build/ (or $LAYERPROBE_BUILD_DIR).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${LAYERPROBE_BUILD_DIR:-$root/build}"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake --build "$build" -j"$(nproc)"

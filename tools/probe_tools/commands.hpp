@@ -1,0 +1,12 @@
+// probe_tools subcommands: each file in tools/probe_tools/ adds one with an
+// add_<name>_command function, listed here and called from main.cpp.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace layerprobe::tools {
+
+// Each registers its subcommand on `app`; the subcommand's callback does the work.
+// (Add new subcommands here and in main.cpp.)
+
+}  // namespace layerprobe::tools
