@@ -15,6 +15,10 @@ struct TokenizerOptions {
   bool keep_accents = false;
 };
 
+// SentencePiece pieces -> text as HF's AlbertTokenizer.convert_tokens_to_string:
+// concatenate, turn U+2581 into spaces, strip surrounding whitespace.
+std::string join_pieces(const std::vector<std::string>& pieces);
+
 class AlbertTokenizer {
  public:
   explicit AlbertTokenizer(const std::filesystem::path& spiece_model, TokenizerOptions options = {});
