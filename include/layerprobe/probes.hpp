@@ -1,0 +1,74 @@
+// LayerProbes: one softmax-regression probe (a start head and an end head)
+// per encoder layer, all held in one set of tensors and trained in one fused
+// step per batch on the frozen encoder's hidden states.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace layerprobe {
+
+struct ProbeOptions {
+  double learning_rate = 5e-5;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double max_grad_norm = 1.0;  // per layer and head
+  double dropout = 0.1;
+  double init_std = 0.02;
+};
+
+// Per-layer mean of (CE(start) + CE(end)) / 2 for one batch, [L].
+struct ProbeStepResult {
+  torch::Tensor loss;
+};
+
+class LayerProbes {
+ public:
+  // Fresh probes for `layers` layers of width `hidden`: w ~ N(0, init_std), b = 0.
+  LayerProbes(int64_t layers, int64_t hidden, const ProbeOptions& options, uint64_t seed);
+  // Probes from saved tensors (weight [L,2,H], bias [L,2]; optimiser moments optional).
+  LayerProbes(torch::Tensor weight, torch::Tensor bias, const ProbeOptions& options);
+
+  // Scores every position with every layer's heads:
+  // hidden [L,B,T,H] -> logits [L,B,T,2] (start, end). No dropout.
+  torch::Tensor score(const torch::Tensor& hidden) const;
+
+  // One fused training step over a batch: dropout, masked softmax
+  // cross-entropy per head, gradient clipping per layer and head, and
+  // AdamW without bias correction (as the original study's optimiser).
+  // hidden [L,B,T,H] (float), attention_mask [B,T], start/end [B] (int64).
+  ProbeStepResult train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                             const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                             torch::Generator& dropout_generator);
+
+  int64_t layers() const { return weight_.size(0); }
+  int64_t hidden_size() const { return weight_.size(2); }
+  const torch::Tensor& weight() const { return weight_; }
+  const torch::Tensor& bias() const { return bias_; }
+  const torch::Tensor& exp_avg_weight() const { return exp_avg_w_; }
+  const torch::Tensor& exp_avg_sq_weight() const { return exp_avg_sq_w_; }
+  const torch::Tensor& exp_avg_bias() const { return exp_avg_b_; }
+  const torch::Tensor& exp_avg_sq_bias() const { return exp_avg_sq_b_; }
+  void set_optimizer_state(torch::Tensor exp_avg_w, torch::Tensor exp_avg_sq_w, torch::Tensor exp_avg_b,
+                           torch::Tensor exp_avg_sq_b);
+  void to(torch::Device device);
+
+ private:
+  void apply_adamw(const torch::Tensor& grad_w, const torch::Tensor& grad_b);
+
+  ProbeOptions options_;
+  torch::Tensor weight_;  // [L,2,H]
+  torch::Tensor bias_;    // [L,2]
+  torch::Tensor exp_avg_w_, exp_avg_sq_w_, exp_avg_b_, exp_avg_sq_b_;
+};
+
+// Cross-entropy over the unmasked positions only, so results do not depend on
+// how a batch is padded. logits [..., B, T], mask [B, T], targets [B] -> [...].
+torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& attention_mask,
+                                   const torch::Tensor& targets);
+
+}  // namespace layerprobe

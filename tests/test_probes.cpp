@@ -1,0 +1,131 @@
+#include "layerprobe/probes.hpp"
+
+#include "layerprobe/common.hpp"
+
+#include "test_support.hpp"
+
+using namespace layerprobe;
+
+namespace {
+
+struct RandomBatch {
+  torch::Tensor hidden, mask, start, end;
+};
+
+RandomBatch random_batch(int64_t L, int64_t B, int64_t T, int64_t H, uint64_t seed) {
+  torch::manual_seed(seed);
+  RandomBatch batch;
+  batch.hidden = torch::randn({L, B, T, H});
+  auto lengths = torch::randint(T / 2, T + 1, {B});
+  batch.mask = (torch::arange(T).unsqueeze(0) < lengths.unsqueeze(1)).to(torch::kInt64);
+  batch.start = (torch::rand({B}) * lengths.to(torch::kFloat)).to(torch::kInt64);
+  batch.end = torch::minimum(batch.start + 2, lengths - 1);
+  return batch;
+}
+
+// The per-layer, per-head reference: what the original study did with one
+// nn.Linear, one clip_grad_norm_ and one AdamW (no bias correction) per head.
+struct ReferenceHead {
+  torch::Tensor w, b, m_w, v_w, m_b, v_b;
+};
+
+void reference_step(std::vector<std::array<ReferenceHead, 2>>& heads, const torch::Tensor& dropped,
+                    const RandomBatch& batch, const ProbeOptions& o) {
+  for (size_t l = 0; l < heads.size(); ++l) {
+    for (int k = 0; k < 2; ++k) {
+      auto& head = heads[l][k];
+      auto w = head.w.detach().requires_grad_(true);
+      auto b = head.b.detach().requires_grad_(true);
+      auto logits = torch::matmul(dropped[l], w) + b;  // [B,T]
+      logits = logits.masked_fill(batch.mask.eq(0), -1e30);
+      auto targets = k == 0 ? batch.start : batch.end;
+      auto loss = torch::nll_loss(torch::log_softmax(logits, -1), targets) / 2;
+      loss.backward();
+      torch::nn::utils::clip_grad_norm_(std::vector<torch::Tensor>{w, b}, o.max_grad_norm);
+      torch::NoGradGuard no_grad;
+      for (auto [p, g, m, v] : {std::tuple{&head.w, w.grad(), &head.m_w, &head.v_w},
+                                std::tuple{&head.b, b.grad(), &head.m_b, &head.v_b}}) {
+        m->mul_(o.beta1).add_(g, 1 - o.beta1);
+        v->mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
+        p->addcdiv_(*m, v->sqrt() + o.eps, -o.learning_rate);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST(LayerProbes, FusedStepEqualsPerLayerLoop) {
+  const int64_t L = 3, B = 4, T = 12, H = 16;
+  ProbeOptions options;
+  options.learning_rate = 1e-2;  // large enough that clipping and moments matter
+  options.max_grad_norm = 0.05;
+  LayerProbes probes(L, H, options, 7);
+  std::vector<std::array<ReferenceHead, 2>> heads(L);
+  for (int64_t l = 0; l < L; ++l)
+    for (int k = 0; k < 2; ++k) {
+      auto w = probes.weight()[l][k].clone();
+      auto b = probes.bias()[l][k].clone();
+      heads[l][k] = {w, b, torch::zeros_like(w), torch::zeros_like(w), torch::zeros_like(b), torch::zeros_like(b)};
+    }
+  for (int step = 0; step < 5; ++step) {
+    auto batch = random_batch(L, B, T, H, 100 + step);
+    auto fused_gen = torch::make_generator<torch::CPUGeneratorImpl>(step);
+    auto ref_gen = torch::make_generator<torch::CPUGeneratorImpl>(step);
+    auto keep = torch::empty_like(batch.hidden).bernoulli_(1 - options.dropout, ref_gen);
+    auto dropped = batch.hidden * keep / (1 - options.dropout);
+    probes.train_step(batch.hidden, batch.mask, batch.start, batch.end, fused_gen);
+    reference_step(heads, dropped, batch, options);
+  }
+  // A softmax over positions is shift-invariant, so a head's bias gradient is
+  // zero up to rounding and Adam turns that rounding into steps of at most lr:
+  // the biases can only be compared to within steps * lr. The weights carry
+  // the whole function and must agree tightly.
+  const int steps = 5;
+  for (int64_t l = 0; l < L; ++l)
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_TRUE(torch::allclose(probes.weight()[l][k], heads[l][k].w, 1e-5, 1e-7)) << "layer " << l << " head " << k;
+      EXPECT_LE((probes.bias()[l][k] - heads[l][k].b).abs().item<double>(), steps * options.learning_rate * 1.01);
+    }
+}
+
+TEST(LayerProbes, LossIsIndependentOfPadding) {
+  const int64_t L = 2, B = 3, T = 10, H = 8;
+  auto batch = random_batch(L, B, T, H, 1);
+  LayerProbes probes(L, H, ProbeOptions{}, 3);
+  auto logits = probes.score(batch.hidden);
+  auto loss = masked_cross_entropy(logits.select(-1, 0), batch.mask, batch.start);
+  // Pad every row with 5 more positions holding garbage.
+  auto padded_hidden = torch::cat({batch.hidden, torch::randn({L, B, 5, H}) * 100}, 2);
+  auto padded_mask = torch::cat({batch.mask, torch::zeros({B, 5}, torch::kInt64)}, 1);
+  auto padded_loss = masked_cross_entropy(probes.score(padded_hidden).select(-1, 0), padded_mask, batch.start);
+  EXPECT_TRUE(torch::allclose(loss, padded_loss, 1e-6, 1e-6)) << loss << padded_loss;
+}
+
+TEST(LayerProbes, LossFallsOnALearnableProblem) {
+  // The answer start is the position whose hidden state carries a marker in
+  // dimension 0; a linear probe can learn that.
+  const int64_t L = 2, B = 16, T = 20, H = 8;
+  ProbeOptions options;
+  options.learning_rate = 5e-2;
+  LayerProbes probes(L, H, options, 11);
+  auto generator = torch::make_generator<torch::CPUGeneratorImpl>(5);
+  torch::manual_seed(0);
+  double first = 0, last = 0;
+  for (int step = 0; step < 200; ++step) {
+    auto hidden = torch::randn({L, B, T, H});
+    auto start = torch::randint(0, T, {B});
+    hidden.select(-1, 0).scatter_(2, start.view({1, B, 1}).expand({L, B, 1}), 6.0);
+    auto mask = torch::ones({B, T}, torch::kInt64);
+    double loss = probes.train_step(hidden, mask, start, start, generator).loss.mean().item<double>();
+    if (step == 0) first = loss;
+    last = loss;
+  }
+  EXPECT_LT(last, 0.5 * first) << "first " << first << " last " << last;
+}
+
+TEST(LayerProbes, ScoreShapeAndBadShapesAreErrors) {
+  LayerProbes probes(4, 8, ProbeOptions{}, 1);
+  EXPECT_EQ(probes.score(torch::randn({4, 2, 5, 8})).sizes(), (std::vector<int64_t>{4, 2, 5, 2}));
+  EXPECT_THROW(LayerProbes(torch::zeros({4, 3, 8}), torch::zeros({4, 2}), ProbeOptions{}), Error);
+}
