@@ -2,9 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
@@ -28,6 +31,12 @@ int configure_threads(int requested) {
   }
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   torch::set_num_threads(threads);
+  // Debian's libtorch multiplies matrices through the system BLAS; OpenBLAS
+  // otherwise starts a spinning thread per core of its own on top of
+  // LibTorch's, and the two pools fight over the cores.
+  using SetThreads = void (*)(int);
+  if (auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set_blas_threads(threads);
   return threads;
 }
 
@@ -83,6 +92,28 @@ std::string read_file(const fs::path& path) {
   buffer << in.rdbuf();
   if (in.bad()) throw Error("cannot read '" + path.string() + "'");
   return buffer.str();
+}
+
+namespace {
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void on_stop_signal(int signal_number) {
+  if (g_stop_requested.exchange(true)) {
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+  }
+}
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+bool stop_requested() { return g_stop_requested.load(); }
+
+void throw_if_stop_requested(const std::string& how_to_resume) {
+  if (stop_requested()) throw Error("stopped by signal; finished work is saved. " + how_to_resume, 130);
 }
 
 }  // namespace layerprobe

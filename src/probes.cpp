@@ -79,13 +79,13 @@ torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Ten
 
 ProbeStepResult LayerProbes::train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
                                         const torch::Tensor& start_positions, const torch::Tensor& end_positions,
-                                        torch::Generator& dropout_generator) {
+                                        c10::optional<torch::Generator> dropout_generator) {
   torch::Tensor dropped = hidden.to(torch::kFloat32);
-  // Hidden states made under InferenceMode cannot be saved for backward.
-  if (dropped.is_inference()) dropped = dropped.clone();
   if (options_.dropout > 0) {
     auto keep = torch::empty_like(dropped).bernoulli_(1.0 - options_.dropout, dropout_generator);
     dropped = dropped * keep / (1.0 - options_.dropout);
+  } else if (dropped.is_inference()) {
+    dropped = dropped.clone();  // inference tensors cannot be saved for backward
   }
   auto weight = weight_.detach().requires_grad_(true);
   auto bias = bias_.detach().requires_grad_(true);

@@ -4,9 +4,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 
@@ -25,15 +28,31 @@ inline void configure_logging(bool verbose, bool quiet) {
   spdlog::set_level(verbose ? spdlog::level::debug : quiet ? spdlog::level::warn : spdlog::level::info);
 }
 
+// Also appends every log line to `path` (created with its directory).
+inline void add_log_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  try {
+    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string());
+    sink->set_pattern("[%Y-%m-%d %H:%M:%S] %l %v");
+    spdlog::default_logger()->sinks().push_back(sink);
+  } catch (const spdlog::spdlog_ex& e) {
+    throw Error("cannot open log file '" + path.string() + "': " + e.what());
+  }
+}
+
 // Parses argv into `app`, then runs `body` (which returns the exit status).
 inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
+  // Logs go to stderr so that stdout carries only a command's output.
+  if (!spdlog::get("layerprobe")) spdlog::set_default_logger(spdlog::stderr_color_mt("layerprobe"));
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  // Subcommand callbacks run inside parse(), so errors are caught around both.
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
     return body();
+  } catch (const CLI::ParseError& e) {
+    int status = app.exit(e);
+    return status == 0 ? 0 : 2;
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
     return e.exit_code();

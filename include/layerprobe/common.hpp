@@ -33,4 +33,12 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
 // Reads a whole file; Error naming the file when it cannot be read.
 std::string read_file(const std::filesystem::path& path);
 
+// SIGINT/SIGTERM set a flag instead of killing the process, so long jobs can
+// stop between steps with everything finished so far saved. A second signal
+// kills the process as usual.
+void install_stop_handlers();
+bool stop_requested();
+// Throws Error (exit status 130) saying `how_to_resume` when a stop was requested.
+void throw_if_stop_requested(const std::string& how_to_resume);
+
 }  // namespace layerprobe

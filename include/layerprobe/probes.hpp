@@ -43,7 +43,7 @@ class LayerProbes {
   // hidden [L,B,T,H] (float), attention_mask [B,T], start/end [B] (int64).
   ProbeStepResult train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
                              const torch::Tensor& start_positions, const torch::Tensor& end_positions,
-                             torch::Generator& dropout_generator);
+                             c10::optional<torch::Generator> dropout_generator);
 
   int64_t layers() const { return weight_.size(0); }
   int64_t hidden_size() const { return weight_.size(2); }

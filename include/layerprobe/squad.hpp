@@ -16,8 +16,9 @@ struct SquadExample {
   // (Unicode code point, the unit answer_start counts) the word it belongs to.
   std::vector<std::string> doc_tokens;
   std::vector<int> char_to_word_offset;
-  // Training target: the first answer, as word indices into doc_tokens
-  // (0/0 and empty text when impossible).
+  // Target: the first answer, as word indices into doc_tokens (0/0 and empty
+  // text when impossible). Filled in both modes; HF uses it only for training.
+  // Python index semantics: -1 when answer_start falls on leading whitespace.
   std::string answer_text;
   int start_position = 0;
   int end_position = 0;
@@ -35,6 +36,7 @@ struct SquadLoadOptions {
 struct SquadDataset {
   std::vector<SquadExample> examples;
   size_t skipped = 0;  // training examples dropped because the answer did not match the context
+  std::vector<std::string> duplicate_ids;  // question ids seen more than once (a warning is logged)
 };
 
 // Loads a SQuAD 2.0 file; Error naming the file (and question id) on malformed input.

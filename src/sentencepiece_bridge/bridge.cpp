@@ -1,5 +1,10 @@
 #include "bridge.hpp"
 
+#include <dlfcn.h>
+
+#include <new>
+#include <iostream>
+
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
@@ -7,11 +12,29 @@ using sentencepiece::SentencePieceProcessor;
 
 namespace {
 SentencePieceProcessor* as_processor(void* p) { return static_cast<SentencePieceProcessor*>(p); }
+
+// Loaded with RTLD_DEEPBIND, this library and libsentencepiece see libstdc++'s
+// own std::cerr; when the executable holds a copy-relocated std::cerr (any
+// that uses it directly), iostream initialisation constructs that copy and
+// leaves libstdc++'s object raw, so the trainer's logging would crash. Build
+// libstdc++'s object over the process's stderr buffer.
+void construct_deep_bound_cerr() {
+  static const bool done = [] {
+    auto* process_cerr = static_cast<std::ostream*>(dlsym(dlopen(nullptr, RTLD_NOW), "_ZSt4cerr"));
+    if (process_cerr && process_cerr != &std::cerr) {
+      new (&std::cerr) std::ostream(process_cerr->rdbuf());
+      std::cerr.flags(process_cerr->flags());
+    }
+    return true;
+  }();
+  (void)done;
+}
 }  // namespace
 
 extern "C" {
 
 void* lp_spm_load(const char* model_path, std::string* error) {
+  construct_deep_bound_cerr();
   auto* processor = new SentencePieceProcessor();
   auto status = processor->Load(model_path);
   if (!status.ok()) {
@@ -49,6 +72,7 @@ int lp_spm_decode_pieces(void* processor, const std::vector<std::string>* pieces
 }
 
 int lp_spm_train(const std::string* trainer_args, std::string* error) {
+  construct_deep_bound_cerr();
   auto status = sentencepiece::SentencePieceTrainer::Train(*trainer_args);
   if (!status.ok()) *error = status.ToString();
   return status.ok() ? 0 : 1;

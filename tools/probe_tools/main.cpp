@@ -10,5 +10,11 @@ int main(int argc, char** argv) {
   layerprobe::tools::add_logging_flags(app, verbose, quiet);
   app.parse_complete_callback([&] { layerprobe::tools::configure_logging(verbose, quiet); });
   // Subcommands (one per file in tools/probe_tools/):
+  layerprobe::tools::add_synth_command(app);
+  layerprobe::tools::add_train_vocab_command(app);
+  layerprobe::tools::add_tokenize_command(app);
+  layerprobe::tools::add_features_command(app);
+  layerprobe::tools::add_encode_command(app);
+  layerprobe::tools::add_init_model_command(app);
   return layerprobe::tools::run_tool(app, argc, argv, [] { return 0; });
 }

@@ -1,0 +1,14 @@
+// BERT's BasicTokenizer (transformers 2.5.1, tokenization_bert.py), which HF's
+// SQuAD post-processing (get_final_text) runs on the original answer text.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace layerprobe {
+
+// Cleans control characters, isolates CJK ideographs, lowercases and strips
+// accents (NFD, drop Mn) when `do_lower_case`, and splits off punctuation.
+std::vector<std::u32string> bert_basic_tokenize(const std::u32string& text, bool do_lower_case);
+
+}  // namespace layerprobe

@@ -1,0 +1,28 @@
+// The experiment directory layout of the original study:
+// EXPER/<kind>_epoch_<e>/<kind>_probes/probes.safetensors and, beside it,
+// <kind>_preds/ with the predictions of every layer.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace layerprobe {
+
+// "pretrained" or "fine_tuned"; Error (exit 2) for anything else.
+void check_probe_kind(const std::string& kind);
+
+std::filesystem::path probes_dir(const std::filesystem::path& exper_dir, const std::string& kind, int epoch);
+std::filesystem::path probes_file(const std::filesystem::path& exper_dir, const std::string& kind, int epoch);
+// <kind>_probes -> <kind>_preds in the same epoch directory.
+std::filesystem::path preds_dir_for(const std::filesystem::path& probes_dir, const std::string& kind);
+
+// Every EXPER/*_epoch_*/*_probes directory holding probes.safetensors,
+// sorted by kind then epoch; Error when there is none.
+std::vector<std::filesystem::path> find_probes_dirs(const std::filesystem::path& exper_dir);
+
+// The kind ("pretrained"/"fine_tuned") named by a path component, if any.
+std::optional<std::string> kind_from_path(const std::filesystem::path& path);
+
+}  // namespace layerprobe

@@ -1,0 +1,54 @@
+#include "layerprobe/batch.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "layerprobe/common.hpp"
+
+namespace layerprobe {
+
+EncoderBatch EncoderBatch::to(const torch::Device& device) const {
+  return {input_ids.to(device), token_type_ids.to(device), attention_mask.to(device)};
+}
+
+EncoderBatch make_batch(const std::vector<const SquadFeature*>& features, const BatchOptions& options) {
+  int64_t longest = 0;
+  for (const SquadFeature* feature : features) {
+    if (feature->token_type_ids.size() != feature->input_ids.size())
+      throw Error("feature " + std::to_string(feature->unique_id) + " has " +
+                  std::to_string(feature->input_ids.size()) + " input ids but " +
+                  std::to_string(feature->token_type_ids.size()) + " token type ids");
+    longest = std::max(longest, static_cast<int64_t>(feature->length()));
+  }
+  if (options.pad_to > 0 && longest > options.pad_to)
+    throw Error("a feature has " + std::to_string(longest) + " tokens, more than pad_to " +
+                std::to_string(options.pad_to));
+  const int64_t length = options.pad_to > 0 ? options.pad_to : longest;
+  const auto rows = static_cast<int64_t>(features.size());
+  EncoderBatch batch;
+  batch.input_ids = torch::full({rows, length}, options.pad_id, torch::kLong);
+  batch.token_type_ids = torch::zeros({rows, length}, torch::kLong);
+  batch.attention_mask = torch::zeros({rows, length}, torch::kLong);
+  auto ids = batch.input_ids.accessor<int64_t, 2>();
+  auto types = batch.token_type_ids.accessor<int64_t, 2>();
+  auto mask = batch.attention_mask.accessor<int64_t, 2>();
+  for (int64_t row = 0; row < rows; ++row) {
+    const SquadFeature& feature = *features[row];
+    for (size_t t = 0; t < feature.length(); ++t) {
+      ids[row][t] = feature.input_ids[t];
+      types[row][t] = feature.token_type_ids[t];
+      mask[row][t] = 1;
+    }
+  }
+  return batch;
+}
+
+EncoderBatch make_batch(const std::vector<SquadFeature>& features, const BatchOptions& options) {
+  std::vector<const SquadFeature*> pointers;
+  pointers.reserve(features.size());
+  for (const SquadFeature& feature : features) pointers.push_back(&feature);
+  return make_batch(pointers, options);
+}
+
+}  // namespace layerprobe

@@ -1,0 +1,65 @@
+#include "layerprobe/experiment.hpp"
+
+#include <algorithm>
+#include <regex>
+
+#include "layerprobe/common.hpp"
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+void check_probe_kind(const std::string& kind) {
+  if (kind != "pretrained" && kind != "fine_tuned")
+    throw Error("unknown model kind '" + kind + "': expected pretrained or fine_tuned", 2);
+}
+
+fs::path probes_dir(const fs::path& exper_dir, const std::string& kind, int epoch) {
+  return exper_dir / (kind + "_epoch_" + std::to_string(epoch)) / (kind + "_probes");
+}
+
+fs::path probes_file(const fs::path& exper_dir, const std::string& kind, int epoch) {
+  return probes_dir(exper_dir, kind, epoch) / "probes.safetensors";
+}
+
+fs::path preds_dir_for(const fs::path& probes, const std::string& kind) {
+  return probes.parent_path() / (kind + "_preds");
+}
+
+std::vector<fs::path> find_probes_dirs(const fs::path& exper_dir) {
+  if (!fs::is_directory(exper_dir)) throw Error("experiment directory '" + exper_dir.string() + "' does not exist");
+  static const std::regex epoch_dir("(pretrained|fine_tuned)_epoch_([0-9]{1,6})");
+  struct Found {
+    std::string kind;
+    int epoch;
+    fs::path dir;
+  };
+  std::vector<Found> found;
+  for (const auto& entry : fs::directory_iterator(exper_dir)) {
+    std::smatch match;
+    std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, match, epoch_dir)) continue;
+    auto dir = entry.path() / (match[1].str() + "_probes");
+    if (fs::is_regular_file(dir / "probes.safetensors")) found.push_back({match[1], std::stoi(match[2]), dir});
+  }
+  if (found.empty())
+    throw Error("no probes found under '" + exper_dir.string() +
+                "' (expected <kind>_epoch_<e>/<kind>_probes/probes.safetensors; run probe_train first)");
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
+    return std::tie(a.kind, a.epoch) < std::tie(b.kind, b.epoch);
+  });
+  std::vector<fs::path> dirs;
+  for (auto& f : found) dirs.push_back(f.dir);
+  return dirs;
+}
+
+std::optional<std::string> kind_from_path(const fs::path& path) {
+  for (auto it = path.end(); it != path.begin();) {
+    auto name = (--it)->string();
+    if (name.rfind("fine_tuned", 0) == 0) return "fine_tuned";
+    if (name.rfind("pretrained", 0) == 0) return "pretrained";
+  }
+  return std::nullopt;
+}
+
+}  // namespace layerprobe

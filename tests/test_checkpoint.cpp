@@ -1,0 +1,214 @@
+#include <torch/torch.h>
+
+#include "layerprobe/checkpoint.hpp"
+#include "layerprobe/common.hpp"
+#include "layerprobe/safetensors.hpp"
+#include "test_support.hpp"
+
+using namespace layerprobe;
+namespace fs = std::filesystem;
+
+namespace {
+
+AlbertConfig small_config() {
+  AlbertConfig config;
+  config.vocab_size = 50;
+  config.embedding_size = 8;
+  config.hidden_size = 16;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 2;
+  config.intermediate_size = 32;
+  config.extra = {{"custom_key", 7}, {"id2label", {{"0", "LABEL_0"}}}};
+  return config;
+}
+
+// A saved random model in `dir`; returns the model.
+AlbertForQuestionAnswering save_random(const fs::path& dir, const AlbertConfig& config = small_config()) {
+  torch::manual_seed(1);
+  AlbertForQuestionAnswering model(config);
+  save_checkpoint(model, config, dir);
+  return model;
+}
+
+std::string load_error(const fs::path& dir) {
+  try {
+    load_checkpoint(dir);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Rewrites dir/model.safetensors after applying `edit` to its tensors.
+void edit_weights(const fs::path& dir, const std::function<void(TensorMap&)>& edit) {
+  TensorMap tensors = read_safetensors(dir / "model.safetensors").tensors;
+  edit(tensors);
+  write_safetensors(dir / "model.safetensors", tensors);
+}
+
+void expect_same_parameters(const AlbertForQuestionAnswering& a, const AlbertForQuestionAnswering& b) {
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+}
+
+}  // namespace
+
+TEST(Checkpoint, SaveThenLoadRoundTrips) {
+  auto dir = test_support::scratch_dir("ckpt_roundtrip");
+  auto model = save_random(dir);
+  auto file = read_safetensors(dir / "model.safetensors");
+  EXPECT_EQ(file.metadata.at("format"), "pt");
+  EXPECT_TRUE(file.tensors.count("albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight"));
+  EXPECT_TRUE(file.tensors.count("qa_outputs.weight"));
+  EXPECT_TRUE(file.tensors.count("albert.pooler.weight"));
+
+  LoadedModel loaded = load_checkpoint(dir);
+  EXPECT_TRUE(loaded.has_qa_head);
+  EXPECT_EQ(loaded.weights_path, dir / "model.safetensors");
+  EXPECT_FALSE(loaded.model->is_training());
+  expect_same_parameters(model, loaded.model);
+  EXPECT_EQ(loaded.config.extra.at("custom_key"), 7) << "unknown config keys must survive a re-save";
+  EXPECT_EQ(loaded.config.extra.at("architectures"), nlohmann::json({"AlbertForQuestionAnswering"}));
+  EXPECT_EQ(loaded.config.to_json().at("model_type"), "albert");
+}
+
+TEST(Checkpoint, MissingDirectoryConfigOrWeightsNameTheFix) {
+  auto dir = test_support::scratch_dir("albert-missing");
+  std::string message = load_error(dir);
+  EXPECT_NE(message.find("no config.json"), std::string::npos) << message;
+  EXPECT_NE(message.find("tools/download_models.sh albert-missing"), std::string::npos) << message;
+
+  save_config(small_config(), dir / "config.json");
+  message = load_error(dir);
+  EXPECT_NE(message.find("neither model.safetensors nor pytorch_model.bin"), std::string::npos) << message;
+  EXPECT_NE(message.find("tools/download_models.sh albert-missing"), std::string::npos) << message;
+
+  message = load_error(dir / "nope");
+  EXPECT_NE(message.find("no config.json"), std::string::npos) << message;
+}
+
+TEST(Checkpoint, MissingTensorNamesKeyAndShape) {
+  auto dir = test_support::scratch_dir("ckpt_missing_tensor");
+  save_random(dir);
+  const std::string key = "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight";
+  edit_weights(dir, [&](TensorMap& t) { t.erase(key); });
+  std::string message = load_error(dir);
+  EXPECT_NE(message.find("missing tensor '" + key + "'"), std::string::npos) << message;
+  EXPECT_NE(message.find("expected shape [32, 16]"), std::string::npos) << message;
+  EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+}
+
+TEST(Checkpoint, WrongShapeNamesKeyExpectedAndFound) {
+  auto dir = test_support::scratch_dir("ckpt_wrong_shape");
+  save_random(dir);
+  const std::string key = "albert.embeddings.LayerNorm.bias";
+  edit_weights(dir, [&](TensorMap& t) { t[key] = torch::zeros({7}); });
+  std::string message = load_error(dir);
+  EXPECT_NE(message.find("'" + key + "' has shape [7], expected [8]"), std::string::npos) << message;
+}
+
+TEST(Checkpoint, UnknownActivationInConfig) {
+  auto dir = test_support::scratch_dir("ckpt_activation");
+  save_random(dir);
+  auto json = nlohmann::json::parse(read_file(dir / "config.json"));
+  json["hidden_act"] = "swish";
+  write_file_atomically(dir / "config.json", json.dump());
+  std::string message = load_error(dir);
+  EXPECT_NE(message.find("unknown activation 'swish'"), std::string::npos) << message;
+  EXPECT_NE(message.find("config.json"), std::string::npos) << message;
+}
+
+TEST(Checkpoint, InvalidConfigValuesNameTheKey) {
+  auto dir = test_support::scratch_dir("ckpt_bad_config");
+  write_file_atomically(dir / "config.json", R"({"hidden_size": "big"})");
+  EXPECT_NE(load_error(dir).find("key 'hidden_size'"), std::string::npos);
+  write_file_atomically(dir / "config.json", R"({"hidden_size": 10, "num_attention_heads": 3})");
+  EXPECT_NE(load_error(dir).find("not a multiple of num_attention_heads"), std::string::npos);
+  write_file_atomically(dir / "config.json", "{not json");
+  EXPECT_NE(load_error(dir).find("not valid JSON"), std::string::npos);
+}
+
+TEST(Checkpoint, BareAlbertModelKeysWithoutQaHeadAndExtraHeads) {
+  auto dir = test_support::scratch_dir("ckpt_bare");
+  auto model = save_random(dir);
+  // As AlbertModel.save_pretrained writes it: no "albert." prefix, no QA head;
+  // plus MLM/SOP tensors that the encoder does not use.
+  edit_weights(dir, [](TensorMap& t) {
+    TensorMap bare;
+    for (auto& [key, tensor] : t)
+      if (key.rfind("albert.", 0) == 0) bare[key.substr(7)] = tensor;
+    bare["predictions.dense.weight"] = torch::zeros({8, 16});
+    bare["sop_classifier.classifier.weight"] = torch::zeros({2, 16});
+    t = bare;
+  });
+  LoadedModel loaded = load_checkpoint(dir);
+  EXPECT_FALSE(loaded.has_qa_head);
+  for (const auto& item : model->named_parameters())
+    if (item.key().rfind("albert.", 0) == 0)
+      EXPECT_TRUE(torch::equal(item.value(), loaded.model->named_parameters()[item.key()])) << item.key();
+  EXPECT_TRUE(torch::equal(loaded.model->qa_outputs->bias, torch::zeros({2})));
+  EXPECT_GT(loaded.model->qa_outputs->weight.abs().sum().item<float>(), 0.f);
+  EXPECT_LT(loaded.model->qa_outputs->weight.abs().max().item<float>(), 0.2f);
+
+  AlbertForQuestionAnswering fresh(small_config());
+  auto report = load_state_dict(fresh, read_safetensors(dir / "model.safetensors").tensors, "x");
+  EXPECT_EQ(report.unused, (std::vector<std::string>{"predictions.dense.weight", "sop_classifier.classifier.weight"}));
+}
+
+TEST(Checkpoint, HalfPrecisionWeightsAreConverted) {
+  for (auto dtype : {torch::kFloat16, torch::kBFloat16}) {
+    auto dir = test_support::scratch_dir("ckpt_half");
+    save_random(dir);
+    TensorMap converted;
+    edit_weights(dir, [&](TensorMap& t) {
+      for (auto& [key, tensor] : t) tensor = tensor.to(dtype);
+      converted = t;
+    });
+    LoadedModel loaded = load_checkpoint(dir);
+    for (const auto& item : loaded.model->named_parameters()) {
+      EXPECT_EQ(item.value().scalar_type(), torch::kFloat32);
+      EXPECT_TRUE(torch::equal(item.value(), converted.at(item.key()).to(torch::kFloat32))) << item.key();
+    }
+  }
+}
+
+TEST(Checkpoint, HalfAQaHeadIsAnError) {
+  auto dir = test_support::scratch_dir("ckpt_half_head");
+  save_random(dir);
+  edit_weights(dir, [](TensorMap& t) { t.erase("qa_outputs.bias"); });
+  EXPECT_NE(load_error(dir).find("'qa_outputs' has only one of weight and bias"), std::string::npos);
+}
+
+TEST(Checkpoint, WeightsOptionAndTokenizerCopy) {
+  auto source = test_support::scratch_dir("ckpt_tok_source");
+  write_file_atomically(source / "spiece.model", "not really a model");
+  auto dir = test_support::scratch_dir("ckpt_weights_option");
+  torch::manual_seed(3);
+  AlbertForQuestionAnswering model(small_config());
+  save_checkpoint(model, small_config(), dir, source);
+  EXPECT_EQ(read_file(dir / "spiece.model"), "not really a model");
+  fs::rename(dir / "model.safetensors", dir / "other.safetensors");
+  LoadedModel loaded = load_checkpoint(dir, fs::path("other.safetensors"));
+  EXPECT_EQ(loaded.weights_path, dir / "other.safetensors");
+  expect_same_parameters(model, loaded.model);
+  try {
+    load_checkpoint(dir, fs::path("absent.bin"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weights file 'absent.bin' not found"), std::string::npos);
+  }
+}
+
+TEST(Checkpoint, GoldenCheckpointsLoadWithQaHead) {
+  REQUIRE_SHARED("golden/albert-tiny/config.json");
+  const auto dir = test_support::shared_path("golden/albert-tiny");
+  LoadedModel safetensors = load_checkpoint(dir);
+  EXPECT_EQ(safetensors.weights_path.filename(), "model.safetensors");
+  EXPECT_TRUE(safetensors.has_qa_head);
+  for (const char* name : {"pytorch_model.bin", "pytorch_model_legacy.bin"}) {
+    LoadedModel other = load_checkpoint(dir, dir / name);
+    EXPECT_TRUE(other.has_qa_head);
+    expect_same_parameters(safetensors.model, other.model);
+  }
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Offline tests of tools/download_models.sh and tools/download_squad.sh: they
+# run against a fake hub served on 127.0.0.1 (HF-style redirects with
+# x-linked-size for weights, byte ranges for resuming; under /norange/ no
+# ranges), and against a closed port for the offline message.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+failures=0
+check() {  # check DESCRIPTION COMMAND...
+  local description=$1
+  shift
+  if "$@"; then echo "ok - $description"; else echo "not ok - $description"; failures=$((failures + 1)); fi
+}
+# Runs a script with a time bound, capturing its output and exit status.
+run() {
+  status=0
+  timeout 60 "$@" >"$work/out.txt" 2>&1 || status=$?
+}
+output_has() { grep -qF -- "$1" "$work/out.txt"; }
+same() { cmp -s "$1" "$2"; }
+requests() { grep -c -- "$1" "$work/requests.log" || true; }
+
+# --- the fake hub -----------------------------------------------------------
+hub=$work/hub
+mkdir -p "$hub/albert-tiny/resolve/main" "$hub/someone/only-bin/resolve/main" "$hub/squad" "$hub/bad-squad"
+for model in albert-tiny someone/only-bin; do
+  echo '{"model_type": "albert", "hidden_size": 64}' >"$hub/$model/resolve/main/config.json"
+  head -c 5000 /dev/urandom >"$hub/$model/resolve/main/spiece.model"
+done
+head -c 300000 /dev/urandom >"$hub/albert-tiny/resolve/main/model.safetensors"
+head -c 200000 /dev/urandom >"$hub/someone/only-bin/resolve/main/pytorch_model.bin"
+for split in train dev; do
+  cat >"$hub/squad/$split-v2.0.json" <<EOF
+{"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Nora Silva lives in Tarville.",
+ "qas": [{"id": "$split-1", "question": "Where does Nora Silva live?", "is_impossible": false,
+ "answers": [{"text": "Tarville", "answer_start": 20}]}]}]}]}
+EOF
+  echo '<html>404 page of a captive portal</html>' >"$hub/bad-squad/$split-v2.0.json"
+done
+
+cat >"$work/server.py" <<'EOF'
+import http.server, io, os, re, sys
+
+root, port_file, log_file = sys.argv[1:4]
+
+class Hub(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=root, **kwargs)
+
+    def log_message(self, *args):
+        pass
+
+    def send_head(self):
+        with open(log_file, "a") as log:
+            log.write("%s %s %s\n" % (self.command, self.path, self.headers.get("Range", "-")))
+        path, ranges, cdn = self.path, True, False
+        if path.startswith("/norange/"):
+            path, ranges = path[len("/norange"):], False
+        if path.startswith("/cdn/"):
+            path, cdn = path[len("/cdn"):], True
+        file = self.translate_path(path)
+        if not os.path.isfile(file):
+            self.send_error(404)
+            return None
+        size = os.path.getsize(file)
+        if not cdn and "/resolve/" in path and path.endswith((".safetensors", ".bin")):
+            # As the hub does for large files: redirect to a CDN, announcing the size.
+            self.send_response(302)
+            self.send_header("Location", "/cdn" + path)
+            self.send_header("X-Linked-Size", str(size))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        with open(file, "rb") as f:
+            data = f.read()
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        start = int(match.group(1)) if match and ranges else 0
+        if start >= size > 0:
+            self.send_response(416)
+            self.send_header("Content-Range", "bytes */%d" % size)
+            self.end_headers()
+            return None
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, size - 1, size))
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        return io.BytesIO(data[start:])
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+os.rename(port_file + ".tmp", port_file)
+server.serve_forever()
+EOF
+python3 "$work/server.py" "$hub" "$work/port" "$work/requests.log" &
+server_pid=$!
+for _ in $(seq 100); do [[ -f $work/port ]] && break; sleep 0.1; done
+[[ -f $work/port ]] || { echo "not ok - the fake hub did not start"; exit 1; }
+url="http://127.0.0.1:$(cat "$work/port")"
+closed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+models=$work/models
+export LAYERPROBE_HUB_URL=$url
+unset LAYERPROBE_MODELS_DIR LAYERPROBE_SQUAD_DIR LAYERPROBE_SQUAD_URL HF_TOKEN
+
+# --- download_models.sh -----------------------------------------------------
+run bash "$root/tools/download_models.sh" --help
+check "models --help explains usage" test "$status" = 0 -a -n "$(output_has 'Usage: tools/download_models.sh' && echo y)"
+
+run bash "$root/tools/download_models.sh" --dir "$models" albert-tiny someone/only-bin
+check "models: download succeeds" test "$status" = 0
+for file in config.json spiece.model model.safetensors; do
+  check "models: albert-tiny/$file is the hub's" same "$models/albert-tiny/$file" "$hub/albert-tiny/resolve/main/$file"
+done
+for file in config.json spiece.model pytorch_model.bin; do
+  check "models: only-bin/$file is the hub's" same "$models/someone/only-bin/$file" "$hub/someone/only-bin/resolve/main/$file"
+done
+check "models: falls back to pytorch_model.bin" output_has "no model.safetensors; fetching pytorch_model.bin instead"
+check "models: no safetensors file where the hub has none" test ! -e "$models/someone/only-bin/model.safetensors"
+check "models: no .part files left" test -z "$(find "$models" -name '*.part')"
+
+gets_before=$(requests "^GET ")
+run bash "$root/tools/download_models.sh" --dir "$models" albert-tiny
+check "models: a second run succeeds" test "$status" = 0
+check "models: a second run downloads nothing" test "$(requests "^GET ")" = "$gets_before"
+check "models: a second run says the files are complete" output_has "already complete"
+
+rm -f "$models/albert-tiny/model.safetensors"
+head -c 120000 "$hub/albert-tiny/resolve/main/model.safetensors" >"$models/albert-tiny/model.safetensors.part"
+run bash "$root/tools/download_models.sh" --dir "$models" albert-tiny
+check "models: resume succeeds" test "$status" = 0
+check "models: resume asks for the missing bytes only" test "$(requests "GET /cdn/albert-tiny/resolve/main/model.safetensors bytes=120000-")" = 1
+check "models: the resumed file is the hub's" same "$models/albert-tiny/model.safetensors" "$hub/albert-tiny/resolve/main/model.safetensors"
+
+head -c 1000 /dev/urandom >"$models/albert-tiny/spiece.model"
+run bash "$root/tools/download_models.sh" --dir "$models" albert-tiny
+check "models: a file of the wrong size is fetched again" same "$models/albert-tiny/spiece.model" "$hub/albert-tiny/resolve/main/spiece.model"
+
+LAYERPROBE_MODELS_DIR=$work/env-models run bash "$root/tools/download_models.sh" albert-tiny
+check "models: LAYERPROBE_MODELS_DIR sets the directory" same "$work/env-models/albert-tiny/config.json" "$hub/albert-tiny/resolve/main/config.json"
+
+run bash "$root/tools/download_models.sh" --dir "$models" no-such-model
+check "models: an unknown model fails" test "$status" = 1
+check "models: an unknown model is named" output_has "no-such-model: $url/no-such-model/resolve/main/config.json not found (HTTP 404)"
+
+run bash "$root/tools/download_models.sh" --dir "$models" ../escape
+check "models: a path-like name is a usage error" test "$status" = 2
+run bash "$root/tools/download_models.sh" --dir "$models"
+check "models: no name is a usage error" test "$status" = 2
+
+LAYERPROBE_HUB_URL="http://127.0.0.1:$closed_port" run bash "$root/tools/download_models.sh" --dir "$models" albert-tiny
+check "models: offline fails" test "$status" = 1
+check "models: offline says so" output_has "cannot reach 127.0.0.1:$closed_port: are you offline?"
+
+# --- download_squad.sh ------------------------------------------------------
+squad=$work/squad
+run bash "$root/tools/download_squad.sh" --help
+check "squad --help mentions the CS224N split" output_has "CS224N"
+
+LAYERPROBE_SQUAD_URL="$url/squad" run bash "$root/tools/download_squad.sh" --dir "$squad"
+check "squad: download succeeds" test "$status" = 0
+for split in train dev; do
+  check "squad: $split-v2.0.json is the server's" same "$squad/$split-v2.0.json" "$hub/squad/$split-v2.0.json"
+done
+check "squad: counts the questions" output_has "1 articles, 1 questions"
+check "squad: notes the study's dev split" output_has "half of it (6,078 questions)"
+
+rm -f "$squad/dev-v2.0.json"
+head -c 50 "$hub/squad/dev-v2.0.json" >"$squad/dev-v2.0.json.part"
+LAYERPROBE_SQUAD_URL="$url/norange/squad" run bash "$root/tools/download_squad.sh" --dir "$squad"
+check "squad: a server without ranges restarts the download" test "$status" = 0
+check "squad: says it restarts" output_has "the server cannot resume"
+check "squad: the restarted file is the server's" same "$squad/dev-v2.0.json" "$hub/squad/dev-v2.0.json"
+
+LAYERPROBE_SQUAD_URL="$url/bad-squad" run bash "$root/tools/download_squad.sh" --dir "$work/bad"
+check "squad: a file that is not SQuAD JSON fails" test "$status" = 1
+check "squad: says the file is not SQuAD" output_has "is not SQuAD 2.0 JSON"
+check "squad: the bad file is moved aside" test ! -e "$work/bad/train-v2.0.json" -a -e "$work/bad/train-v2.0.json.invalid"
+
+LAYERPROBE_SQUAD_URL="http://127.0.0.1:$closed_port/squad" run bash "$root/tools/download_squad.sh" --dir "$work/offline"
+check "squad: offline fails with a clear message" test "$status" = 1 -a -n "$(output_has 'are you offline?' && echo y)"
+
+if ((failures)); then
+  echo "$failures check(s) failed; last output:"
+  cat "$work/out.txt"
+  exit 1
+fi
+echo "all download script checks passed"

@@ -1,0 +1,204 @@
+#include "layerprobe/features.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+
+#include "layerprobe/common.hpp"
+#include "layerprobe/gzip.hpp"
+#include "layerprobe/tokenizer.hpp"
+#include "test_support.hpp"
+
+using namespace layerprobe;
+using nlohmann::json;
+
+namespace {
+
+const char* kModel = "data/albert/spiece.model";
+const char* kDev = "data/squad/dev-v2.0.json";
+
+AlbertTokenizer albert() { return AlbertTokenizer(test_support::shared_path(kModel)); }
+
+FeatureOptions options(int max_seq, int stride, int max_query, bool training, int threads = 0) {
+  FeatureOptions o;
+  o.max_seq_length = max_seq;
+  o.doc_stride = stride;
+  o.max_query_length = max_query;
+  o.is_training = training;
+  o.threads = threads;
+  return o;
+}
+
+// A one-paragraph dataset whose context is `words` numbered words.
+SquadDataset numbered_context(int words, const std::string& answer, int answer_word, bool impossible = false) {
+  std::string context;
+  int answer_start = 0;
+  for (int i = 0; i < words; ++i) {
+    if (i == answer_word) answer_start = static_cast<int>(context.size());
+    context += (i == answer_word ? answer : "word" + std::to_string(i)) + " ";
+  }
+  json qa = {{"id", "q"}, {"question", "Which word?"}, {"is_impossible", impossible}, {"answers", json::array()}};
+  if (!impossible) qa["answers"].push_back({{"text", answer}, {"answer_start", answer_start}});
+  json file = {{"data", json::array({{{"title", "T"}, {"paragraphs", json::array({{{"context", context}, {"qas", json::array({qa})}}})}}})}};
+  return parse_squad(file.dump(), "numbered.json", {true});
+}
+
+}  // namespace
+
+TEST(Features, MatchTheGoldenDevFeatures) {
+  REQUIRE_SHARED("golden/features/dev_train_384_128_64.jsonl.gz");
+  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(kDev);
+  auto tokenizer = albert();
+  auto data = load_squad(test_support::shared_path(kDev), {true});
+  auto features = convert_examples_to_features(data.examples, tokenizer, options(384, 128, 64, true));
+  std::istringstream golden(read_gzip_file(test_support::shared_path("golden/features/dev_train_384_128_64.jsonl.gz")));
+  size_t lines = 0, mismatches = 0;
+  for (std::string line; std::getline(golden, line); ++lines) {
+    if (lines >= features.size()) continue;
+    const auto& f = features[lines];
+    if (feature_to_json_line(f, data.examples[static_cast<size_t>(f.example_index)].qas_id) != line &&
+        ++mismatches <= 5)
+      ADD_FAILURE() << "feature " << lines << " differs from golden: " << line.substr(0, 80);
+  }
+  EXPECT_EQ(lines, 6398u);
+  EXPECT_EQ(features.size(), 6398u);
+  EXPECT_EQ(mismatches, 0u);
+}
+
+TEST(Features, ThreadCountDoesNotChangeTheResult) {
+  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(kDev);
+  auto tokenizer = albert();
+  auto data = load_squad(test_support::shared_path(kDev));
+  data.examples.resize(400);
+  auto one = convert_examples_to_features(data.examples, tokenizer, options(128, 64, 32, false, 1));
+  auto three = convert_examples_to_features(data.examples, tokenizer, options(128, 64, 32, false, 3));
+  ASSERT_EQ(one.size(), three.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(one[i].unique_id, 1000000000 + static_cast<int>(i));
+    EXPECT_EQ(one[i].example_index, three[i].example_index);
+    EXPECT_EQ(one[i].input_ids, three[i].input_ids);
+    EXPECT_EQ(one[i].token_is_max_context, three[i].token_is_max_context);
+  }
+}
+
+TEST(Features, WindowsSlideByDocStrideAndEachTokenHasOneMaxContextWindow) {
+  REQUIRE_SHARED(kModel);
+  auto tokenizer = albert();
+  auto data = numbered_context(40, "target", 30);
+  auto context_ids = tokenizer.encode(data.examples[0].context_text);
+  auto query_length = tokenizer.encode("Which word?").size();
+  auto features = convert_examples_to_features(data.examples, tokenizer, options(48, 16, 64, true));
+  int room = 48 - static_cast<int>(query_length) - 3;
+  ASSERT_GT(static_cast<int>(context_ids.size()), room);
+  std::vector<int> max_context_count(context_ids.size(), 0);
+  for (size_t w = 0; w < features.size(); ++w) {
+    const auto& f = features[w];
+    int offset = static_cast<int>(query_length) + 2;
+    EXPECT_EQ(f.input_ids.front(), 2);
+    EXPECT_EQ(f.input_ids.back(), 3);
+    EXPECT_EQ(f.input_ids[static_cast<size_t>(offset - 1)], 3);
+    EXPECT_LE(f.length(), 48u);
+    EXPECT_EQ(f.paragraph_len, static_cast<int>(f.length()) - offset - 1);
+    EXPECT_EQ(f.tokens.size(), f.length());
+    for (int i = 0; i < f.paragraph_len; ++i) {
+      size_t t = static_cast<size_t>(offset + i), c = w * 16 + static_cast<size_t>(i);
+      EXPECT_EQ(f.input_ids[t], context_ids[c]);
+      EXPECT_EQ(f.p_mask[t], 0);
+      EXPECT_GE(f.token_to_orig_map[t], 0);
+      max_context_count[c] += f.token_is_max_context[t];
+    }
+    EXPECT_EQ(f.p_mask[0], 0);
+    EXPECT_EQ(f.p_mask[1], 1);
+    EXPECT_EQ(f.p_mask.back(), 1);
+    EXPECT_EQ(f.token_to_orig_map[0], -1);
+    EXPECT_EQ(f.token_to_orig_map.back(), -1);
+  }
+  EXPECT_EQ(features.back().paragraph_len + 16 * static_cast<int>(features.size() - 1),
+            static_cast<int>(context_ids.size()));
+  EXPECT_EQ(max_context_count, std::vector<int>(context_ids.size(), 1));
+  // The answer is only inside some windows; the others point at [CLS].
+  int with_answer = 0;
+  for (const auto& f : features) {
+    if (f.is_impossible) {
+      EXPECT_EQ(f.start_position, 0);
+      EXPECT_EQ(f.end_position, 0);
+      continue;
+    }
+    ++with_answer;
+    EXPECT_EQ(f.token_to_orig_map[static_cast<size_t>(f.start_position)], 30);
+    EXPECT_EQ(f.token_to_orig_map[static_cast<size_t>(f.end_position)], 30);
+  }
+  EXPECT_GT(with_answer, 0);
+  EXPECT_LT(with_answer, static_cast<int>(features.size()));
+}
+
+TEST(Features, AnswerSpanIsImprovedToTheTokenisedAnswer) {
+  REQUIRE_SHARED(kModel);
+  auto tokenizer = albert();
+  // The answer "Normans" is inside the word "Normans."; HF narrows the span
+  // from all the word's tokens to the answer's.
+  auto data = numbered_context(5, "Normans.", 2);
+  data.examples[0].answer_text = "Normans";
+  ASSERT_GT(tokenizer.tokenize("Normans.").size(), tokenizer.tokenize("Normans").size());
+  auto f = convert_examples_to_features(data.examples, tokenizer, options(384, 128, 64, true)).at(0);
+  std::vector<std::string> span(f.tokens.begin() + f.start_position, f.tokens.begin() + f.end_position + 1);
+  EXPECT_EQ(span, tokenizer.tokenize("Normans"));
+}
+
+TEST(Features, EvalModeHasNoTargets) {
+  REQUIRE_SHARED(kModel);
+  auto tokenizer = albert();
+  auto data = numbered_context(40, "target", 30);
+  for (const auto& f : convert_examples_to_features(data.examples, tokenizer, options(48, 16, 64, false))) {
+    EXPECT_EQ(f.start_position, 0);
+    EXPECT_EQ(f.end_position, 0);
+    EXPECT_FALSE(f.is_impossible);
+  }
+}
+
+TEST(Features, LiteralPadTokenCutsTheTokensAsHfDoes) {
+  REQUIRE_SHARED(kModel);
+  auto tokenizer = albert();
+  auto data = numbered_context(6, "<pad>", 3, true);
+  auto f = convert_examples_to_features(data.examples, tokenizer, options(384, 128, 64, false)).at(0);
+  auto pad = std::find(f.input_ids.begin(), f.input_ids.end(), 0);
+  ASSERT_NE(pad, f.input_ids.end());
+  EXPECT_EQ(f.tokens.size(), static_cast<size_t>(pad - f.input_ids.begin()));
+  EXPECT_EQ(f.p_mask[static_cast<size_t>(pad - f.input_ids.begin())], 0);
+}
+
+TEST(Features, QuestionTooLongForTheWindowIsAnError) {
+  REQUIRE_SHARED(kModel);
+  auto tokenizer = albert();
+  auto data = numbered_context(6, "x", 1);
+  data.examples[0].question_text = std::string(200, 'a') + " b c d e f g h i j k l m n o p";
+  try {
+    convert_examples_to_features(data.examples, tokenizer, options(16, 8, 64, false));
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'q'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(convert_examples_to_features(data.examples, tokenizer, options(384, 0, 64, false)), Error);
+}
+
+TEST(Features, JsonLineHasTheGoldenSchema) {
+  SquadFeature f;
+  f.input_ids = {2, 10, 3, 11, 3};
+  f.token_type_ids = {0, 0, 0, 1, 1};
+  f.token_to_orig_map = {-1, -1, -1, 4, -1};
+  f.start_position = 3;
+  f.end_position = 3;
+  EXPECT_EQ(feature_to_json_line(f, "id\u00e9"),
+            "{\"qas_id\": \"id\\u00e9\", \"input_ids\": [2, 10, 3, 11, 3], \"token_type_ids\": [0, 0, 0, 1, 1], "
+            "\"start_position\": 3, \"end_position\": 3, \"is_impossible\": false, \"token_to_orig_map\": {\"3\": 4}}");
+}
+
+TEST(Gzip, CorruptOrMissingFilesAreErrors) {
+  EXPECT_THROW(read_gzip_file("/nonexistent/x.gz"), Error);
+  auto dir = test_support::scratch_dir("features_gzip");
+  std::string bad = "\x1f\x8b\x08\x00garbage-not-deflate";
+  write_file_atomically(dir / "bad.gz", bad);
+  EXPECT_THROW(read_gzip_file(dir / "bad.gz"), Error);
+}

@@ -1,0 +1,131 @@
+// probe_evaluate: official SQuAD 2.0 EM/F1 of probe predictions, per layer.
+//   probe_evaluate exper DIR   every DIR/<kind>_epoch_<e>/<kind>_preds, plus summary.csv and layers.svg
+//   probe_evaluate preds DIR   one preds dir; results.csv beside it
+//   probe_evaluate file DATA PRED   evaluate-v2.0.py on one prediction file
+
+#include <algorithm>
+#include <iostream>
+#include <tuple>
+
+#include "layerprobe/experiment_eval.hpp"
+#include "layerprobe/metrics.hpp"
+#include "layerprobe/report.hpp"
+#include "tool_main.hpp"
+
+namespace fs = std::filesystem;
+using namespace layerprobe;
+
+namespace {
+
+struct DirArgs {
+  std::string dir;
+  std::string dev_file;
+  bool allow_missing = false;
+};
+
+struct FileArgs {
+  std::string data_file, pred_file, na_prob_file, out_file;
+  double na_prob_thresh = 1.0;
+  bool allow_missing = false;
+};
+
+void add_dir_options(CLI::App& cmd, DirArgs& args, const std::string& what) {
+  cmd.add_option("DIR", args.dir, what)->required()->check(CLI::ExistingDirectory);
+  cmd.add_option("--dev-file", args.dev_file,
+                 "SQuAD 2.0 file the predictions were made from (default: dev_file in preds_meta.json)")
+      ->check(CLI::ExistingFile);
+  cmd.add_flag("--allow-missing", args.allow_missing, "Score questions without a prediction as \"\" instead of failing");
+}
+
+PredsEvalOptions preds_options(const DirArgs& args) {
+  PredsEvalOptions options;
+  if (!args.dev_file.empty()) options.dev_file = args.dev_file;
+  options.allow_missing = args.allow_missing;
+  return options;
+}
+
+// Writes results.csv beside the preds dir and prints its table.
+RunResults evaluate_and_report(const fs::path& preds_dir, const PredsEvalOptions& options, GoldCache& gold) {
+  RunResults run = evaluate_preds_dir(preds_dir, options, gold);
+  const fs::path out = results_csv_path(preds_dir);
+  write_file_atomically(out, results_csv(run.layers));
+  std::cout << "== " << preds_dir.string() << " (" << run.kind << ", epoch " << run.epoch << ")\n"
+            << results_table(run.layers) << std::flush;
+  spdlog::info("wrote {}", out.string());
+  return run;
+}
+
+int run_exper(const DirArgs& args) {
+  GoldCache gold;
+  std::vector<RunResults> runs;
+  for (const auto& preds_dir : find_preds_dirs(args.dir)) runs.push_back(evaluate_and_report(preds_dir, preds_options(args), gold));
+  std::sort(runs.begin(), runs.end(),
+            [](const RunResults& a, const RunResults& b) { return std::tie(a.kind, a.epoch) < std::tie(b.kind, b.epoch); });
+  const fs::path dir(args.dir);
+  write_file_atomically(dir / "summary.csv", summary_csv(runs));
+  write_file_atomically(dir / "layers.svg", layers_svg(runs));
+  spdlog::info("wrote {} and {}", (dir / "summary.csv").string(), (dir / "layers.svg").string());
+  return 0;
+}
+
+int run_preds(const DirArgs& args) {
+  GoldCache gold;
+  evaluate_and_report(args.dir, preds_options(args), gold);
+  return 0;
+}
+
+int run_file(const FileArgs& args) {
+  const GoldDataset gold = load_gold_dataset(args.data_file);
+  const PredictionMap predictions = load_predictions_json(args.pred_file);
+  NaProbMap na_probs;
+  EvalOptions options;
+  options.na_prob_thresh = args.na_prob_thresh;
+  options.allow_missing = args.allow_missing;
+  if (!args.na_prob_file.empty()) {
+    na_probs = load_na_probs(args.na_prob_file);
+    options.na_probs = &na_probs;
+  }
+  const SquadEvaluation eval = evaluate_squad(gold, predictions, options);
+  if (eval.missing) spdlog::warn("{} questions had no prediction, scored as \"\"", eval.missing);
+  // As evaluate-v2.0.py: json.dump to --out-file, else json.dumps(indent=2) to stdout.
+  if (!args.out_file.empty()) {
+    write_file_atomically(args.out_file, format_python_json(eval.to_json()));
+  } else {
+    std::cout << format_python_json(eval.to_json(), 2) << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Official SQuAD 2.0 evaluation (evaluate-v2.0.py numbers) of per-layer probe predictions"};
+  app.require_subcommand(1);
+  bool verbose = false, quiet = false;
+  tools::add_logging_flags(app, verbose, quiet);
+
+  DirArgs exper_args, preds_args;
+  auto* exper = app.add_subcommand(
+      "exper", "Evaluate every DIR/<kind>_epoch_<e>/<kind>_preds; write each results.csv, DIR/summary.csv and DIR/layers.svg");
+  add_dir_options(*exper, exper_args, "Experiment directory");
+  auto* preds = app.add_subcommand("preds", "Evaluate one <kind>_preds directory; write results.csv beside it");
+  add_dir_options(*preds, preds_args, "Predictions directory (pred_layer_<L>.json or .csv)");
+
+  FileArgs file_args;
+  auto* file = app.add_subcommand("file", "evaluate-v2.0.py: score one prediction file, print or write the metrics JSON");
+  file->add_option("DATA", file_args.data_file, "SQuAD 2.0 data file")->required()->check(CLI::ExistingFile);
+  file->add_option("PRED", file_args.pred_file, "Predictions {\"id\": \"answer\"}")->required()->check(CLI::ExistingFile);
+  file->add_option("-n,--na-prob-file", file_args.na_prob_file, "No-answer probabilities {\"id\": p}; adds best_*")
+      ->check(CLI::ExistingFile);
+  file->add_option("-t,--na-prob-thresh", file_args.na_prob_thresh, "Predict \"\" when the no-answer probability exceeds this")
+      ->capture_default_str();
+  file->add_option("-o,--out-file", file_args.out_file, "Write the metrics JSON here instead of printing it");
+  file->add_flag("--allow-missing", file_args.allow_missing, "Score questions without a prediction as \"\" instead of failing");
+
+  return tools::run_tool(app, argc, argv, [&] {
+    tools::configure_logging(verbose, quiet);
+    if (*exper) return run_exper(exper_args);
+    if (*preds) return run_preds(preds_args);
+    return run_file(file_args);
+  });
+}
