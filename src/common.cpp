@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <fstream>
+#include <malloc.h>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
@@ -33,10 +34,19 @@ int configure_threads(int requested) {
   torch::set_num_threads(threads);
   // Debian's libtorch multiplies matrices through the system BLAS; OpenBLAS
   // otherwise starts a spinning thread per core of its own on top of
-  // LibTorch's, and the two pools fight over the cores.
+  // LibTorch's, and the two pools fight over the cores. One BLAS thread: the
+  // heavy inference matrices go through oneDNN on LibTorch's pool, and what
+  // remains for BLAS (bmm, which LibTorch 1.13 splits into one small GEMM per
+  // batch and head) ran ten times slower with two BLAS threads than with one.
   using SetThreads = void (*)(int);
   if (auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set_blas_threads(threads);
+    set_blas_threads(1);
+  // Activations of tens of MB are allocated and freed every layer; glibc
+  // would mmap and unmap each one, and the page faults of re-touching fresh
+  // pages cost more than the arithmetic on them. Keep them on the heap (32 MiB
+  // is the largest threshold glibc accepts on 64-bit).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   return threads;
 }
 

@@ -18,12 +18,17 @@ std::string hub_name(const fs::path& dir) {
 }
 }  // namespace
 
-void require_model_dir(const fs::path& dir, const std::string& option_name) {
-  for (const char* file : {"config.json", "spiece.model"}) {
-    if (!fs::is_regular_file(dir / file))
-      throw Error("model not found: '" + (dir / file).string() + "' does not exist. Download the model with " +
+fs::path tokenizer_file(const fs::path& model_dir, const fs::path& vocab) {
+  return vocab.empty() ? model_dir / "spiece.model" : vocab;
+}
+
+void require_model_dir(const fs::path& dir, const std::string& option_name, const fs::path& vocab) {
+  for (const auto& file : {dir / "config.json", tokenizer_file(dir, vocab)}) {
+    if (!fs::is_regular_file(file))
+      throw Error("model not found: '" + file.string() + "' does not exist. Download the model with " +
                   "`tools/download_models.sh " + hub_name(dir) + "`, or pass " + option_name +
-                  " DIR (a Hugging Face model directory with config.json, weights and spiece.model)");
+                  " DIR (a Hugging Face model directory with config.json, weights and spiece.model;" +
+                  " --vocab FILE names a spiece.model kept elsewhere)");
   }
 }
 

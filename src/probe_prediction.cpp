@@ -28,6 +28,7 @@ struct ProbeSet {
   std::string kind;
   StoredProbes stored;
   fs::path model_dir;
+  fs::path vocab;
   std::vector<std::vector<FeatureLogits>> logits;  // [layer][feature]
 };
 
@@ -45,8 +46,10 @@ ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options)
   check_probe_kind(kind);
   const auto& override_dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
   fs::path model_dir = override_dir.empty() ? fs::path(stored.metadata.model_path) : override_dir;
-  require_model_dir(model_dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model");
-  return ProbeSet{dir, kind, std::move(stored), model_dir, {}};
+  fs::path vocab = options.vocab.empty() ? fs::path(stored.metadata.training_options.value("vocab", ""))
+                                         : options.vocab;
+  require_model_dir(model_dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", vocab);
+  return ProbeSet{dir, kind, std::move(stored), model_dir, vocab, {}};
 }
 
 void check_fits(const ProbeSet& set, const AlbertConfig& config) {
@@ -145,8 +148,11 @@ void predict_probes(const ProbePredictOptions& input_options) {
   require_squad_file(options.dev_file, "--dev-file");
   auto dataset = load_squad(options.dev_file);
   std::map<std::string, std::vector<ProbeSet*>> by_model;
-  for (auto& set : sets) by_model[fs::absolute(set.model_dir).lexically_normal().string()].push_back(&set);
-  for (auto& [model_dir, group] : by_model) {
+  // Probe sets of one model (and vocabulary) share one encoder pass.
+  for (auto& set : sets)
+    by_model[fs::absolute(set.model_dir).lexically_normal().string() + "\n" + set.vocab.string()].push_back(&set);
+  for (auto& [key, group] : by_model) {
+    const fs::path& model_dir = group.front()->model_dir;
     auto loaded = load_checkpoint(model_dir);
     for (auto* set : group) {
       check_fits(*set, loaded.config);
@@ -154,10 +160,10 @@ void predict_probes(const ProbePredictOptions& input_options) {
     }
     loaded.model->to(device);
     loaded.model->eval();
-    AlbertTokenizer tokenizer(fs::path(model_dir) / "spiece.model");
+    AlbertTokenizer tokenizer(tokenizer_file(model_dir, group.front()->vocab));
     auto features = dev_features(dataset.examples, tokenizer, group.front()->stored.metadata.training_options);
     spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}", options.dev_file.string(),
-                 dataset.examples.size(), features.size(), group.size(), model_dir);
+                 dataset.examples.size(), features.size(), group.size(), model_dir.string());
     score_features(loaded.model, features, group, options.batch_size, device);
     for (auto* set : group) write_predictions(*set, dataset.examples, features, options);
   }

@@ -3,13 +3,13 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <random>
 
 #include "layerprobe/checkpoint.hpp"
 #include "layerprobe/common.hpp"
 #include "layerprobe/device.hpp"
 #include "layerprobe/experiment.hpp"
 #include "layerprobe/features.hpp"
+#include "layerprobe/finetune.hpp"
 #include "layerprobe/model_source.hpp"
 #include "layerprobe/probe_store.hpp"
 #include "layerprobe/probe_workflow.hpp"
@@ -49,6 +49,7 @@ nlohmann::json training_options_json(const ProbeTrainOptions& o) {
           {"max_query_length", o.max_query_length},
           {"seed", o.seed},
           {"max_train_features", o.max_train_features},
+          {"vocab", o.vocab.empty() ? "" : fs::absolute(o.vocab).lexically_normal().string()},
           {"dropout", ProbeOptions{}.dropout},
           {"optimizer", "AdamW(betas=(0.9,0.999), eps=1e-8, weight_decay=0, correct_bias=False), clip 1.0 per head"},
           {"padding_masked", true}};
@@ -79,16 +80,6 @@ void resume(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann::jso
   }
 }
 
-// Fisher-Yates with mt19937_64 and our own reduction, so the order is the
-// same with every standard library.
-std::vector<size_t> shuffled_order(size_t n, uint64_t seed, int epoch) {
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
-  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-  return order;
-}
-
 uint64_t dropout_seed(uint64_t seed, int epoch, const std::string& kind) {
   return seed * 7919ULL + static_cast<uint64_t>(epoch) * 104729ULL + (kind == "fine_tuned" ? 1 : 0);
 }
@@ -113,9 +104,9 @@ std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, co
   return features;
 }
 
-void check_same_tokenizer(const std::vector<ProbeRun>& runs) {
+void check_same_tokenizer(const std::vector<ProbeRun>& runs, const fs::path& vocab) {
   if (runs.size() < 2) return;
-  if (read_file(runs[0].model_dir / "spiece.model") != read_file(runs[1].model_dir / "spiece.model"))
+  if (read_file(tokenizer_file(runs[0].model_dir, vocab)) != read_file(tokenizer_file(runs[1].model_dir, vocab)))
     throw Error("the two models use different spiece.model vocabularies ('" + runs[0].model_dir.string() + "', '" +
                 runs[1].model_dir.string() + "'); train them in separate probe_train runs");
 }
@@ -141,7 +132,7 @@ void save_epoch(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann:
 void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>& features,
                  const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
                  torch::Device device) {
-  auto order = shuffled_order(features.size(), options.seed, epoch);
+  auto order = epoch_order(features.size(), options.seed, epoch);
   // Dropout masks come from one generator per model and epoch on the CPU, so
   // a resumed run repeats them exactly; on CUDA the device's default
   // generator, seeded per epoch, draws them.
@@ -198,11 +189,11 @@ void train_probes(const ProbeTrainOptions& input_options) {
   for (const auto& kind : options.kinds) {
     check_probe_kind(kind);
     auto dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
-    require_model_dir(dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model");
+    require_model_dir(dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", options.vocab);
     runs.push_back(ProbeRun{kind, dir, {}, std::nullopt, 0, 0});
   }
   require_squad_file(options.train_file, "--train-file");
-  check_same_tokenizer(runs);
+  check_same_tokenizer(runs, options.vocab);
   auto training_options = training_options_json(options);
   for (auto& run : runs) {
     if (!options.overwrite) resume(run, options, training_options);
@@ -222,7 +213,7 @@ void train_probes(const ProbeTrainOptions& input_options) {
                                         probe_options(options), options.seed);
     run.probes->to(device);
   }
-  AlbertTokenizer tokenizer(runs.front().model_dir / "spiece.model");
+  AlbertTokenizer tokenizer(tokenizer_file(runs.front().model_dir, options.vocab));
   auto features = training_features(options, tokenizer);
   for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
     std::vector<ProbeRun*> active;

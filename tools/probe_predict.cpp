@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
                  "Model for pretrained probes [the one recorded in the probes]");
   app.add_option("--fine-tuned-model", options.fine_tuned_model,
                  "Model for fine_tuned probes [the one recorded in the probes]");
+  app.add_option("--vocab", options.vocab, "SentencePiece model [the one the probes were trained with]");
   app.add_option("--batch-size", options.batch_size, "Features per encoder batch")->capture_default_str();
   app.add_option("--max-answer-length", options.max_answer_length, "Longest answer in tokens")->capture_default_str();
   app.add_option("--n-best-size", options.n_best_size, "Candidate starts and ends per window")->capture_default_str();

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.add_option("--fine-tuned-model", options.fine_tuned_model, "Fine-tuned model directory (HF layout)")
       ->capture_default_str();
   app.add_option("--train-file", options.train_file, "SQuAD 2.0 training file [$SQUAD_DIR/train-v2.0.json]");
+  app.add_option("--vocab", options.vocab, "SentencePiece model [<model>/spiece.model]");
   app.add_option("--output-dir", options.output_dir, "Experiment directory")->capture_default_str();
   app.add_option("--batch-size", options.batch_size, "Features per batch")->capture_default_str();
   app.add_option("--learning-rate", options.learning_rate, "AdamW learning rate")->capture_default_str();

@@ -6,7 +6,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "layerprobe/config.hpp"
@@ -49,8 +51,19 @@ class AlbertAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AlbertAttention);
 
+// The CPU inference path of AlbertLayer (oneDNN linears over prepared,
+// fused weights) is on by default; turning it off runs the reference ops
+// everywhere, which the bench and the parity tests use for comparison.
+void set_fast_cpu_inference(bool enabled);
+bool fast_cpu_inference_enabled();
+
 // One transformer layer: every linear/attention op of the layer runs in
 // forward(), so a faster implementation can replace this one method.
+// In eval mode without autograd on CPU float32 (and with the fast path
+// enabled) forward() runs fast_forward(): Q, K and V in one oneDNN linear
+// over a [3H,H] weight, the other linears through oneDNN too, and the
+// activation as one fused kernel. Its prepared weights are derived from the
+// parameters and rebuilt whenever a parameter changes (in place or replaced).
 class AlbertLayerImpl : public torch::nn::Module {
  public:
   explicit AlbertLayerImpl(const AlbertConfig& config);
@@ -60,6 +73,17 @@ class AlbertLayerImpl : public torch::nn::Module {
   AlbertAttention attention{nullptr};
   torch::nn::Linear ffn{nullptr}, ffn_output{nullptr};
   Activation activation;
+
+ private:
+  struct PreparedWeights {
+    std::vector<std::pair<const void*, uint32_t>> source;  // data pointer and version of each parameter
+    torch::Tensor qkv_weight, qkv_bias, dense_weight, ffn_weight, ffn_output_weight;
+  };
+  bool use_fast_path(const torch::Tensor& hidden_states) const;
+  const PreparedWeights& prepared_weights();
+  torch::Tensor fast_forward(const torch::Tensor& hidden_states, const torch::Tensor& additive_mask);
+
+  PreparedWeights prepared_;
 };
 TORCH_MODULE(AlbertLayer);
 

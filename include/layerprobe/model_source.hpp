@@ -7,9 +7,15 @@
 
 namespace layerprobe {
 
-// Error unless `dir` holds config.json and spiece.model; the message names
-// `dir` and the download command (tools/download_models.sh <hub_name>).
-void require_model_dir(const std::filesystem::path& dir, const std::string& option_name);
+// The SentencePiece model that tokenises for `model_dir`: `vocab` when
+// given, else the model's own spiece.model.
+std::filesystem::path tokenizer_file(const std::filesystem::path& model_dir, const std::filesystem::path& vocab = {});
+
+// Error unless `dir` holds config.json and a tokenizer (tokenizer_file); the
+// message names the missing file and the download command
+// (tools/download_models.sh <hub_name>).
+void require_model_dir(const std::filesystem::path& dir, const std::string& option_name,
+                       const std::filesystem::path& vocab = {});
 
 // Error unless `path` is a file; the message names the option and
 // tools/download_squad.sh.

@@ -21,6 +21,7 @@ struct ProbeTrainOptions {
   std::filesystem::path pretrained_model = "models/albert-base-v2";
   std::filesystem::path fine_tuned_model = "models/twmkn9/albert-base-v2-squad2";
   std::filesystem::path train_file;  // default $SQUAD_DIR/train-v2.0.json
+  std::filesystem::path vocab;       // default <model>/spiece.model
   std::filesystem::path output_dir = ".";
   int batch_size = 8;
   double learning_rate = 5e-5;
@@ -42,6 +43,7 @@ struct ProbePredictOptions {
   std::filesystem::path dev_file;  // default $SQUAD_DIR/dev-v2.0.json
   // Override the model recorded in the probes' metadata, per kind.
   std::filesystem::path pretrained_model, fine_tuned_model;
+  std::filesystem::path vocab;  // default: the one the probes were trained with
   int batch_size = 32;
   int max_answer_length = 17;
   int n_best_size = 20;

@@ -14,5 +14,6 @@ void add_tokenize_command(CLI::App& app);
 void add_features_command(CLI::App& app);
 void add_encode_command(CLI::App& app);
 void add_init_model_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace layerprobe::tools

@@ -1,0 +1,126 @@
+// The bench's plumbing (not its timings) and the encoder's CPU fast path it
+// measures: the fast path must give the reference ops' results.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "layerprobe/bench.hpp"
+#include "layerprobe/checkpoint.hpp"
+#include "layerprobe/common.hpp"
+#include "layerprobe/encoder.hpp"
+#include "layerprobe/safetensors.hpp"
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using namespace layerprobe;
+
+namespace {
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+}
+
+// Runs `model` on the golden tiny inputs with the fast path on or off.
+EncoderOutput run_golden_inputs(AlbertForQuestionAnswering& model, bool fast) {
+  const auto ref = read_safetensors(test_support::shared_path("golden/albert-tiny/reference_outputs.safetensors")).tensors;
+  set_fast_cpu_inference(fast);
+  torch::NoGradGuard no_grad;
+  EncoderOutput out = model(ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask"));
+  set_fast_cpu_inference(true);
+  return out;
+}
+
+LoadedModel golden_tiny() {
+  return load_checkpoint(test_support::shared_path("golden/albert-tiny"));
+}
+
+}  // namespace
+
+TEST(FastPath, MatchesTheReferenceOpsOnTheGoldenModel) {
+  REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
+  LoadedModel loaded = golden_tiny();
+  EncoderOutput fast = run_golden_inputs(loaded.model, true);
+  EncoderOutput reference = run_golden_inputs(loaded.model, false);
+  ASSERT_EQ(fast.hidden_states.size(), reference.hidden_states.size());
+  for (size_t i = 0; i < fast.hidden_states.size(); ++i)
+    EXPECT_LE(max_diff(fast.hidden_states[i], reference.hidden_states[i]), 1e-5) << "hidden state " << i;
+  EXPECT_LE(max_diff(fast.start_logits, reference.start_logits), 1e-5);
+  EXPECT_LE(max_diff(fast.end_logits, reference.end_logits), 1e-5);
+}
+
+TEST(FastPath, FollowsParameterChanges) {
+  REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
+  LoadedModel loaded = golden_tiny();
+  EncoderOutput before = run_golden_inputs(loaded.model, true);  // prepares the fused weights
+  {
+    torch::NoGradGuard no_grad;
+    auto& layer = *loaded.model->albert->encoder->groups[0]->layers[0];
+    layer.attention->key->weight.mul_(1.5);
+    layer.ffn->bias.add_(0.25);
+  }
+  EncoderOutput fast = run_golden_inputs(loaded.model, true);
+  EncoderOutput reference = run_golden_inputs(loaded.model, false);
+  EXPECT_GT(max_diff(fast.last_hidden_state(), before.last_hidden_state()), 1e-3);
+  EXPECT_LE(max_diff(fast.last_hidden_state(), reference.last_hidden_state()), 1e-5);
+}
+
+TEST(FastPath, NotUsedWhileTraining) {
+  REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
+  LoadedModel loaded = golden_tiny();
+  loaded.model->train();
+  const auto ref = read_safetensors(test_support::shared_path("golden/albert-tiny/reference_outputs.safetensors")).tensors;
+  EncoderOutput out = loaded.model(ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask"), false);
+  out.start_logits.sum().backward();
+  auto& layer = *loaded.model->albert->encoder->groups[0]->layers[0];
+  ASSERT_TRUE(layer.attention->query->weight.grad().defined());
+  EXPECT_GT(layer.attention->query->weight.grad().abs().sum().item<double>(), 0);
+}
+
+TEST(Bench, FlopsCountEveryProduct) {
+  AlbertConfig config = AlbertConfig::albert_base_v2();
+  const double t = 200, h = 768, e = 128, i = 3072, layers = 12;
+  const double expected = 2 * (t * (e * h + 2 * h + layers * (4 * h * h + 2 * h * i)) + layers * 2 * t * t * h);
+  EXPECT_DOUBLE_EQ(forward_flops(config, 200), expected);
+  EXPECT_NEAR(forward_flops(config, 200) / 1e9, 35.5, 0.1);  // ~35 GFLOP at the dev set's mean length
+}
+
+TEST(Bench, RunsEveryStageOnATinyModel) {
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  const fs::path dir = test_support::scratch_dir("bench_tiny");
+  for (const char* name : {"config.json", "model.safetensors"})
+    fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + name), dir / name);
+  fs::copy_file(test_support::shared_path("data/albert/spiece.model"), dir / "spiece.model");
+  BenchOptions options;
+  options.model_dir = dir;
+  options.data_file = test_support::shared_path("data/squad/dev-v2.0.json");
+  options.features = 12;
+  options.train_features = 4;
+  options.batch_size = 4;
+  options.gemm_seconds = 0.02;
+  const nlohmann::json json = run_bench(options).to_json();
+  for (const char* key : {"features", "featurize_s", "forward_fps", "forward_padded_fps", "probe_train_fps",
+                          "predict_fps", "flops_per_feature", "gemm_peak_gflops", "forward_mfu", "train_step_fps",
+                          "train_mfu", "peak_rss_mb", "device", "precision"})
+    EXPECT_TRUE(json.contains(key)) << key;
+  EXPECT_GE(json["features"].get<int64_t>(), 12);
+  EXPECT_LE(json["features"].get<int64_t>(), 20);  // whole questions: a few more than asked for at most
+  EXPECT_EQ(json["featurized_features"].get<double>(), 6398);  // the golden feature count of the dev file
+  for (const char* key : {"forward_fps", "forward_padded_fps", "probe_train_fps", "predict_fps", "train_step_fps",
+                          "gemm_peak_gflops", "forward_mfu", "train_mfu", "peak_rss_mb"})
+    EXPECT_GT(json[key].get<double>(), 0) << key;
+  EXPECT_EQ(json["device"], "cpu");
+  EXPECT_EQ(json["precision"], "fp32");
+}
+
+TEST(Bench, HalfPrecisionNeedsAGpu) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA is available here";
+  BenchOptions options;
+  options.model_dir = "/nonexistent";
+  options.precision = "bf16";
+  try {
+    run_bench(options);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+  }
+}

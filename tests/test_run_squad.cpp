@@ -1,0 +1,161 @@
+// run_squad against transformers 2.5.1's run_squad evaluation of the golden
+// albert-tiny model, and its command line.
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "layerprobe/common.hpp"
+#include "layerprobe/metrics.hpp"
+#include "layerprobe/predictions_io.hpp"
+#include "layerprobe/run_squad.hpp"
+#include "layerprobe/squad_eval.hpp"
+#include "test_support.hpp"
+
+using namespace layerprobe;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Runs the run_squad executable; returns its exit status, its stdout+stderr in `output`.
+int run_cli(const std::string& args, const fs::path& scratch, std::string& output) {
+  const fs::path exe = fs::path(LAYERPROBE_BINARY_DIR) / "bin" / "run_squad";
+  if (!fs::exists(exe)) {
+    ADD_FAILURE() << exe << " is missing: build the run_squad target";
+    return -1;
+  }
+  const fs::path log = scratch / "cli_output.txt";
+  const int status = std::system((exe.string() + " " + args + " > " + log.string() + " 2>&1").c_str());
+  output = read_file(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The golden model has no spiece.model: pair it with albert-base-v2's.
+fs::path tiny_model_dir(const fs::path& scratch) {
+  const fs::path dir = scratch / "albert-tiny";
+  fs::create_directories(dir);
+  for (const char* name : {"config.json", "model.safetensors"})
+    fs::copy_file(test_support::shared_path("golden/albert-tiny") / name, dir / name);
+  fs::copy_file(test_support::shared_path("data/albert/spiece.model"), dir / "spiece.model");
+  return dir;
+}
+
+// Score of the best and second-best n-best entries of `id`.
+std::pair<double, double> top_two_scores(const nlohmann::json& nbest, const std::string& id) {
+  const auto& entries = nbest.at(id);
+  auto score = [](const nlohmann::json& e) { return e.at("start_logit").get<double>() + e.at("end_logit").get<double>(); };
+  return {score(entries.at(0)), entries.size() > 1 ? score(entries.at(1)) : -1e9};
+}
+
+}  // namespace
+
+TEST(RunSquad, EvalMatchesTransformers251OnAlbertTiny) {
+  REQUIRE_SHARED("golden/albert-tiny/run_squad_eval/predictions.json");
+  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  REQUIRE_SHARED("data/albert/spiece.model");
+  const fs::path scratch = test_support::scratch_dir("run_squad_eval");
+  const fs::path model = tiny_model_dir(scratch), out = scratch / "out";
+  const fs::path dev = test_support::shared_path("data/squad/dev-v2.0.json");
+  const fs::path golden = test_support::shared_path("golden/albert-tiny/run_squad_eval");
+  // The original README's evaluation command, flags verbatim.
+  std::string output;
+  const int status = run_cli("--model_type albert --model_name_or_path " + model.string() +
+                                 " --do_eval --overwrite_cache --do_lower_case --version_2_with_negative"
+                                 " --predict_file " + dev.string() +
+                                 " --per_gpu_train_batch_size 8 --num_train_epochs 3 --learning_rate 3e-5"
+                                 " --max_seq_length 384 --doc_stride 128 --per_gpu_eval_batch_size 32 --output_dir " +
+                                 out.string(),
+                             scratch, output);
+  ASSERT_EQ(status, 0) << output;
+
+  const PredictionMap ours = load_predictions_json(out / "predictions.json");
+  const PredictionMap theirs = load_predictions_json(golden / "predictions.json");
+  ASSERT_EQ(ours.size(), theirs.size());
+  const auto nbest = nlohmann::json::parse(read_file(out / "nbest_predictions.json"));
+  const NaProbMap our_odds = load_na_probs(out / "null_odds.json");
+  const NaProbMap their_odds = load_na_probs(golden / "null_odds.json");
+  size_t same = 0;
+  for (const auto& [id, text] : theirs.items) {
+    const std::string* mine = ours.find(id);
+    ASSERT_NE(mine, nullptr) << id;
+    if (*mine == text) {
+      ++same;
+      continue;
+    }
+    // A different answer is only acceptable where two candidates (or the
+    // null answer and the best span) tie to float rounding.
+    auto [best, second] = top_two_scores(nbest, id);
+    EXPECT_TRUE(std::abs(best - second) < 1e-3 || std::abs(*our_odds.find(id)) < 1e-3)
+        << id << ": '" << *mine << "' vs '" << text << "' is not a near-tie";
+  }
+  EXPECT_GE(static_cast<double>(same) / static_cast<double>(theirs.size()), 0.999)
+      << same << " of " << theirs.size() << " identical";
+
+  ASSERT_EQ(our_odds.size(), their_odds.size());
+  double max_diff = 0.0;
+  for (const auto& [id, value] : their_odds.items) max_diff = std::max(max_diff, std::abs(*our_odds.find(id) - value));
+  EXPECT_LE(max_diff, 1e-4);
+
+  // The official script on our files (with the null odds, as official_eval.json was made).
+  const GoldDataset gold = load_gold_dataset(dev);
+  EvalOptions eval_options;
+  eval_options.na_probs = &our_odds;
+  const auto official = evaluate_squad(gold, ours, eval_options).to_json();
+  const auto expected = nlohmann::json::parse(read_file(golden / "official_eval.json"));
+  for (const auto& [key, value] : expected.items())
+    EXPECT_NEAR(official.at(key).get<double>(), value.get<double>(), 0.05) << key;
+
+  // Results as 2.5.1 prints them: squad_evaluate with no-answer probabilities 0.
+  const auto results = nlohmann::json::parse(read_file(out / "eval_results.json"));
+  for (const char* key : {"exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"})
+    EXPECT_NEAR(results.at(key).get<double>(), expected.at(key).get<double>(), 0.05) << key;
+  EXPECT_EQ(results.at("total"), 6078);
+  EXPECT_TRUE(results.contains("best_f1_thresh"));
+  EXPECT_NE(output.find("Results: {'exact': "), std::string::npos) << output;
+}
+
+TEST(RunSquad, UnknownFlagListsTheValidOnes) {
+  const fs::path scratch = test_support::scratch_dir("run_squad_unknown_flag");
+  std::string output;
+  EXPECT_EQ(run_cli("--model_name_or_path x --output_dir y --do_eval --version_2_with_negative --bogus_flag 3",
+                    scratch, output),
+            2);
+  EXPECT_NE(output.find("--bogus_flag"), std::string::npos) << output;
+  EXPECT_NE(output.find("valid options"), std::string::npos) << output;
+  EXPECT_NE(output.find("--per_gpu_train_batch_size"), std::string::npos) << output;
+  EXPECT_NE(output.find("--null_score_diff_threshold"), std::string::npos) << output;
+}
+
+TEST(RunSquad, MissingHubModelNamesTheDownloadScript) {
+  const fs::path scratch = test_support::scratch_dir("run_squad_missing_model");
+  ::setenv("LAYERPROBE_MODELS_DIR", scratch.c_str(), 1);
+  try {
+    resolve_model_path("twmkn9/albert-base-v2-squad2", "--model_name_or_path");
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tools/download_models.sh twmkn9/albert-base-v2-squad2"), std::string::npos)
+        << e.what();
+  }
+  fs::create_directories(scratch / "albert-base-v2");
+  EXPECT_EQ(resolve_model_path("albert-base-v2", "--model_name_or_path"), scratch / "albert-base-v2");
+  ::unsetenv("LAYERPROBE_MODELS_DIR");
+}
+
+TEST(RunSquad, RequiresSquad2AndAlbert) {
+  RunSquadOptions options;
+  options.model_name_or_path = "unused";
+  options.output_dir = test_support::scratch_dir("run_squad_usage");
+  options.do_eval = true;
+  EXPECT_THROW(run_squad(options), Error);  // no --version_2_with_negative
+  options.version_2_with_negative = true;
+  options.model_type = "bert";
+  EXPECT_THROW(run_squad(options), Error);
+}
+
+TEST(RunSquad, ResultsPrintAsAPythonDict) {
+  nlohmann::ordered_json results = {{"exact", 85.32411977624218}, {"total", 6078}, {"best_exact_thresh", 0.0}};
+  EXPECT_EQ(python_dict_repr(results), "{'exact': 85.32411977624218, 'total': 6078, 'best_exact_thresh': 0.0}");
+}

@@ -1,0 +1,101 @@
+// End to end through the three executables in the original study's argument
+// forms, on the golden tiny ALBERT as both models.
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "layerprobe/common.hpp"
+#include "layerprobe/predictions_io.hpp"
+#include "layerprobe/probe_store.hpp"
+#include "test_support.hpp"
+
+using namespace layerprobe;
+namespace fs = std::filesystem;
+
+namespace {
+
+int run(const std::string& command, const fs::path& log) {
+  std::string full = "LAYERPROBE_THREADS=2 " + command + " >" + log.string() + " 2>&1";
+  int status = std::system(full.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string tool(const std::string& name) { return std::string(LAYERPROBE_BINARY_DIR) + "/bin/" + name; }
+
+size_t csv_rows(const fs::path& path) {
+  std::ifstream in(path);
+  size_t lines = 0;
+  for (std::string line; std::getline(in, line);) ++lines;
+  return lines;
+}
+
+}  // namespace
+
+TEST(Workflow, TrainPredictEvaluateInTheOriginalForms) {
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  auto dir = test_support::scratch_dir("workflow");
+  auto model = dir / "albert-tiny";
+  fs::create_directories(model);
+  for (const char* file : {"config.json", "model.safetensors"})
+    fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + file), model / file);
+  fs::copy_file(test_support::shared_path("data/albert/spiece.model"), model / "spiece.model");
+  auto dev = test_support::shared_path("data/squad/dev-v2.0.json").string();
+  auto exper = dir / "exper";
+  std::string models = " --pretrained-model " + model.string() + " --fine-tuned-model " + model.string();
+
+  std::string train = tool("probe_train") + " both cpu 2" + models + " --train-file " + dev +
+                      " --max-train-features 64 --output-dir " + exper.string();
+  ASSERT_EQ(run(train, dir / "train.log"), 0) << read_file(dir / "train.log");
+  for (const char* kind : {"pretrained", "fine_tuned"})
+    for (int epoch : {1, 2}) {
+      auto path = exper / (std::string(kind) + "_epoch_" + std::to_string(epoch)) / (std::string(kind) + "_probes") /
+                  "probes.safetensors";
+      ASSERT_TRUE(fs::exists(path)) << path;
+      auto stored = load_probes(path);
+      EXPECT_EQ(stored.metadata.epoch, epoch);
+      EXPECT_EQ(stored.metadata.features_seen, 64 * epoch);
+      EXPECT_EQ(stored.metadata.mean_loss.size(), 4u);
+      EXPECT_EQ(stored.probes.layers(), 4);
+    }
+  // A rerun of a finished run does nothing and says so.
+  ASSERT_EQ(run(train, dir / "train2.log"), 0);
+  EXPECT_NE(read_file(dir / "train2.log").find("already trained"), std::string::npos) << read_file(dir / "train2.log");
+
+  ASSERT_EQ(run(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev, dir / "predict.log"), 0)
+      << read_file(dir / "predict.log");
+  for (const char* kind : {"pretrained", "fine_tuned"}) {
+    auto preds = exper / (std::string(kind) + "_epoch_2") / (std::string(kind) + "_preds");
+    for (int layer = 1; layer <= 4; ++layer) {
+      auto name = std::to_string(layer);
+      EXPECT_EQ(load_predictions_json(preds / ("pred_layer_" + name + ".json")).size(), 6078u);
+      EXPECT_EQ(load_na_probs(preds / ("null_odds_layer_" + name + ".json")).size(), 6078u);
+      EXPECT_EQ(load_predictions_csv(preds / ("pred_layer_" + name + ".csv")).size(), 6078u);
+    }
+  }
+
+  ASSERT_EQ(run(tool("probe_evaluate") + " exper " + exper.string(), dir / "evaluate.log"), 0)
+      << read_file(dir / "evaluate.log");
+  EXPECT_EQ(csv_rows(exper / "fine_tuned_epoch_1" / "results.csv"), 5u);
+  EXPECT_EQ(csv_rows(exper / "summary.csv"), 1u + 2 * 2 * 4);
+  EXPECT_NE(read_file(exper / "layers.svg").find("<svg"), std::string::npos);
+}
+
+TEST(Workflow, MissingModelSaysWhereItLookedAndHowToGetIt) {
+  auto dir = test_support::scratch_dir("workflow_missing");
+  ASSERT_NE(run("cd " + dir.string() + " && " + tool("probe_train") + " pretrained cpu 1 --train-file x.json",
+                dir / "log"),
+            0);
+  auto log = read_file(dir / "log");
+  EXPECT_NE(log.find("models/albert-base-v2/config.json"), std::string::npos) << log;
+  EXPECT_NE(log.find("tools/download_models.sh albert-base-v2"), std::string::npos) << log;
+}
+
+TEST(Workflow, BadPositionalArgumentsAreUsageErrors) {
+  auto dir = test_support::scratch_dir("workflow_usage");
+  EXPECT_EQ(run(tool("probe_train") + " everything cpu 1", dir / "log"), 2) << read_file(dir / "log");
+  EXPECT_EQ(run(tool("probe_train") + " both tpu 1", dir / "log"), 2) << read_file(dir / "log");
+  EXPECT_EQ(run(tool("probe_predict") + " exper " + (dir / "nothing").string(), dir / "log"), 1);
+  EXPECT_NE(read_file(dir / "log").find("does not exist"), std::string::npos) << read_file(dir / "log");
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds layerprobe against the CUDA LibTorch inside the machine's PyTorch,
+# runs the encoder and bench tests, and prints `probe_tools bench --json`
+# for albert-base-v2 (random weights) on the GPU. Needs no network: libraries
+# the machine lacks come as .deb files in DEPS_DIR (Debian's libutf8proc2,
+# libutf8proc-dev, libzip4, libzip-dev: `apt-get download` them elsewhere),
+# unpacked into the build tree, never installed.
+#
+# Usage: tools/gpu_bench.sh [DEPS_DIR]
+# Environment: PYTHON (default python3), LAYERPROBE_BUILD_DIR (default build-gpu),
+#   LAYERPROBE_SHARED (default ../shared), PRECISION (bf16), BATCH_SIZE (128), FEATURES (0 = all).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${LAYERPROBE_BUILD_DIR:-$root/build-gpu}"
+shared="${LAYERPROBE_SHARED:-$root/../shared}"
+[ -d "$shared/data" ] || shared="$root/shared"
+python="${PYTHON:-python3}"
+deps="${1:-}"
+
+torch_prefix="$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+"$python" -c 'import torch; assert torch.cuda.is_available(), "PyTorch sees no CUDA device"; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+
+mkdir -p "$build"
+if [ -n "$deps" ]; then
+  sysroot="$build/deps-root"
+  for deb in "$deps"/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
+  libdir="$sysroot/usr/lib/x86_64-linux-gnu"
+  # The .pc files name /usr; point them at the unpacked tree.
+  sed -i "s|^prefix=.*|prefix=$sysroot/usr|; s|^libdir=/usr|libdir=$sysroot/usr|; s|^includedir=/usr|includedir=$sysroot/usr|" \
+    "$libdir"/pkgconfig/*.pc
+  export PKG_CONFIG_PATH="$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+# PyTorch's include directory carries its own fmt, which would shadow the
+# system fmt the system spdlog was built with; -I directories come first.
+fmt_first="$build/fmt-first"
+mkdir -p "$fmt_first"
+[ -d /usr/include/fmt ] && ln -sfn /usr/include/fmt "$fmt_first/fmt"
+
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
+  -DLAYERPROBE_SHARED_DIR="$shared" -DCMAKE_CXX_FLAGS="-I$fmt_first" >/dev/null
+cmake --build "$build" --target probe_tools test_encoder test_bench -j"$(nproc)"
+for test in test_encoder test_bench; do LAYERPROBE_SHARED="$shared" "$build/tests/$test" >&2; done
+
+model="$build/bench-albert-base-v2"
+"$build/bin/probe_tools" -q init-model --like albert-base-v2 --output "$model"
+cp "$shared/data/albert/spiece.model" "$model/spiece.model"
+"$build/bin/probe_tools" -q bench --model "$model" --data "$shared/data/squad/dev-v2.0.json" --device gpu \
+  --precision "${PRECISION:-bf16}" --batch-size "${BATCH_SIZE:-128}" --features "${FEATURES:-0}" \
+  --train-features "${TRAIN_FEATURES:-512}" --json

@@ -1,0 +1,86 @@
+// probe_tools bench: throughput, FLOP utilisation and memory of the study's
+// stages on one set of features (see docs in README.md, "Performance").
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "layerprobe/bench.hpp"
+#include "layerprobe/common.hpp"
+
+namespace layerprobe::tools {
+
+namespace {
+
+struct BenchArgs {
+  BenchOptions options;
+  std::string model_dir, data_file;
+  int threads = 0;
+  bool json = false, reference_path = false;
+};
+
+void print_table(const nlohmann::json& r) {
+  auto line = [](const std::string& what, const std::string& value) { std::cout << what << ": " << value << "\n"; };
+  line("features", fmt::format("{} ({:.0f} tokens on average), batch {}, {} thread(s), {} {}", r["features"].get<int64_t>(),
+                               r["mean_tokens"].get<double>(), r["batch_size"].get<int>(), r["threads"].get<int>(),
+                               r["device"].get<std::string>(), r["precision"].get<std::string>()));
+  line("featurisation", fmt::format("{:.2f} s for {:.0f} features", r["featurize_s"].get<double>(),
+                                    r["featurized_features"].get<double>()));
+  line("forward, bucketed", fmt::format("{:.2f} features/s", r["forward_fps"].get<double>()));
+  line("forward, padded", fmt::format("{:.2f} features/s ({:.2f}x)", r["forward_padded_fps"].get<double>(),
+                                      r["forward_padded_ratio"].get<double>()));
+  line("probe_train step", fmt::format("{:.2f} features/s ({:.3f}x forward)", r["probe_train_fps"].get<double>(),
+                                       r["probe_train_ratio"].get<double>()));
+  line("probe_predict", fmt::format("{:.2f} features/s", r["predict_fps"].get<double>()));
+  line("FLOPs", fmt::format("{:.2f} GFLOP/feature, forward {:.1f} GFLOP/s, GEMM peak {:.1f} (oneDNN {:.1f}, BLAS {:.1f})",
+                            r["flops_per_feature"].get<double>() / 1e9, r["forward_gflops"].get<double>(),
+                            r["gemm_peak_gflops"].get<double>(), r["gemm_peak_onednn_gflops"].get<double>(),
+                            r["gemm_peak_blas_gflops"].get<double>()));
+  line("forward MFU", fmt::format("{:.1f}%", 100 * r["forward_mfu"].get<double>()));
+  line("run_squad step", fmt::format("{:.2f} features/s, MFU {:.1f}%", r["train_step_fps"].get<double>(),
+                                     100 * r["train_mfu"].get<double>()));
+  line("peak memory", fmt::format("{:.0f} MB", r["peak_rss_mb"].get<double>()));
+}
+
+void run_bench_command(BenchArgs& args) {
+  configure_threads(args.threads);
+  args.options.model_dir = args.model_dir;
+  args.options.data_file = args.data_file;
+  args.options.fast_path = !args.reference_path;
+  auto result = run_bench(args.options).to_json();
+  if (args.json) std::cout << result.dump() << "\n";
+  else print_table(result);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto* command = app.add_subcommand(
+      "bench",
+      "Measure featurisation, encoder forward (length-bucketed and padded), probe_train and probe_predict steps, "
+      "a run_squad training step, FLOP utilisation against the measured GEMM peak, and peak memory");
+  auto args = std::make_shared<BenchArgs>();
+  auto& o = args->options;
+  command->add_option("--model", args->model_dir, "Model directory (config.json, weights, spiece.model)")->required();
+  command->add_option("--data", args->data_file, "SQuAD 2.0 json file to featurise and measure on")->required();
+  command->add_option("--features", o.features, "Features measured, an even sample of the file's (0 = all)")
+      ->capture_default_str();
+  command->add_option("--train-features", o.train_features, "Of those, features run through the run_squad step (0 = skip)")
+      ->capture_default_str();
+  command->add_option("--batch-size", o.batch_size, "Batch size")->capture_default_str();
+  command->add_option("--max-seq-length", o.max_seq_length, "Window length, and the padded pass's length")
+      ->capture_default_str();
+  command->add_option("--device", o.device, "cpu or gpu")->capture_default_str();
+  command->add_option("--precision", o.precision, "fp32, bf16 or fp16 (encoder autocast, GPU only)")
+      ->capture_default_str();
+  command->add_option("--threads", args->threads, "CPU threads (0 = $LAYERPROBE_THREADS or all cores)")
+      ->capture_default_str();
+  command->add_option("--gemm-seconds", o.gemm_seconds, "Seconds spent measuring each GEMM peak")->capture_default_str();
+  command->add_flag("--reference-path", args->reference_path,
+                    "Run the encoder's reference ops instead of its CPU fast path (for comparison)");
+  command->add_flag("--json", args->json, "Print one JSON object instead of a table");
+  command->callback([args] { run_bench_command(*args); });
+}
+
+}  // namespace layerprobe::tools

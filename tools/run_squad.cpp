@@ -1,0 +1,100 @@
+// run_squad — transformers 2.5.1's examples/run_squad.py for ALBERT, with its
+// flags (underscored, as in the original) and defaults.
+#include <iostream>
+#include <set>
+
+#include "layerprobe/run_squad.hpp"
+#include "layerprobe/squad_eval.hpp"
+#include "tool_main.hpp"
+
+using namespace layerprobe;
+
+namespace {
+
+void add_options(CLI::App& app, RunSquadOptions& o) {
+  FineTuneOptions& t = o.train;
+  app.add_option("--model_type", o.model_type, "Model type (albert)")->capture_default_str();
+  app.add_option("--model_name_or_path", o.model_name_or_path,
+                 "Hugging Face model directory, or a hub name looked up in models/<name>")
+      ->required();
+  app.add_option("--output_dir", o.output_dir, "Where the model, checkpoints and predictions are written")->required();
+  app.add_option("--tokenizer_name", o.tokenizer_name, "Directory (or hub name) with spiece.model [the model's]");
+  app.add_option("--data_dir", o.data_dir, "Directory with train-v2.0.json / dev-v2.0.json, when the files are not given");
+  app.add_option("--train_file", o.train_file, "SQuAD 2.0 training file");
+  app.add_option("--predict_file", o.predict_file, "SQuAD 2.0 evaluation file");
+  app.add_flag("--version_2_with_negative", o.version_2_with_negative, "The data has unanswerable questions (required)");
+  app.add_option("--null_score_diff_threshold", o.null_score_diff_threshold,
+                 "Predict no answer when null score - best span score exceeds this")
+      ->capture_default_str();
+  app.add_option("--max_seq_length", o.max_seq_length, "Tokens per window")->capture_default_str();
+  app.add_option("--doc_stride", o.doc_stride, "Stride between windows over a long context")->capture_default_str();
+  app.add_option("--max_query_length", o.max_query_length, "Question tokens kept")->capture_default_str();
+  app.add_flag("--do_train", o.do_train, "Fine-tune on --train_file");
+  app.add_flag("--do_eval", o.do_eval, "Evaluate on --predict_file");
+  app.add_flag("--do_lower_case", o.do_lower_case, "Lowercase the text (uncased models such as ALBERT)");
+  app.add_option("--per_gpu_train_batch_size", t.batch_size, "Training batch size")->capture_default_str();
+  app.add_option("--per_gpu_eval_batch_size", o.per_gpu_eval_batch_size, "Evaluation batch size")->capture_default_str();
+  app.add_option("--learning_rate", t.learning_rate, "AdamW learning rate")->capture_default_str();
+  app.add_option("--gradient_accumulation_steps", t.gradient_accumulation_steps, "Batches per optimizer update")
+      ->capture_default_str();
+  app.add_option("--weight_decay", t.weight_decay, "AdamW weight decay (not on biases and LayerNorm weights)")
+      ->capture_default_str();
+  app.add_option("--adam_epsilon", t.adam_epsilon, "AdamW epsilon")->capture_default_str();
+  app.add_option("--max_grad_norm", t.max_grad_norm, "Gradient clipping norm")->capture_default_str();
+  app.add_option("--num_train_epochs", t.num_train_epochs, "Training epochs")->capture_default_str();
+  app.add_option("--max_steps", t.max_steps, "If > 0: total optimizer updates, overriding --num_train_epochs")
+      ->capture_default_str();
+  app.add_option("--warmup_steps", t.warmup_steps, "Linear warmup updates")->capture_default_str();
+  app.add_option("--n_best_size", o.n_best_size, "Candidate spans kept per question")->capture_default_str();
+  app.add_option("--max_answer_length", o.max_answer_length, "Longest answer in tokens")->capture_default_str();
+  app.add_option("--logging_steps", t.logging_steps, "Log the mean loss every N updates")->capture_default_str();
+  app.add_option("--save_steps", t.save_steps, "Save checkpoint-<step> every N updates (0 = never)")
+      ->capture_default_str();
+  app.add_flag("--save_every_epoch", t.save_every_epoch, "Also save epoch-<e> after each epoch");
+  app.add_flag("--resume", t.resume, "Continue training from the newest checkpoint in --output_dir");
+  app.add_flag("--pad_to_longest", t.pad_to_longest,
+               "Pad training batches to their longest window instead of --max_seq_length (faster; padding then "
+               "stays out of the loss, unlike HF)");
+  app.add_flag("--no_cuda", o.no_cuda, "Run on the CPU even when CUDA is available");
+  app.add_flag("--overwrite_output_dir", o.overwrite_output_dir, "Train into a non-empty --output_dir");
+  bool overwrite_cache = false;  // no feature cache exists, so there is nothing to overwrite
+  app.add_flag("--overwrite_cache", overwrite_cache, "Accepted for compatibility (features are never cached)");
+  app.add_option("--seed", t.seed, "Seed for the new QA head, shuffling and dropout")->capture_default_str();
+  app.add_flag("--fp16", o.fp16, "Mixed precision (autocast) on CUDA");
+  app.add_option("--threads", o.threads, "Threads for features and LibTorch [0: $LAYERPROBE_THREADS or all cores]")
+      ->capture_default_str();
+}
+
+// CLI11 would only name the unexpected arguments; list what is accepted too.
+void reject_unknown(const CLI::App& app) {
+  const auto extras = app.remaining();
+  if (extras.empty()) return;
+  std::string unknown, valid;
+  for (const auto& arg : extras) unknown += (unknown.empty() ? "" : " ") + arg;
+  for (const CLI::Option* option : app.get_options()) valid += "\n  " + option->get_name();
+  throw Error("unknown arguments: " + unknown + "\nvalid options:" + valid, 2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Fine-tune and/or evaluate ALBERT on SQuAD 2.0, as transformers 2.5.1's run_squad.py.\n"
+               "Evaluation writes predictions.json, nbest_predictions.json, null_odds.json and\n"
+               "eval_results.json to --output_dir and prints `Results: {...}`."};
+  app.allow_extras();
+  RunSquadOptions options;
+  options.threads = 0;
+  bool verbose = false, quiet = false;
+  add_options(app, options);
+  tools::add_logging_flags(app, verbose, quiet);
+  return tools::run_tool(app, argc, argv, [&] {
+    reject_unknown(app);
+    tools::configure_logging(verbose, quiet);
+    install_stop_handlers();
+    const int used = configure_threads(options.threads);
+    if (options.threads <= 0) options.threads = used;
+    auto results = run_squad(options);
+    if (options.do_eval) std::cout << "Results: " << python_dict_repr(results) << std::endl;
+    return 0;
+  });
+}
