@@ -87,6 +87,7 @@ fi
 for tool in probe_tools run_squad probe_train probe_predict probe_evaluate; do
   [ -x "$build/bin/$tool" ] || { echo "demo.sh: $build/bin/$tool is missing; run without --skip-build" >&2; exit 1; }
 done
+build="$(cd "$build" && pwd)"
 export PATH="$build/bin:$PATH"
 
 mkdir -p "$work"
