@@ -3,7 +3,7 @@
 # Asks apt only for what is missing, so a machine that has everything needs no network.
 set -euo pipefail
 packages=(cmake g++ make pkg-config ccache libtorch-dev libopenblas-dev libsentencepiece-dev
-          nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libutf8proc-dev libzip-dev
+          nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libutf8proc-dev libzip-dev zlib1g-dev
           python3 curl)
 missing=()
 for p in "${packages[@]}"; do
