@@ -51,4 +51,18 @@ EncoderBatch make_batch(const std::vector<SquadFeature>& features, const BatchOp
   return make_batch(pointers, options);
 }
 
+std::vector<std::vector<size_t>> length_bucketed_batches(const std::vector<SquadFeature>& features,
+                                                         size_t batch_size) {
+  if (batch_size == 0) throw Error("batch size must be at least 1", 2);
+  std::vector<size_t> order(features.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return features[a].length() < features[b].length(); });
+  std::vector<std::vector<size_t>> batches;
+  for (size_t begin = 0; begin < order.size(); begin += batch_size)
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(begin),
+                         order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), begin + batch_size)));
+  return batches;
+}
+
 }  // namespace layerprobe

@@ -111,14 +111,11 @@ Sample sample_examples(const std::vector<SquadExample>& examples, const std::vec
 // Batches of batch_size features sorted by length (length bucketing).
 std::vector<std::vector<const SquadFeature*>> bucketed_batches(const std::vector<SquadFeature>& features,
                                                                int batch_size) {
-  std::vector<const SquadFeature*> sorted;
-  for (const auto& f : features) sorted.push_back(&f);
-  std::stable_sort(sorted.begin(), sorted.end(),
-                   [](const SquadFeature* a, const SquadFeature* b) { return a->length() < b->length(); });
   std::vector<std::vector<const SquadFeature*>> batches;
-  for (size_t begin = 0; begin < sorted.size(); begin += static_cast<size_t>(batch_size))
-    batches.emplace_back(sorted.begin() + static_cast<std::ptrdiff_t>(begin),
-                         sorted.begin() + static_cast<std::ptrdiff_t>(std::min(sorted.size(), begin + batch_size)));
+  for (const auto& indices : length_bucketed_batches(features, static_cast<size_t>(batch_size))) {
+    batches.emplace_back();
+    for (size_t index : indices) batches.back().push_back(&features[index]);
+  }
   return batches;
 }
 

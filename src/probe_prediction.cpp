@@ -73,24 +73,19 @@ std::vector<SquadFeature> dev_features(const std::vector<SquadExample>& examples
 // One encoder pass over the dev features; every probe set scores it.
 void score_features(AlbertForQuestionAnswering& model, const std::vector<SquadFeature>& features,
                     std::vector<ProbeSet*>& sets, int batch_size, torch::Device device) {
-  std::vector<size_t> order(features.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  // Length-sorted batches waste no work on padding.
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return features[a].length() < features[b].length(); });
   for (auto* set : sets) set->logits.assign(set->stored.probes.layers(), std::vector<FeatureLogits>(features.size()));
   ProgressMeter progress("predict", static_cast<int64_t>(features.size()));
-  for (size_t begin = 0; begin < order.size(); begin += batch_size) {
+  for (const auto& indices : length_bucketed_batches(features, static_cast<size_t>(batch_size))) {
     throw_if_stop_requested("Rerun the same command to predict again.");
     std::vector<const SquadFeature*> rows;
-    for (size_t i = begin; i < std::min(order.size(), begin + batch_size); ++i) rows.push_back(&features[order[i]]);
+    for (size_t index : indices) rows.push_back(&features[index]);
     auto hidden = probed_hidden_states(model, make_batch(rows).to(device));
     for (auto* set : sets) {
       auto scores = set->stored.probes.score(hidden).to(torch::kCPU).contiguous();  // [L,B,T,2]
       auto accessor = scores.accessor<float, 4>();
       for (int64_t layer = 0; layer < scores.size(0); ++layer)
         for (size_t row = 0; row < rows.size(); ++row) {
-          auto& out = set->logits[layer][order[begin + row]];
+          auto& out = set->logits[layer][indices[row]];
           size_t length = rows[row]->length();
           out.start.resize(length);
           out.end.resize(length);

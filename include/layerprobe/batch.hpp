@@ -29,4 +29,9 @@ struct BatchOptions {
 EncoderBatch make_batch(const std::vector<const SquadFeature*>& features, const BatchOptions& options = {});
 EncoderBatch make_batch(const std::vector<SquadFeature>& features, const BatchOptions& options = {});
 
+// Batches of at most `batch_size` features (indices into `features`) in
+// length order, so padding each to its longest wastes little work.
+std::vector<std::vector<size_t>> length_bucketed_batches(const std::vector<SquadFeature>& features,
+                                                         size_t batch_size);
+
 }  // namespace layerprobe
