@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <random>
 
 #include "layerprobe/common.hpp"
 
@@ -51,18 +52,61 @@ EncoderBatch make_batch(const std::vector<SquadFeature>& features, const BatchOp
   return make_batch(pointers, options);
 }
 
+namespace {
+
+void shuffle(std::vector<size_t>& items, std::mt19937_64& rng) {
+  for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[rng() % i]);
+}
+
+// Sorts order[begin, end) by feature length and appends it cut into batches.
+void append_sorted_batches(const std::vector<SquadFeature>& features, std::vector<size_t>& order, size_t begin,
+                           size_t end, size_t batch_size, std::vector<std::vector<size_t>>& batches) {
+  auto first = order.begin() + static_cast<std::ptrdiff_t>(begin);
+  auto last = order.begin() + static_cast<std::ptrdiff_t>(end);
+  std::stable_sort(first, last, [&](size_t a, size_t b) { return features[a].length() < features[b].length(); });
+  for (size_t b = begin; b < end; b += batch_size)
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(b),
+                         order.begin() + static_cast<std::ptrdiff_t>(std::min(end, b + batch_size)));
+}
+
+}  // namespace
+
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
+  shuffle(order, rng);
+  return order;
+}
+
 std::vector<std::vector<size_t>> length_bucketed_batches(const std::vector<SquadFeature>& features,
                                                          size_t batch_size) {
   if (batch_size == 0) throw Error("batch size must be at least 1", 2);
   std::vector<size_t> order(features.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return features[a].length() < features[b].length(); });
   std::vector<std::vector<size_t>> batches;
-  for (size_t begin = 0; begin < order.size(); begin += batch_size)
-    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(begin),
-                         order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), begin + batch_size)));
+  append_sorted_batches(features, order, 0, order.size(), batch_size, batches);
   return batches;
+}
+
+std::vector<std::vector<size_t>> shuffled_length_pooled_batches(const std::vector<SquadFeature>& features,
+                                                                size_t batch_size, uint64_t seed, int64_t epoch,
+                                                                size_t pool_batches) {
+  if (batch_size == 0 || pool_batches == 0) throw Error("batch and pool sizes must be at least 1", 2);
+  auto order = epoch_order(features.size(), seed, epoch);
+  const size_t pool = batch_size * pool_batches;
+  std::vector<std::vector<size_t>> batches;
+  for (size_t begin = 0; begin < order.size(); begin += pool)
+    append_sorted_batches(features, order, begin, std::min(order.size(), begin + pool), batch_size, batches);
+  // A second stream, so the batch order is not a function of the first.
+  std::mt19937_64 rng(~(seed * 1000003ULL + static_cast<uint64_t>(epoch)));
+  std::vector<size_t> batch_order(batches.size());
+  for (size_t i = 0; i < batch_order.size(); ++i) batch_order[i] = i;
+  shuffle(batch_order, rng);
+  std::vector<std::vector<size_t>> shuffled;
+  shuffled.reserve(batches.size());
+  for (size_t i : batch_order) shuffled.push_back(std::move(batches[i]));
+  return shuffled;
 }
 
 }  // namespace layerprobe

@@ -120,6 +120,33 @@ TensorMap model_state_dict(const AlbertForQuestionAnswering& model) {
   return tensors;
 }
 
+namespace {
+
+// Parameters the config describes (as a double: a hostile config may
+// overflow integers).
+double config_parameters(const AlbertConfig& c) {
+  const double E = c.embedding_size, H = c.hidden_size, I = c.intermediate_size;
+  const double embeddings = (static_cast<double>(c.vocab_size) + c.max_position_embeddings + c.type_vocab_size) * E +
+                            2 * E;
+  const double layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
+  return embeddings + E * H + H + static_cast<double>(c.num_hidden_groups) * c.inner_group_num * layer;
+}
+
+void check_config_fits_weights(const AlbertConfig& config, const TensorMap& tensors, const fs::path& config_path,
+                               const fs::path& weights_path) {
+  double stored = 0;
+  for (const auto& item : tensors) stored += static_cast<double>(item.second.numel());
+  const double described = config_parameters(config);
+  // The pooler and QA head may be missing from the file; anything beyond that is a mismatch.
+  const double slack = 2.0 * config.hidden_size * config.hidden_size + 1e6;
+  if (described > stored + slack)
+    throw Error("'" + config_path.string() + "' describes a model of " + fmt::format("{:.0f}", described) +
+                " parameters but '" + weights_path.string() + "' holds " + fmt::format("{:.0f}", stored) +
+                "; the config does not belong to these weights");
+}
+
+}  // namespace
+
 LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::path>& weights_file) {
   const fs::path config_path = model_dir / "config.json";
   if (!fs::exists(config_path))
@@ -135,8 +162,10 @@ LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::p
   } else {
     loaded.weights_path = find_weights_file(model_dir);
   }
-  loaded.model = AlbertForQuestionAnswering(loaded.config);
+  // Weights first: a config.json claiming a huge model must not allocate it.
   const TensorMap tensors = read_weights(loaded.weights_path);
+  check_config_fits_weights(loaded.config, tensors, config_path, loaded.weights_path);
+  loaded.model = AlbertForQuestionAnswering(loaded.config);
   loaded.has_qa_head = load_state_dict(loaded.model, tensors, loaded.weights_path.string()).has_qa_head;
   loaded.model->eval();
   spdlog::debug("loaded {} ({} layers, hidden {})", loaded.weights_path.string(), loaded.config.num_hidden_layers,

@@ -1,5 +1,6 @@
 #include "layerprobe/common.hpp"
 
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <malloc.h>
+#include <signal.h>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
@@ -56,12 +58,37 @@ namespace {
 }
 }  // namespace
 
+namespace {
+bool process_is_gone(const std::string& pid_text) {
+  if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const auto pid = static_cast<pid_t>(std::stol(pid_text));
+  return pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH);
+}
+
+// A process killed between creating its temporary file and the rename leaves
+// '<name>.tmp.<pid>' behind. Removing those of processes that no longer
+// exist keeps a killed and rerun job from piling up partial copies.
+void remove_stale_temporaries(const fs::path& path) {
+  const std::string prefix = path.filename().string() + ".tmp.";
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0 || !process_is_gone(name.substr(prefix.size()))) continue;
+    std::error_code ignored;
+    if (fs::remove(it->path(), ignored)) spdlog::debug("removed '{}', left by a stopped process", it->path().string());
+  }
+}
+}  // namespace
+
 void write_file_atomically(const fs::path& path, const std::string& content) {
   if (path.has_parent_path()) {
     std::error_code ec;
     fs::create_directories(path.parent_path(), ec);
     if (ec) throw Error("cannot create directory '" + path.parent_path().string() + "': " + ec.message());
   }
+  remove_stale_temporaries(path);
   fs::path tmp = path;
   tmp += ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -112,7 +112,7 @@ void validate(const std::vector<SquadExample>& examples, const std::vector<Squad
     if (logits[i].start.size() < n || logits[i].end.size() < n)
       throw Error(where + " has " + std::to_string(logits[i].start.size()) + " start and " +
                   std::to_string(logits[i].end.size()) + " end logits for " + std::to_string(n) + " tokens");
-    const size_t words = examples[static_cast<size_t>(f.example_index)].doc_tokens.size();
+    const size_t words = examples[static_cast<size_t>(f.example_index)].doc_tokens().size();
     for (int word : f.token_to_orig_map)
       if (word >= static_cast<int>(words))
         throw Error(where + " maps a token to context word " + std::to_string(word) + " but question '" +
@@ -201,7 +201,7 @@ class ExampleDecoder {
     const auto first_word = static_cast<size_t>(f.token_to_orig_map[static_cast<size_t>(c.start_index)]);
     const auto last_word = static_cast<size_t>(f.token_to_orig_map[static_cast<size_t>(c.end_index)]);
     std::vector<std::string> words;
-    for (size_t w = first_word; w <= last_word; ++w) words.push_back(example_.doc_tokens[w]);
+    for (size_t w = first_word; w <= last_word; ++w) words.push_back(example_.doc_tokens()[w]);
     return get_final_text(tok_text, join_words(words), options_.do_lower_case);
   }
 

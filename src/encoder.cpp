@@ -20,13 +20,41 @@ void init_linear(nn::LinearImpl& linear, double std) {
   if (linear.bias.defined()) linear.bias.zero_();
 }
 
-std::atomic<bool> g_fast_cpu_inference{true};
+std::atomic<bool> g_fast_cpu_path{true};
 
 // Debian's LibTorch multiplies through the system BLAS; oneDNN's inner
 // product reaches several times its speed on these shapes. x is [N,in].
 torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   return torch::mkldnn_linear(x.contiguous().to_mkldnn(), weight, bias).to_dense();
 }
+
+// A linear layer whose forward and backward products run as oneDNN inner
+// products: Debian's LibTorch would run them through BLAS, on one thread.
+class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    auto sizes = x.sizes().vec();
+    auto flat = x.reshape({-1, x.size(-1)}).contiguous().to_mkldnn();
+    ctx->saved_data["input"] = flat;
+    ctx->saved_data["input_sizes"] = sizes;
+    ctx->save_for_backward({weight});
+    sizes.back() = weight.size(0);
+    return torch::mkldnn_linear(flat, weight.contiguous(), bias).to_dense().view(sizes);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto input = ctx->saved_data["input"].toTensor();
+    const auto input_sizes = ctx->saved_data["input_sizes"].toIntVector();
+    const auto weight = ctx->get_saved_variables()[0].contiguous();
+    auto grad = grads[0].reshape({-1, weight.size(0)}).contiguous().to_mkldnn();
+    auto dense = [](const torch::Tensor& t) { return t.is_mkldnn() ? t.to_dense() : t; };
+    auto grad_input = dense(at::mkldnn_linear_backward_input(input.sizes(), grad, weight)).view(input_sizes);
+    auto [grad_weight, grad_bias] = at::mkldnn_linear_backward_weights(grad, input, weight, true);
+    return {grad_input, dense(grad_weight), dense(grad_bias)};
+  }
+};
 
 // The activations as single kernels: the same functions as apply_activation
 // (within float rounding) without its chain of temporaries.
@@ -43,6 +71,13 @@ torch::Tensor fused_activation(const torch::Tensor& x, Activation activation) {
 }
 
 }  // namespace
+
+torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
+  const bool onednn = g_fast_cpu_path && torch::GradMode::is_enabled() && at::hasMKLDNN() && x.device().is_cpu() &&
+                      x.scalar_type() == torch::kFloat32 && layer->bias.defined() && x.numel() > 0 &&
+                      (x.requires_grad() || layer->weight.requires_grad());
+  return onednn ? OneDnnLinear::apply(x, layer->weight, layer->bias) : layer->forward(x);
+}
 
 Activation parse_activation(const std::string& name) {
   if (name == "gelu") return Activation::Gelu;
@@ -117,9 +152,9 @@ torch::Tensor AlbertAttentionImpl::forward(const torch::Tensor& hidden_states, c
   auto split_heads = [&](const torch::Tensor& x) {
     return x.view({batch, length, num_heads, head_size}).permute({0, 2, 1, 3});
   };
-  torch::Tensor q = split_heads(query(hidden_states));
-  torch::Tensor k = split_heads(key(hidden_states));
-  torch::Tensor v = split_heads(value(hidden_states));
+  torch::Tensor q = split_heads(linear(query, hidden_states));
+  torch::Tensor k = split_heads(linear(key, hidden_states));
+  torch::Tensor v = split_heads(linear(value, hidden_states));
 
   torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_size));
   scores = scores + additive_mask;
@@ -127,7 +162,7 @@ torch::Tensor AlbertAttentionImpl::forward(const torch::Tensor& hidden_states, c
   torch::Tensor context = torch::matmul(probs, v).permute({0, 2, 1, 3}).contiguous();
   // HF's einsum("bfnd,ndh->bfh", context, dense.weight.t().view(n, d, h)) + bias
   // is the dense layer applied to the heads laid side by side.
-  torch::Tensor projected = dense(context.view({batch, length, num_heads * head_size}));
+  torch::Tensor projected = linear(dense, context.view({batch, length, num_heads * head_size}));
   return LayerNorm(hidden_states + dropout(projected));
 }
 
@@ -141,11 +176,11 @@ AlbertLayerImpl::AlbertLayerImpl(const AlbertConfig& config) : activation(parse_
   ffn_output = register_module("ffn_output", nn::Linear(config.intermediate_size, config.hidden_size));
 }
 
-void set_fast_cpu_inference(bool enabled) { g_fast_cpu_inference = enabled; }
-bool fast_cpu_inference_enabled() { return g_fast_cpu_inference; }
+void set_fast_cpu_path(bool enabled) { g_fast_cpu_path = enabled; }
+bool fast_cpu_path_enabled() { return g_fast_cpu_path; }
 
 bool AlbertLayerImpl::use_fast_path(const torch::Tensor& hidden_states) const {
-  return g_fast_cpu_inference && !is_training() && !torch::GradMode::is_enabled() && at::hasMKLDNN() &&
+  return g_fast_cpu_path && !is_training() && !torch::GradMode::is_enabled() && at::hasMKLDNN() &&
          hidden_states.device().is_cpu() && hidden_states.scalar_type() == torch::kFloat32 &&
          hidden_states.numel() > 0;
 }
@@ -196,7 +231,7 @@ torch::Tensor AlbertLayerImpl::fast_forward(const torch::Tensor& hidden_states, 
 torch::Tensor AlbertLayerImpl::forward(const torch::Tensor& hidden_states, const torch::Tensor& additive_mask) {
   if (use_fast_path(hidden_states)) return fast_forward(hidden_states, additive_mask);
   torch::Tensor attention_output = attention(hidden_states, additive_mask);
-  torch::Tensor ffn_hidden = ffn_output(apply_activation(ffn(attention_output), activation));
+  torch::Tensor ffn_hidden = linear(ffn_output, apply_activation(linear(ffn, attention_output), activation));
   return full_layer_layer_norm(ffn_hidden + attention_output);
 }
 
@@ -227,7 +262,7 @@ AlbertTransformerImpl::AlbertTransformerImpl(const AlbertConfig& config) : num_l
 
 std::vector<torch::Tensor> AlbertTransformerImpl::forward(const torch::Tensor& embeddings,
                                                           const torch::Tensor& additive_mask, bool collect) {
-  torch::Tensor hidden_states = embedding_hidden_mapping_in(embeddings);
+  torch::Tensor hidden_states = linear(embedding_hidden_mapping_in, embeddings);
   std::vector<torch::Tensor> all_hidden_states;
   if (collect) all_hidden_states.push_back(hidden_states);
   const auto num_groups = static_cast<int64_t>(groups.size());

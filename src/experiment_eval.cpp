@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <regex>
+#include <tuple>
+#include <unordered_set>
 
 #include "layerprobe/common.hpp"
+#include "layerprobe/experiment.hpp"
 
 namespace layerprobe {
 
@@ -22,8 +25,10 @@ fs::path clean_dir(const fs::path& dir) {
 
 struct PredsMeta {
   std::optional<fs::path> dev_file;
+  std::optional<std::string> dev_fingerprint;
   std::optional<std::string> kind;
   std::optional<int> epoch;
+  std::optional<int> layers;
 };
 
 PredsMeta read_meta(const fs::path& preds_dir) {
@@ -40,6 +45,9 @@ PredsMeta read_meta(const fs::path& preds_dir) {
   if (j.contains("dev_file") && j["dev_file"].is_string()) meta.dev_file = j["dev_file"].get<std::string>();
   if (j.contains("kind") && j["kind"].is_string()) meta.kind = j["kind"].get<std::string>();
   if (j.contains("epoch") && j["epoch"].is_number_integer()) meta.epoch = j["epoch"].get<int>();
+  if (j.contains("layers") && j["layers"].is_number_integer()) meta.layers = j["layers"].get<int>();
+  if (j.contains("dev_file_fingerprint") && j["dev_file_fingerprint"].is_string())
+    meta.dev_fingerprint = j["dev_file_fingerprint"].get<std::string>();
   return meta;
 }
 
@@ -60,8 +68,11 @@ void kind_and_epoch_from_names(const fs::path& preds_dir, RunResults& run) {
   }
 }
 
-// Layer number -> prediction file, JSON preferred over the CSV.
-std::map<int, fs::path> find_layer_files(const fs::path& preds_dir) {
+// Layer number -> prediction file, JSON preferred over the CSV. With the
+// layer count probe_predict recorded, every layer must be there and files of
+// layers beyond it (left by an earlier, deeper model) are skipped with a
+// warning; either way the table never silently gains or loses a row.
+std::map<int, fs::path> find_layer_files(const fs::path& preds_dir, std::optional<int> layers) {
   static const std::regex layer_file("pred_layer_([0-9]+)\\.(json|csv)");
   std::map<int, fs::path> files;
   std::error_code ec;
@@ -77,7 +88,47 @@ std::map<int, fs::path> find_layer_files(const fs::path& preds_dir) {
   if (files.empty())
     throw Error("no pred_layer_<L>.json or pred_layer_<L>.csv in '" + preds_dir.string() +
                 "'; run probe_predict on the probes first");
+  if (!layers) return files;
+  for (auto it = files.begin(); it != files.end();) {
+    if (it->first >= 1 && it->first <= *layers) {
+      ++it;
+      continue;
+    }
+    spdlog::warn("ignoring '{}': preds_meta.json says the probes have {} layers", it->second.string(), *layers);
+    it = files.erase(it);
+  }
+  for (int layer = 1; layer <= *layers; ++layer)
+    if (!files.count(layer))
+      throw Error("'" + preds_dir.string() + "' has no pred_layer_" + std::to_string(layer) +
+                  ".json or .csv but preds_meta.json says " + std::to_string(*layers) +
+                  " layers; rerun probe_predict");
   return files;
+}
+
+// The dev file must hold what probe_predict read: other content (another
+// dataset, an edited copy) would score the predictions against the wrong answers.
+void check_dev_file(const fs::path& preds_dir, const PredsMeta& meta, const fs::path& dev_file, GoldCache& gold) {
+  if (!meta.dev_fingerprint || gold.fingerprint(dev_file) == *meta.dev_fingerprint) return;
+  throw Error("the predictions in '" + preds_dir.string() + "' were made on '" + meta.dev_file.value_or("?").string() +
+              "' (fingerprint " + *meta.dev_fingerprint + ") but '" + dev_file.string() +
+              "' has other content (fingerprint " + gold.fingerprint(dev_file) +
+              "); evaluate against the file they were made on, or rerun probe_predict with --dev-file " +
+              dev_file.string());
+}
+
+// Ids the dev file does not have mean the predictions were made on another file.
+void check_ids_known(const PredictionMap& predictions, const GoldDataset& dataset, const fs::path& file,
+                     const fs::path& dev_file) {
+  std::unordered_set<std::string> known;
+  for (const auto& question : dataset.questions) known.insert(question.id);
+  size_t unknown = 0;
+  const std::string* first = nullptr;
+  for (const auto& [id, answer] : predictions.items)
+    if (!known.count(id) && unknown++ == 0) first = &id;
+  if (unknown)
+    throw Error("'" + file.string() + "': " + std::to_string(unknown) + " of " + std::to_string(predictions.size()) +
+                " predicted question ids (first '" + *first + "') are not in '" + dev_file.string() +
+                "'; the predictions were made on another dev file: pass that one with --dev-file");
 }
 
 }  // namespace
@@ -85,6 +136,12 @@ std::map<int, fs::path> find_layer_files(const fs::path& preds_dir) {
 const GoldDataset& GoldCache::get(const fs::path& dev_file) {
   auto it = loaded_.find(dev_file);
   if (it == loaded_.end()) it = loaded_.emplace(dev_file, load_gold_dataset(dev_file)).first;
+  return it->second;
+}
+
+const std::string& GoldCache::fingerprint(const fs::path& dev_file) {
+  auto it = fingerprints_.find(dev_file);
+  if (it == fingerprints_.end()) it = fingerprints_.emplace(dev_file, file_fingerprint(dev_file)).first;
   return it->second;
 }
 
@@ -112,6 +169,9 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
   const PredsMeta meta = read_meta(preds_dir);
   RunResults run;
   kind_and_epoch_from_names(preds_dir, run);
+  if ((meta.kind && *meta.kind != run.kind) || (meta.epoch && *meta.epoch != run.epoch))
+    spdlog::warn("'{}' is named as {} epoch {} but its preds_meta.json says {} epoch {}; reporting the latter",
+                 preds_dir.string(), run.kind, run.epoch, meta.kind.value_or(run.kind), meta.epoch.value_or(run.epoch));
   if (meta.kind) run.kind = *meta.kind;
   if (meta.epoch) run.epoch = *meta.epoch;
 
@@ -119,13 +179,15 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
   if (!dev_file)
     throw Error("no dev file for '" + preds_dir.string() + "': its preds_meta.json (written by probe_predict) is " +
                 "missing or has no \"dev_file\"; pass --dev-file PATH", 2);
+  check_dev_file(preds_dir, meta, *dev_file, gold);
   const GoldDataset& dataset = gold.get(*dev_file);
 
   EvalOptions eval_options;
   eval_options.allow_missing = options.allow_missing;
-  for (const auto& [layer, file] : find_layer_files(preds_dir)) {
+  for (const auto& [layer, file] : find_layer_files(preds_dir, meta.layers)) {
     const PredictionMap predictions =
         file.extension() == ".json" ? load_predictions_json(file) : load_predictions_csv(file);
+    check_ids_known(predictions, dataset, file, *dev_file);
     SquadEvaluation eval;
     try {
       eval = evaluate_squad(dataset, predictions, eval_options);
@@ -136,6 +198,14 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
     run.layers.push_back({layer, std::move(eval)});
   }
   return run;
+}
+
+void check_distinct_runs(const std::vector<RunResults>& runs) {
+  std::map<std::pair<std::string, int>, size_t> seen;
+  for (const auto& run : runs)
+    if (++seen[{run.kind, run.epoch}] == 2)
+      throw Error("two prediction directories are both " + run.kind + " epoch " + std::to_string(run.epoch) +
+                  "; remove or rename the stray copy so that summary.csv has one row per layer");
 }
 
 fs::path results_csv_path(const fs::path& preds_dir) { return clean_dir(preds_dir).parent_path() / "results.csv"; }

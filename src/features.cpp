@@ -91,16 +91,20 @@ std::vector<Window> context_windows(int n_tokens, int room, int doc_stride) {
 
 // _new_check_is_max_context: the window where `position` has the most
 // context on its shorter side (ties: the earlier window, then the longer).
+// Window starts ascend and their ends never decrease, so the windows holding
+// `position` are one run, found by binary search: linear in the context
+// length overall instead of quadratic.
 bool is_max_context(const std::vector<Window>& windows, size_t window_index, int position) {
+  auto last_token = [](const Window& w) { return w.start + w.length - 1; };
+  auto first = std::lower_bound(windows.begin(), windows.end(), position,
+                                [&](const Window& w, int p) { return last_token(w) < p; });
   double best_score = -1.0;
   size_t best_index = windows.size();
-  for (size_t i = 0; i < windows.size(); ++i) {
-    int end = windows[i].start + windows[i].length - 1;
-    if (position < windows[i].start || position > end) continue;
-    double score = std::min(position - windows[i].start, end - position) + 0.01 * windows[i].length;
+  for (auto it = first; it != windows.end() && it->start <= position; ++it) {
+    double score = std::min(position - it->start, last_token(*it) - position) + 0.01 * it->length;
     if (best_index == windows.size() || score > best_score) {
       best_score = score;
-      best_index = i;
+      best_index = static_cast<size_t>(it - windows.begin());
     }
   }
   return best_index == window_index;
@@ -174,7 +178,7 @@ class ExampleConverter {
     if (!options_.is_training || example.is_impossible) return {};
     Target target;
     target.start = python_at(context.orig_to_tok, example.start_position);
-    if (example.end_position < static_cast<int>(example.doc_tokens.size()) - 1)
+    if (example.end_position < static_cast<int>(example.doc_tokens().size()) - 1)
       target.end = python_at(context.orig_to_tok, example.end_position + 1) - 1;
     else
       target.end = static_cast<int>(context.tokens.size()) - 1;
@@ -262,12 +266,26 @@ void validate(const FeatureOptions& options) {
   require(options.max_query_length > 0, "max_query_length must be positive");
 }
 
+template <typename T>
+void release(std::vector<T>& values) {
+  std::vector<T>().swap(values);  // clear() and `= {}` keep the capacity
+}
+
+void drop_decoding_fields(SquadFeature& feature) {
+  release(feature.tokens);
+  release(feature.token_to_orig_map);
+  release(feature.token_is_max_context);
+  release(feature.p_mask);
+  feature.input_ids.shrink_to_fit();
+  feature.token_type_ids.shrink_to_fit();
+}
+
 // Runs of consecutive examples with the same context (one paragraph's
 // questions), so each context is tokenised once.
 std::vector<std::pair<size_t, size_t>> context_groups(const std::vector<SquadExample>& examples) {
   std::vector<std::pair<size_t, size_t>> groups;
   for (size_t i = 0; i < examples.size(); ++i) {
-    if (groups.empty() || examples[groups.back().first].context_text != examples[i].context_text)
+    if (groups.empty() || examples[groups.back().first].context_text() != examples[i].context_text())
       groups.emplace_back(i, i);
     groups.back().second = i + 1;
   }
@@ -293,9 +311,12 @@ std::vector<SquadFeature> convert_examples_to_features(const std::vector<SquadEx
     for (size_t g; (g = next_group++) < groups.size();) {
       try {
         auto [begin, end] = groups[g];
-        auto context = words.tokenize_context(examples[begin].doc_tokens);
-        for (size_t e = begin; e < end; ++e)
+        auto context = words.tokenize_context(examples[begin].doc_tokens());
+        for (size_t e = begin; e < end; ++e) {
           per_example[e] = converter.convert(examples[e], static_cast<int>(e), context);
+          if (!options.decoding_fields)
+            for (auto& feature : per_example[e]) drop_decoding_fields(feature);
+        }
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (g < error_group) {  // report the earliest failure, whatever the thread timing

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <random>
 
 #include "layerprobe/batch.hpp"
 #include "layerprobe/checkpoint.hpp"
@@ -102,14 +101,6 @@ void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& tenso
     slot.exp_avg_sq = avg_sq->second.to(options).clone();
     slot.steps = steps->second.item<int64_t>();
   }
-}
-
-std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::mt19937_64 rng(seed * 1000003ULL + static_cast<uint64_t>(epoch));
-  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-  return order;
 }
 
 // --- checkpoints ------------------------------------------------------------------------

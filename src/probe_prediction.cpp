@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <regex>
 
 #include "layerprobe/checkpoint.hpp"
 #include "layerprobe/common.hpp"
@@ -44,6 +45,14 @@ ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options)
   auto stored = load_probes(dir / "probes.safetensors");
   std::string kind = stored.metadata.kind.empty() ? kind_from_path(dir).value_or("") : stored.metadata.kind;
   check_probe_kind(kind);
+  // A probes file copied into the other kind's directory would get its
+  // predictions filed, and tabled, under the wrong model.
+  static const std::regex probes_name("(pretrained|fine_tuned)_probes");
+  std::smatch named;
+  const std::string name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
+  if (std::regex_match(name, named, probes_name) && named[1] != kind)
+    throw Error("'" + (dir / "probes.safetensors").string() + "' holds " + kind + " probes but lies in a " +
+                named[1].str() + "_probes directory; move it to <exper>/" + kind + "_epoch_<e>/" + kind + "_probes");
   const auto& override_dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
   fs::path model_dir = override_dir.empty() ? fs::path(stored.metadata.model_path) : override_dir;
   fs::path vocab = options.vocab.empty() ? fs::path(stored.metadata.training_options.value("vocab", ""))
@@ -101,7 +110,8 @@ void score_features(AlbertForQuestionAnswering& model, const std::vector<SquadFe
 }
 
 void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
-                       const std::vector<SquadFeature>& features, const ProbePredictOptions& options) {
+                       const std::vector<SquadFeature>& features, const ProbePredictOptions& options,
+                       const std::string& dev_fingerprint) {
   DecodeOptions decode;
   decode.n_best_size = options.n_best_size;
   decode.max_answer_length = options.max_answer_length;
@@ -117,6 +127,7 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
     set.logits[layer].shrink_to_fit();
   }
   nlohmann::json meta = {{"dev_file", fs::absolute(options.dev_file).lexically_normal().string()},
+                         {"dev_file_fingerprint", dev_fingerprint},
                          {"layers", set.stored.probes.layers()},
                          {"kind", set.kind},
                          {"epoch", set.stored.metadata.epoch},
@@ -142,6 +153,8 @@ void predict_probes(const ProbePredictOptions& input_options) {
   for (const auto& dir : probes_dirs(options)) sets.push_back(load_probe_set(dir, options));
   require_squad_file(options.dev_file, "--dev-file");
   auto dataset = load_squad(options.dev_file);
+  // Recorded so that probe_evaluate can refuse to score against other content.
+  const std::string dev_fingerprint = file_fingerprint(options.dev_file);
   std::map<std::string, std::vector<ProbeSet*>> by_model;
   // Probe sets of one model (and vocabulary) share one encoder pass.
   for (auto& set : sets)
@@ -160,7 +173,7 @@ void predict_probes(const ProbePredictOptions& input_options) {
     spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}", options.dev_file.string(),
                  dataset.examples.size(), features.size(), group.size(), model_dir.string());
     score_features(loaded.model, features, group, options.batch_size, device);
-    for (auto* set : group) write_predictions(*set, dataset.examples, features, options);
+    for (auto* set : group) write_predictions(*set, dataset.examples, features, options, dev_fingerprint);
   }
 }
 

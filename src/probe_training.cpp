@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 
+#include "layerprobe/batch.hpp"
 #include "layerprobe/checkpoint.hpp"
 #include "layerprobe/common.hpp"
 #include "layerprobe/device.hpp"
@@ -80,8 +81,11 @@ void resume(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann::jso
   }
 }
 
-uint64_t dropout_seed(uint64_t seed, int epoch, const std::string& kind) {
-  return seed * 7919ULL + static_cast<uint64_t>(epoch) * 104729ULL + (kind == "fine_tuned" ? 1 : 0);
+// Each batch's dropout masks follow from (seed, epoch, model, batch), so a
+// resumed run repeats them exactly.
+uint64_t dropout_seed(uint64_t seed, int epoch, const std::string& kind, size_t batch) {
+  return ((seed * 7919ULL + static_cast<uint64_t>(epoch)) * 104729ULL + (kind == "fine_tuned" ? 1 : 0)) * 1000003ULL +
+         batch;
 }
 
 std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, const AlbertTokenizer& tokenizer) {
@@ -95,6 +99,7 @@ std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, co
   feature_options.doc_stride = options.doc_stride;
   feature_options.max_query_length = options.max_query_length;
   feature_options.is_training = true;
+  feature_options.decoding_fields = false;
   auto features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
   if (options.max_train_features > 0 && static_cast<int64_t>(features.size()) > options.max_train_features)
     features.resize(static_cast<size_t>(options.max_train_features));
@@ -132,25 +137,17 @@ void save_epoch(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann:
 void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>& features,
                  const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
                  torch::Device device) {
-  auto order = epoch_order(features.size(), options.seed, epoch);
-  // Dropout masks come from one generator per model and epoch on the CPU, so
-  // a resumed run repeats them exactly; on CUDA the device's default
-  // generator, seeded per epoch, draws them.
-  std::vector<c10::optional<torch::Generator>> generators;
+  const auto batches = shuffled_length_pooled_batches(features, static_cast<size_t>(options.batch_size), options.seed,
+                                                      epoch);
   std::vector<torch::Tensor> loss_sums;
-  if (device.is_cuda()) torch::cuda::manual_seed_all(dropout_seed(options.seed, epoch, "cuda"));
-  for (auto* run : active) {
-    if (device.is_cuda()) generators.emplace_back(c10::nullopt);
-    else generators.emplace_back(torch::make_generator<torch::CPUGeneratorImpl>(dropout_seed(options.seed, epoch, run->kind)));
-    loss_sums.push_back(torch::zeros({run->probes->layers()}, torch::kDouble));
-  }
+  for (auto* run : active) loss_sums.push_back(torch::zeros({run->probes->layers()}, torch::kDouble));
   ProgressMeter progress("epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs),
                          static_cast<int64_t>(features.size()) * static_cast<int64_t>(active.size()));
   std::string resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
-  for (size_t begin = 0; begin < order.size(); begin += options.batch_size) {
+  for (size_t b = 0; b < batches.size(); ++b) {
     throw_if_stop_requested(resume_hint);
     std::vector<const SquadFeature*> rows;
-    for (size_t i = begin; i < std::min(order.size(), begin + options.batch_size); ++i) rows.push_back(&features[order[i]]);
+    for (size_t i : batches[b]) rows.push_back(&features[i]);
     auto batch = make_batch(rows).to(device);
     std::vector<int64_t> starts, ends;
     for (const auto* f : rows) {
@@ -163,7 +160,7 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
     for (size_t k = 0; k < active.size(); ++k) {
       auto hidden = probed_hidden_states(active[k]->model.model, batch);
       auto result = active[k]->probes->train_step(hidden, batch.attention_mask, start_positions, end_positions,
-                                                  generators[k]);
+                                                  dropout_seed(options.seed, epoch, active[k]->kind, b));
       auto loss = result.loss.to(torch::kCPU, torch::kDouble);
       loss_sums[k] += loss * static_cast<double>(rows.size());
       active[k]->features_seen += static_cast<int64_t>(rows.size());

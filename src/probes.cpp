@@ -1,5 +1,11 @@
 #include "layerprobe/probes.hpp"
 
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+
 #include "layerprobe/common.hpp"
 
 namespace layerprobe {
@@ -60,55 +66,112 @@ torch::Tensor LayerProbes::score(const torch::Tensor& hidden) const {
   return probe_logits(hidden.to(torch::kFloat32), weight_, bias_);
 }
 
-torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& attention_mask,
-                                   const torch::Tensor& targets) {
+namespace {
+
+uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Calls keep(i, kept) for every element i < n; each 64-bit draw decides two
+// elements (its low and high halves against a 32-bit threshold).
+template <typename Keep>
+void for_each_dropout_decision(int64_t n, double p, uint64_t seed, Keep keep) {
+  const auto threshold = static_cast<uint64_t>(std::llround(p * 4294967296.0));
+  const uint64_t key = mix64(seed + 0x9e3779b97f4a7c15ULL);
+  at::parallel_for(0, (n + 1) / 2, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const uint64_t draw = mix64(key + static_cast<uint64_t>(pair) * 0x9e3779b97f4a7c15ULL);
+      keep(2 * pair, (draw & 0xffffffffULL) >= threshold);
+      if (2 * pair + 1 < n) keep(2 * pair + 1, (draw >> 32) >= threshold);
+    }
+  });
+}
+
+torch::Tensor apply_dropout(const torch::Tensor& hidden, double p, uint64_t seed) {
+  if (p <= 0) return hidden;
+  if (hidden.is_cuda()) {
+    auto generator = at::globalContext().defaultGenerator(hidden.device());
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_current_seed(seed);
+    }
+    return hidden * torch::empty_like(hidden).bernoulli_(1.0 - p, generator) / (1.0 - p);
+  }
+  auto input = hidden.contiguous();
+  auto output = torch::empty_like(input);
+  const float* in = input.data_ptr<float>();
+  float* out = output.data_ptr<float>();
+  const auto scale = static_cast<float>(1.0 / (1.0 - p));
+  for_each_dropout_decision(input.numel(), p, seed,
+                            [&](int64_t i, bool kept) { out[i] = kept ? in[i] * scale : 0.0f; });
+  return output;
+}
+
+torch::Tensor masked_log_softmax(const torch::Tensor& logits, const torch::Tensor& attention_mask) {
   auto padding = attention_mask.eq(0);
-  auto masked = logits.masked_fill(padding, -std::numeric_limits<float>::infinity());
-  auto log_probs = torch::log_softmax(masked, -1);
-  // Gather each row's target position: targets [B] broadcast over leading dims.
+  return torch::log_softmax(logits.masked_fill(padding, -std::numeric_limits<float>::infinity()), -1);
+}
+
+// Index [..., B, 1] of each row's target position, broadcast over leading dims.
+torch::Tensor target_index(const torch::Tensor& log_probs, const torch::Tensor& targets) {
   std::vector<int64_t> index_shape(log_probs.dim(), 1);
   index_shape[log_probs.dim() - 2] = targets.size(0);
-  auto index = targets.view(index_shape).expand(
-      [&] {
-        auto sizes = log_probs.sizes().vec();
-        sizes.back() = 1;
-        return sizes;
-      }());
-  return -log_probs.gather(-1, index).squeeze(-1).mean(-1);
+  auto sizes = log_probs.sizes().vec();
+  sizes.back() = 1;
+  return targets.view(index_shape).expand(sizes);
+}
+
+struct LossAndGradient {
+  torch::Tensor loss;      // [...]
+  torch::Tensor gradient;  // d(loss) / d(logits), [..., B, T]
+};
+
+// The mean over B of -log softmax[target] and its gradient, softmax - onehot
+// over B (zero at padding, where the softmax is zero).
+LossAndGradient masked_cross_entropy_with_gradient(const torch::Tensor& logits, const torch::Tensor& attention_mask,
+                                                   const torch::Tensor& targets) {
+  auto log_probs = masked_log_softmax(logits, attention_mask);
+  auto index = target_index(log_probs, targets);
+  auto loss = -log_probs.gather(-1, index).squeeze(-1).mean(-1);
+  auto gradient = log_probs.exp().scatter_add_(-1, index, torch::full(index.sizes(), -1.0f, log_probs.options()));
+  return {loss, gradient.div_(static_cast<double>(targets.size(0)))};
+}
+
+}  // namespace
+
+torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed) {
+  auto mask = torch::empty(sizes, torch::kBool);
+  bool* data = mask.data_ptr<bool>();
+  for_each_dropout_decision(mask.numel(), p, seed, [&](int64_t i, bool kept) { data[i] = kept; });
+  return mask;
+}
+
+torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& attention_mask,
+                                   const torch::Tensor& targets) {
+  auto log_probs = masked_log_softmax(logits, attention_mask);
+  return -log_probs.gather(-1, target_index(log_probs, targets)).squeeze(-1).mean(-1);
 }
 
 ProbeStepResult LayerProbes::train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
                                         const torch::Tensor& start_positions, const torch::Tensor& end_positions,
-                                        c10::optional<torch::Generator> dropout_generator) {
-  torch::Tensor dropped = hidden.to(torch::kFloat32);
-  if (options_.dropout > 0) {
-    auto keep = torch::empty_like(dropped).bernoulli_(1.0 - options_.dropout, dropout_generator);
-    dropped = dropped * keep / (1.0 - options_.dropout);
-  } else if (dropped.is_inference()) {
-    dropped = dropped.clone();  // inference tensors cannot be saved for backward
-  }
-  auto weight = weight_.detach().requires_grad_(true);
-  auto bias = bias_.detach().requires_grad_(true);
-  torch::Tensor loss;
-  {
-    torch::AutoGradMode enable(true);
-    auto logits = probe_logits(dropped, weight, bias);  // [L,B,T,2]
-    auto start = masked_cross_entropy(logits.select(-1, 0), attention_mask, start_positions);
-    auto end = masked_cross_entropy(logits.select(-1, 1), attention_mask, end_positions);
-    loss = (start + end) / 2;  // [L]
-    // Layers are independent, so the sum's gradient is each layer's own.
-    loss.sum().backward();
-  }
-  torch::NoGradGuard no_grad;
-  auto grad_w = weight.grad();
-  auto grad_b = bias.grad();
+                                        uint64_t dropout_seed) {
+  torch::InferenceMode inference;
+  const int64_t L = hidden.size(0), B = hidden.size(1), T = hidden.size(2), H = hidden.size(3);
+  auto dropped = apply_dropout(hidden.to(torch::kFloat32), options_.dropout, dropout_seed).reshape({L, B * T, H});
+  auto logits = probe_logits(dropped.view({L, B, T, H}), weight_, bias_);  // [L,B,T,2]
+  auto start = masked_cross_entropy_with_gradient(logits.select(-1, 0), attention_mask, start_positions);
+  auto end = masked_cross_entropy_with_gradient(logits.select(-1, 1), attention_mask, end_positions);
+  // loss = (start + end) / 2 per layer; layers and heads are independent.
+  auto grad_logits = torch::stack({start.gradient, end.gradient}, -1).mul_(0.5).view({L, B * T, 2});
+  auto grad_w = torch::bmm(grad_logits.transpose(1, 2), dropped);  // [L,2,H]
+  auto grad_b = grad_logits.sum(1);                                 // [L,2]
   // clip_grad_norm_ per (layer, head) over that head's weight and bias.
   auto norm = (grad_w.pow(2).sum(-1) + grad_b.pow(2)).sqrt();  // [L,2]
   auto coef = (options_.max_grad_norm / (norm + 1e-6)).clamp_max(1.0);
-  grad_w = grad_w * coef.unsqueeze(-1);
-  grad_b = grad_b * coef;
-  apply_adamw(grad_w, grad_b);
-  return {loss.detach()};
+  apply_adamw(grad_w * coef.unsqueeze(-1), grad_b * coef);
+  return {(start.loss + end.loss) / 2};
 }
 
 void LayerProbes::apply_adamw(const torch::Tensor& grad_w, const torch::Tensor& grad_b) {

@@ -66,12 +66,13 @@ std::vector<SquadFeature> squad_features(const std::vector<SquadExample>& exampl
   options.doc_stride = o.doc_stride;
   options.max_query_length = o.max_query_length;
   options.is_training = is_training;
+  options.decoding_fields = !is_training;
   options.threads = o.threads;
   return convert_examples_to_features(examples, tokenizer, options);
 }
 
-void train(LoadedModel& loaded, const AlbertTokenizer& tokenizer, const RunSquadOptions& o,
-           const torch::Device& device) {
+// The examples are dropped once featurised: training reads only the features.
+std::vector<SquadFeature> training_features(const AlbertTokenizer& tokenizer, const RunSquadOptions& o) {
   const fs::path train_file = data_file(o.train_file, o.data_dir, "train-v2.0.json", "--train_file");
   SquadLoadOptions load;
   load.is_training = true;
@@ -79,9 +80,15 @@ void train(LoadedModel& loaded, const AlbertTokenizer& tokenizer, const RunSquad
   if (dataset.skipped)
     spdlog::warn("{}: skipped {} training examples whose answer does not match the context", train_file.string(),
                  dataset.skipped);
-  const auto features = squad_features(dataset.examples, tokenizer, o, true);
+  auto features = squad_features(dataset.examples, tokenizer, o, true);
   spdlog::info("{}: {} examples -> {} training features", train_file.string(), dataset.examples.size(),
                features.size());
+  return features;
+}
+
+void train(LoadedModel& loaded, const AlbertTokenizer& tokenizer, const RunSquadOptions& o,
+           const torch::Device& device) {
+  const auto features = training_features(tokenizer, o);
   auto result = fine_tune(loaded.model, loaded.config, features, o.train, device);
   spdlog::info(" global_step = {}, average loss = {}", result.global_step, result.mean_loss);
 }

@@ -67,13 +67,9 @@ void require_object(const json& value, const Location& at) {
   if (!value.is_object()) at.fail(std::string("must be a JSON object, not ") + value.type_name());
 }
 
-// A context split as HF's SquadExample does: words between whitespace, and
-// for each code point the index of the word it belongs to (-1 before the first).
-struct SplitContext {
-  std::vector<std::string> words;
-  std::vector<int> char_to_word;
-};
+}  // namespace
 
+// As HF's SquadExample splits a context.
 SplitContext split_context(const std::string& context) {
   SplitContext split;
   bool previous_is_whitespace = true;
@@ -89,6 +85,8 @@ SplitContext split_context(const std::string& context) {
   }
   return split;
 }
+
+namespace {
 
 // Python's sequence[index] for -len <= index < len.
 int python_at(const std::vector<int>& values, long index) {
@@ -137,7 +135,7 @@ void set_target(SquadExample& example, const SplitContext& split, const Answer& 
 // HF skips a training example whose answer text is not inside the words its
 // answer_start points at (squad_convert_example_to_features).
 bool answer_found(const SquadExample& example) {
-  auto actual = join_slice(example.doc_tokens, example.start_position, static_cast<long>(example.end_position) + 1);
+  auto actual = join_slice(example.doc_tokens(), example.start_position, static_cast<long>(example.end_position) + 1);
   auto cleaned = join_words(python_split(std::string_view(example.answer_text)));
   return actual.find(cleaned) != std::string::npos;
 }
@@ -170,21 +168,20 @@ class Reader {
     auto context = string_member(paragraph, "context", at);
     const auto& qas = array_member(paragraph, "qas", at);
     auto split = split_context(context);
+    auto shared = std::make_shared<const SquadContext>(SquadContext{std::move(context), split.words});
     for (size_t q = 0; q < qas.size(); ++q)
-      read_question(qas[q], context, title, split, at.child(".qas[" + std::to_string(q) + "]"));
+      read_question(qas[q], shared, title, split, at.child(".qas[" + std::to_string(q) + "]"));
   }
 
-  void read_question(const json& qa, const std::string& context, const std::string& title, const SplitContext& split,
-                     Location at) {
+  void read_question(const json& qa, const std::shared_ptr<const SquadContext>& context, const std::string& title,
+                     const SplitContext& split, Location at) {
     require_object(qa, at);
     SquadExample example;
     example.qas_id = string_member(qa, "id", at);
     at.question_id = example.qas_id;
     example.question_text = string_member(qa, "question", at);
-    example.context_text = context;
+    example.context = context;
     example.title = title;
-    example.doc_tokens = split.words;
-    example.char_to_word_offset = split.char_to_word;
     auto impossible = qa.find("is_impossible");
     if (impossible != qa.end()) {
       if (!impossible->is_boolean()) at.fail("'is_impossible' must be true or false");

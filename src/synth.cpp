@@ -257,18 +257,25 @@ json question_json(Random& random, const Paragraph& paragraph, std::size_t perso
 // probability unanswerable_fraction while both kinds remain.
 json paragraph_questions(Random& random, const Paragraph& paragraph, int count, const SynthOptions& options,
                          const std::string& split, int& next_id) {
-  std::vector<std::pair<std::size_t, std::size_t>> answerable, impossible;
+  // The last person is the one the paragraph never mentions.
+  const std::size_t absent = paragraph.people.size() - 1;
+  std::vector<std::pair<std::size_t, std::size_t>> answerable, unstated, absent_person;
   for (std::size_t p = 0; p < paragraph.people.size(); ++p)
     for (std::size_t a = 0; a < kAsks.size(); ++a)
-      (paragraph.answers.count({p, a}) ? answerable : impossible).emplace_back(p, a);
+      (paragraph.answers.count({p, a}) ? answerable : p == absent ? absent_person : unstated).emplace_back(p, a);
   random.shuffle(answerable);
-  random.shuffle(impossible);
+  random.shuffle(unstated);
+  random.shuffle(absent_person);
 
   json qas = json::array();
-  for (int i = 0; i < count && !(answerable.empty() && impossible.empty()); ++i) {
+  for (int i = 0; i < count && !(answerable.empty() && unstated.empty() && absent_person.empty()); ++i) {
     bool want_impossible = random.chance(options.unanswerable_fraction);
-    auto* pool = want_impossible ? &impossible : &answerable;
-    if (pool->empty()) pool = want_impossible ? &answerable : &impossible;
+    bool want_absent = random.chance(options.absent_person_share);
+    auto* impossible = want_absent ? &absent_person : &unstated;
+    if (impossible->empty()) impossible = want_absent ? &unstated : &absent_person;
+    auto* pool = want_impossible ? impossible : &answerable;
+    if (pool->empty()) pool = want_impossible ? &answerable : impossible;
+    if (pool->empty()) pool = want_absent ? &unstated : &absent_person;
     auto [person, ask] = pool->back();
     pool->pop_back();
     char id[64];
@@ -304,6 +311,7 @@ void validate(const SynthOptions& o) {
   require(o.paragraphs_per_article >= 1, "--paragraphs-per-article must be at least 1");
   require(o.unanswerable_fraction >= 0 && o.unanswerable_fraction <= 1, "--unanswerable-fraction must be in [0, 1]");
   require(o.fact_probability > 0 && o.fact_probability <= 1, "--fact-probability must be in (0, 1]");
+  require(o.absent_person_share >= 0 && o.absent_person_share <= 1, "--absent-person-share must be in [0, 1]");
 }
 
 json generate_synthetic_squad(const std::string& split, int questions, const SynthOptions& options) {
@@ -360,9 +368,9 @@ std::string vocabulary_corpus(const std::vector<fs::path>& squad_files) {
     auto dataset = load_squad(file);
     for (const auto& example : dataset.examples) {
       corpus += vocabulary_text(example.question_text, file);
-      if (!previous_context || *previous_context != example.context_text)
-        corpus += vocabulary_text(example.context_text, file);
-      previous_context = &example.context_text;
+      if (!previous_context || *previous_context != example.context_text())
+        corpus += vocabulary_text(example.context_text(), file);
+      previous_context = &example.context_text();
     }
   }
   return corpus;

@@ -22,10 +22,10 @@ double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
 // Runs `model` on the golden tiny inputs with the fast path on or off.
 EncoderOutput run_golden_inputs(AlbertForQuestionAnswering& model, bool fast) {
   const auto ref = read_safetensors(test_support::shared_path("golden/albert-tiny/reference_outputs.safetensors")).tensors;
-  set_fast_cpu_inference(fast);
+  set_fast_cpu_path(fast);
   torch::NoGradGuard no_grad;
   EncoderOutput out = model(ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask"));
-  set_fast_cpu_inference(true);
+  set_fast_cpu_path(true);
   return out;
 }
 

@@ -119,6 +119,17 @@ TEST(Checkpoint, UnknownActivationInConfig) {
   EXPECT_NE(message.find("config.json"), std::string::npos) << message;
 }
 
+TEST(Checkpoint, AConfigClaimingAHugeModelIsRefusedBeforeAllocatingIt) {
+  auto dir = test_support::scratch_dir("ckpt_huge_config");
+  save_random(dir);
+  auto json = nlohmann::json::parse(read_file(dir / "config.json"));
+  json["hidden_size"] = 1 << 20;  // ~2^42 parameters: 16 TB of float32
+  json["intermediate_size"] = 1 << 22;
+  write_file_atomically(dir / "config.json", json.dump());
+  std::string message = load_error(dir);
+  EXPECT_NE(message.find("does not belong to these weights"), std::string::npos) << message;
+}
+
 TEST(Checkpoint, InvalidConfigValuesNameTheKey) {
   auto dir = test_support::scratch_dir("ckpt_bad_config");
   write_file_atomically(dir / "config.json", R"({"hidden_size": "big"})");

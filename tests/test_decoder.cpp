@@ -13,8 +13,8 @@ SquadExample make_example(const std::string& id = "q1") {
   SquadExample ex;
   ex.qas_id = id;
   ex.question_text = "who barked?";
-  ex.context_text = "Steve Smith's dog, Rex, barked.";
-  ex.doc_tokens = {"Steve", "Smith's", "dog,", "Rex,", "barked."};
+  ex.context = std::make_shared<const SquadContext>(
+      SquadContext{"Steve Smith's dog, Rex, barked.", {"Steve", "Smith's", "dog,", "Rex,", "barked."}});
   return ex;
 }
 

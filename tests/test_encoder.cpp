@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <sys/wait.h>
 
@@ -306,6 +307,36 @@ TEST(Encoder, TrainingModeHasDropoutAndGradients) {
   model->eval();
   auto c = run(model, in), d = run(model, in);
   EXPECT_TRUE(torch::equal(c.start_logits, d.start_logits)) << "eval() must be deterministic";
+}
+
+TEST(Encoder, OneDnnTrainingGradientsEqualTheReferenceOps) {
+  auto model = random_model(small_config(3, 2, 1), 71);
+  Inputs in = random_inputs(model->config(), 3, 7, 12);
+  auto gradients = [&](bool fast) {
+    set_fast_cpu_path(fast);
+    model->zero_grad();
+    auto out = model(in.ids, in.types, in.mask);
+    torch::manual_seed(5);
+    (out.start_logits * torch::randn_like(out.start_logits) + out.end_logits * torch::randn_like(out.end_logits))
+        .sum()
+        .backward();
+    set_fast_cpu_path(true);
+    std::map<std::string, torch::Tensor> grads;
+    for (const auto& item : model->named_parameters()) {
+      const auto& grad = item.value().grad();
+      grads[item.key()] = grad.defined() ? grad.clone() : grad;
+    }
+    return grads;
+  };
+  auto fast = gradients(true), reference = gradients(false);
+  for (const auto& [name, grad] : reference) {
+    if (!grad.defined()) {  // the pooler: not on the QA path
+      EXPECT_FALSE(fast.at(name).defined()) << name;
+      continue;
+    }
+    const double scale = std::max(1e-3, grad.abs().max().item<double>());
+    EXPECT_LE(max_diff(fast.at(name), grad) / scale, 1e-5) << name;
+  }
 }
 
 TEST(Encoder, InputsAreValidated) {

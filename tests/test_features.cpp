@@ -83,11 +83,35 @@ TEST(Features, ThreadCountDoesNotChangeTheResult) {
   }
 }
 
+TEST(Features, TrainingOnlyFeaturesKeepIdsAndTargetsAndDropTheRest) {
+  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(kDev);
+  auto tokenizer = albert();
+  auto data = load_squad(test_support::shared_path(kDev), {true});
+  data.examples.resize(300);
+  auto full = convert_examples_to_features(data.examples, tokenizer, options(128, 64, 32, true));
+  auto lean_options = options(128, 64, 32, true);
+  lean_options.decoding_fields = false;
+  auto lean = convert_examples_to_features(data.examples, tokenizer, lean_options);
+  ASSERT_EQ(full.size(), lean.size());
+  for (size_t i = 0; i < full.size(); ++i) {
+    EXPECT_EQ(lean[i].unique_id, full[i].unique_id);
+    EXPECT_EQ(lean[i].example_index, full[i].example_index);
+    EXPECT_EQ(lean[i].input_ids, full[i].input_ids);
+    EXPECT_EQ(lean[i].token_type_ids, full[i].token_type_ids);
+    EXPECT_EQ(lean[i].start_position, full[i].start_position);
+    EXPECT_EQ(lean[i].end_position, full[i].end_position);
+    EXPECT_EQ(lean[i].is_impossible, full[i].is_impossible);
+    EXPECT_TRUE(lean[i].tokens.empty() && lean[i].token_to_orig_map.empty() && lean[i].p_mask.empty() &&
+                lean[i].token_is_max_context.empty());
+  }
+}
+
 TEST(Features, WindowsSlideByDocStrideAndEachTokenHasOneMaxContextWindow) {
   REQUIRE_SHARED(kModel);
   auto tokenizer = albert();
   auto data = numbered_context(40, "target", 30);
-  auto context_ids = tokenizer.encode(data.examples[0].context_text);
+  auto context_ids = tokenizer.encode(data.examples[0].context_text());
   auto query_length = tokenizer.encode("Which word?").size();
   auto features = convert_examples_to_features(data.examples, tokenizer, options(48, 16, 64, true));
   int room = 48 - static_cast<int>(query_length) - 3;

@@ -83,3 +83,16 @@ TEST(PredictionsIo, BadFilesAreErrors) {
   EXPECT_THROW(load_predictions_csv(dir / "fields.csv"), Error);
   EXPECT_THROW(load_predictions_json(dir / "absent.json"), Error);
 }
+
+TEST(PredictionsIo, RepeatedIdsKeepTheFirstPlaceAndTheLastValueAsAPythonDict) {
+  const auto dir = scratch_dir("predictions_io_repeated");
+  auto preds = sample_predictions();
+  auto again = preds[0];
+  again.text = "later";
+  again.null_odds = 1.5;
+  preds.push_back(again);
+  write_predictions_json(dir / "predictions.json", preds);
+  write_null_odds_json(dir / "null_odds.json", preds);
+  EXPECT_EQ(read_file(dir / "predictions.json"), "{\n    \"zeta\": \"later\",\n    \"alpha\": \"\"\n}\n");
+  EXPECT_EQ(*load_na_probs(dir / "null_odds.json").find("zeta"), 1.5);
+}

@@ -70,11 +70,9 @@ TEST(LayerProbes, FusedStepEqualsPerLayerLoop) {
     }
   for (int step = 0; step < 5; ++step) {
     auto batch = random_batch(L, B, T, H, 100 + step);
-    auto fused_gen = torch::make_generator<torch::CPUGeneratorImpl>(step);
-    auto ref_gen = torch::make_generator<torch::CPUGeneratorImpl>(step);
-    auto keep = torch::empty_like(batch.hidden).bernoulli_(1 - options.dropout, ref_gen);
+    auto keep = dropout_keep_mask(batch.hidden.sizes(), options.dropout, step);
     auto dropped = batch.hidden * keep / (1 - options.dropout);
-    probes.train_step(batch.hidden, batch.mask, batch.start, batch.end, fused_gen);
+    probes.train_step(batch.hidden, batch.mask, batch.start, batch.end, step);
     reference_step(heads, dropped, batch, options);
   }
   // A softmax over positions is shift-invariant, so a head's bias gradient is
@@ -87,6 +85,27 @@ TEST(LayerProbes, FusedStepEqualsPerLayerLoop) {
       EXPECT_TRUE(torch::allclose(probes.weight()[l][k], heads[l][k].w, 1e-5, 1e-7)) << "layer " << l << " head " << k;
       EXPECT_LE((probes.bias()[l][k] - heads[l][k].b).abs().item<double>(), steps * options.learning_rate * 1.01);
     }
+}
+
+TEST(LayerProbes, DropoutMaskKeepsAtTheRateAndDependsOnlyOnTheSeed) {
+  const std::vector<int64_t> sizes{3, 1001, 333};  // odd count: the last draw decides one element
+  auto mask = dropout_keep_mask(sizes, 0.1, 17);
+  EXPECT_EQ(mask.sizes(), sizes);
+  const double n = static_cast<double>(mask.numel());
+  const double kept = mask.sum().item<double>() / n;
+  EXPECT_NEAR(kept, 0.9, 4 * std::sqrt(0.09 / n));  // four standard deviations
+  EXPECT_TRUE(torch::equal(mask, dropout_keep_mask(sizes, 0.1, 17)));
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(2);
+  EXPECT_TRUE(torch::equal(mask, dropout_keep_mask(sizes, 0.1, 17))) << "depends on the thread count";
+  torch::set_num_threads(threads);
+  const double same = mask.eq(dropout_keep_mask(sizes, 0.1, 18)).sum().item<double>() / n;
+  EXPECT_NEAR(same, 0.82, 0.01);  // independent masks agree with probability 0.9^2 + 0.1^2
+  // Neighbouring elements (two halves of one draw) are independent too.
+  auto flat = mask.flatten();
+  auto pairs = flat.slice(0, 0, -1, 2).logical_and(flat.slice(0, 1, flat.size(0), 2)).to(torch::kDouble).mean();
+  EXPECT_NEAR(pairs.item<double>(), 0.81, 0.01);
+  EXPECT_EQ(dropout_keep_mask({1000}, 0.0, 1).sum().item<int64_t>(), 1000);
 }
 
 TEST(LayerProbes, LossIsIndependentOfPadding) {
@@ -109,7 +128,6 @@ TEST(LayerProbes, LossFallsOnALearnableProblem) {
   ProbeOptions options;
   options.learning_rate = 5e-2;
   LayerProbes probes(L, H, options, 11);
-  auto generator = torch::make_generator<torch::CPUGeneratorImpl>(5);
   torch::manual_seed(0);
   double first = 0, last = 0;
   for (int step = 0; step < 200; ++step) {
@@ -117,7 +135,7 @@ TEST(LayerProbes, LossFallsOnALearnableProblem) {
     auto start = torch::randint(0, T, {B});
     hidden.select(-1, 0).scatter_(2, start.view({1, B, 1}).expand({L, B, 1}), 6.0);
     auto mask = torch::ones({B, T}, torch::kInt64);
-    double loss = probes.train_step(hidden, mask, start, start, generator).loss.mean().item<double>();
+    double loss = probes.train_step(hidden, mask, start, start, step).loss.mean().item<double>();
     if (step == 0) first = loss;
     last = loss;
   }

@@ -145,17 +145,24 @@ TEST(Synth, AnswerOffsetsCountCodePointsNotBytes) {
   EXPECT_GT(after_multibyte, 0);
 }
 
-TEST(Synth, UnanswerableQuestionsAskAboutAbsentEntitiesOrUnstatedFacts) {
-  // An answerable question's subject is in its context; an unanswerable one's
-  // is absent (an unknown person or employer) or lacks the fact asked about.
-  auto dataset = layerprobe::generate_synthetic_squad("train", 1000, small_options());
+namespace {
+struct UnanswerableKinds {
   int absent = 0, unstated = 0;
+};
+
+// An answerable question's subject is in its context; an unanswerable one's
+// is absent (an unknown person or employer) or lacks the fact asked about.
+UnanswerableKinds count_unanswerable_kinds(const SynthOptions& options) {
+  auto dataset = layerprobe::generate_synthetic_squad("train", 1000, options);
+  UnanswerableKinds kinds;
+  int& absent = kinds.absent;
+  int& unstated = kinds.unstated;
   for (const auto& article : dataset.at("data"))
     for (const auto& paragraph : article.at("paragraphs")) {
       std::string context = paragraph.at("context");
       for (const auto& qa : paragraph.at("qas")) {
         auto subject = subject_of(qa.at("question"));
-        ASSERT_FALSE(subject.empty()) << qa.at("question");
+        EXPECT_FALSE(subject.empty()) << qa.at("question");
         bool mentioned = context.find(subject) != std::string::npos;
         if (!qa.at("is_impossible"))
           EXPECT_TRUE(mentioned) << qa.at("question") << " | " << context;
@@ -163,15 +170,37 @@ TEST(Synth, UnanswerableQuestionsAskAboutAbsentEntitiesOrUnstatedFacts) {
           (mentioned ? unstated : absent) += 1;
       }
     }
-  EXPECT_GT(absent, 100);
-  EXPECT_GT(unstated, 20);
+  return kinds;
+}
+}  // namespace
+
+TEST(Synth, UnanswerableQuestionsAskAboutAbsentEntitiesOrUnstatedFacts) {
+  auto kinds = count_unanswerable_kinds(small_options());
+  EXPECT_GT(kinds.absent, 100);
+  EXPECT_GT(kinds.unstated, 20);
+}
+
+TEST(Synth, AbsentPersonShareSetsTheMixOfUnanswerableKinds) {
+  auto options = small_options();
+  options.people_per_paragraph = 1;
+  options.fact_probability = 0.5;
+  options.absent_person_share = 0.2;
+  auto mostly_unstated = count_unanswerable_kinds(options);
+  options.absent_person_share = 0.8;
+  auto mostly_absent = count_unanswerable_kinds(options);
+  const double low = static_cast<double>(mostly_unstated.absent) / (mostly_unstated.absent + mostly_unstated.unstated);
+  const double high = static_cast<double>(mostly_absent.absent) / (mostly_absent.absent + mostly_absent.unstated);
+  // Employer questions ("Who works at ...?") about an unstated job count as
+  // absent here, so the shares sit a little above the settings.
+  EXPECT_LT(low, 0.4) << mostly_unstated.absent << " absent, " << mostly_unstated.unstated << " unstated";
+  EXPECT_GT(high, 0.7) << mostly_absent.absent << " absent, " << mostly_absent.unstated << " unstated";
 }
 
 TEST(Synth, InvalidOptionsAreUsageErrors) {
   for (auto change : std::vector<void (*)(SynthOptions&)>{
            [](SynthOptions& o) { o.train_questions = 0; }, [](SynthOptions& o) { o.people_per_paragraph = 9; },
            [](SynthOptions& o) { o.unanswerable_fraction = 1.5; },
-           [](SynthOptions& o) { o.fact_probability = 0; }}) {
+           [](SynthOptions& o) { o.fact_probability = 0; }, [](SynthOptions& o) { o.absent_person_share = -0.1; }}) {
     auto options = small_options();
     change(options);
     try {
@@ -198,7 +227,7 @@ TEST(Synth, FilesLoadThroughTheSquadLoaderWithoutErrors) {
         // The target words hold the answer, as HF's training-example check requires.
         std::string words;
         for (int w = example.start_position; w <= example.end_position; ++w)
-          words += (words.empty() ? "" : " ") + example.doc_tokens.at(w);
+          words += (words.empty() ? "" : " ") + example.doc_tokens().at(w);
         EXPECT_NE(words.find(example.answer_text), std::string::npos) << example.qas_id;
       }
     }

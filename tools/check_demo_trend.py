@@ -32,6 +32,19 @@ def metric(row, column, path):
         sys.exit(f"check_demo_trend: '{path}' has no numeric {column} for {row['kind']} layer {row['layer']}")
 
 
+def print_table(pre, fine, path):
+    """Both models' last-epoch probes side by side, one row per layer."""
+    print(f"{'layer':>5}  {'pretrained EM':>13} {'F1':>6} {'HasAns F1':>9}  {'fine_tuned EM':>13} {'F1':>6} {'HasAns F1':>9}")
+    for layer in sorted(set(pre) | set(fine)):
+        cells = []
+        for rows in (pre, fine):
+            row = rows.get(layer)
+            cells.append(f"{metric(row, 'exact', path):13.2f} {metric(row, 'f1', path):6.2f} "
+                         f"{metric(row, 'f1_has_ans', path):9.2f}" if row else f"{'-':>13} {'-':>6} {'-':>9}")
+        print(f"{layer:>5}  {cells[0]}  {cells[1]}")
+    print()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("summary", help="probe_evaluate's EXP/summary.csv")
@@ -48,6 +61,7 @@ def main():
         sys.exit(f"check_demo_trend: '{args.summary}' has no {' or '.join(sorted(missing))} results; "
                  "run probe_train both, probe_predict exper and probe_evaluate exper first")
     fine, pre = runs["fine_tuned"], runs["pretrained"]
+    print_table(pre, fine, args.summary)
     failures = []
     for column, label in (("f1", "F1"), ("f1_has_ans", "HasAns F1")):
         first = metric(fine[min(fine)], column, args.summary)

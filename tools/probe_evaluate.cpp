@@ -59,6 +59,7 @@ int run_exper(const DirArgs& args) {
   GoldCache gold;
   std::vector<RunResults> runs;
   for (const auto& preds_dir : find_preds_dirs(args.dir)) runs.push_back(evaluate_and_report(preds_dir, preds_options(args), gold));
+  check_distinct_runs(runs);
   std::sort(runs.begin(), runs.end(),
             [](const RunResults& a, const RunResults& b) { return std::tie(a.kind, a.epoch) < std::tie(b.kind, b.epoch); });
   const fs::path dir(args.dir);

@@ -36,6 +36,8 @@ inline void add_log_file(const std::filesystem::path& path) {
     auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string());
     sink->set_pattern("[%Y-%m-%d %H:%M:%S] %l %v");
     spdlog::default_logger()->sinks().push_back(sink);
+    // A job killed hours in (SIGKILL, power) keeps its log up to the last line.
+    spdlog::default_logger()->flush_on(spdlog::level::info);
   } catch (const spdlog::spdlog_ex& e) {
     throw Error("cannot open log file '" + path.string() + "': " + e.what());
   }

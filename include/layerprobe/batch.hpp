@@ -34,4 +34,17 @@ EncoderBatch make_batch(const std::vector<SquadFeature>& features, const BatchOp
 std::vector<std::vector<size_t>> length_bucketed_batches(const std::vector<SquadFeature>& features,
                                                          size_t batch_size);
 
+// Fisher-Yates over 0..n-1 with mt19937_64 and an explicit reduction, so the
+// order depends only on (seed, epoch), on every standard library.
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
+
+// One epoch of training batches, a function of (seed, epoch): the features
+// in epoch_order, cut into pools of `pool_batches` batches; each pool sorted
+// by length and cut into batches; then all batches in a seeded order. Each
+// batch is a random draw of features of similar length, so padding each to
+// its longest wastes little work.
+std::vector<std::vector<size_t>> shuffled_length_pooled_batches(const std::vector<SquadFeature>& features,
+                                                                size_t batch_size, uint64_t seed, int64_t epoch,
+                                                                size_t pool_batches = 32);
+
 }  // namespace layerprobe

@@ -25,7 +25,7 @@ struct BenchOptions {
   int max_query_length = 64;
   std::string device = "cpu";
   std::string precision = "fp32";  // fp32, bf16 or fp16 (autocast of the frozen encoder; GPU only)
-  bool fast_path = true;           // false: the reference encoder ops (set_fast_cpu_inference)
+  bool fast_path = true;           // false: the reference encoder ops (set_fast_cpu_path)
   double gemm_seconds = 1.0;       // time spent measuring each GEMM peak
 };
 

@@ -51,11 +51,17 @@ class AlbertAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AlbertAttention);
 
-// The CPU inference path of AlbertLayer (oneDNN linears over prepared,
-// fused weights) is on by default; turning it off runs the reference ops
-// everywhere, which the bench and the parity tests use for comparison.
-void set_fast_cpu_inference(bool enabled);
-bool fast_cpu_inference_enabled();
+// The oneDNN CPU paths are on by default: AlbertLayer's inference path
+// (linears over prepared, fused weights) and, when autograd records, the
+// encoder's linears as oneDNN inner products with oneDNN backward passes.
+// Turning them off runs the reference ops everywhere, which the bench and the
+// parity tests use for comparison.
+void set_fast_cpu_path(bool enabled);
+bool fast_cpu_path_enabled();
+
+// layer(x), through OneDNN with its own backward when autograd records on
+// the CPU in float32 and the fast path is on.
+torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x);
 
 // One transformer layer: every linear/attention op of the layer runs in
 // forward(), so a faster implementation can replace this one method.

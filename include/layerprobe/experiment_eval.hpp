@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "layerprobe/metrics.hpp"
@@ -22,13 +23,20 @@ struct PredsEvalOptions {
 class GoldCache {
  public:
   const GoldDataset& get(const std::filesystem::path& dev_file);
+  // file_fingerprint of the dev file, computed once.
+  const std::string& fingerprint(const std::filesystem::path& dev_file);
 
  private:
   std::map<std::filesystem::path, GoldDataset> loaded_;
+  std::map<std::filesystem::path, std::string> fingerprints_;
 };
 
 // Every EXPER/*_epoch_*/*_preds directory, sorted; Error when there is none.
 std::vector<std::filesystem::path> find_preds_dirs(const std::filesystem::path& exper_dir);
+
+// Error when two runs are the same kind and epoch (a stray copy of an epoch
+// directory), which would put two rows per layer into summary.csv.
+void check_distinct_runs(const std::vector<RunResults>& runs);
 
 // Scores every layer of one preds dir (pred_layer_<L>.json, else .csv).
 // kind and epoch come from preds_meta.json, else from the directory names.

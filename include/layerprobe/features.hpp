@@ -18,6 +18,11 @@ struct FeatureOptions {
   int max_query_length = 64;
   bool is_training = false;
   int threads = 0;  // worker threads; 0 = all available cores
+  // false: drop what only decoding reads (tokens, token_to_orig_map,
+  // token_is_max_context, p_mask) as each feature is made; training needs
+  // only the ids and targets, and a SQuAD train set's features then take a
+  // third of the memory.
+  bool decoding_fields = true;
 };
 
 // One window `[CLS] question [SEP] context [SEP]`, unpadded (attention mask

@@ -59,10 +59,6 @@ class AdamW {
   double epsilon_, beta1_, beta2_;
 };
 
-// Fisher-Yates over 0..n-1 with mt19937_64 and an explicit reduction, so the
-// order depends only on (seed, epoch), on every standard library.
-std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
-
 struct FineTuneOptions {
   std::filesystem::path output_dir;
   // Copied into every saved model directory (spiece.model), when set.

@@ -41,9 +41,13 @@ class LayerProbes {
   // cross-entropy per head, gradient clipping per layer and head, and
   // AdamW without bias correction (as the original study's optimiser).
   // hidden [L,B,T,H] (float), attention_mask [B,T], start/end [B] (int64).
+  // The dropout masks are a function of dropout_seed alone (dropout_keep_mask
+  // on the CPU; the device's generator seeded with it on CUDA), so a step
+  // repeats exactly. Gradients are written out by hand: no autograd graph,
+  // and hidden may be an inference tensor.
   ProbeStepResult train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
                              const torch::Tensor& start_positions, const torch::Tensor& end_positions,
-                             c10::optional<torch::Generator> dropout_generator);
+                             uint64_t dropout_seed);
 
   int64_t layers() const { return weight_.size(0); }
   int64_t hidden_size() const { return weight_.size(2); }
@@ -65,6 +69,12 @@ class LayerProbes {
   torch::Tensor bias_;    // [L,2]
   torch::Tensor exp_avg_w_, exp_avg_sq_w_, exp_avg_b_, exp_avg_sq_b_;
 };
+
+// Dropout's keep decisions on the CPU as a pure function of (seed, element
+// index): drawn in parallel by a counter-based hash, the same on every run
+// and for any thread count. Keeps with probability 1 - p (to 2^-32).
+// Returns a bool tensor of `sizes`.
+torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed);
 
 // Cross-entropy over the unmasked positions only, so results do not depend on
 // how a batch is padded. logits [..., B, T], mask [B, T], targets [B] -> [...].

@@ -2,20 +2,27 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace layerprobe {
 
+// A paragraph's text and HF's whitespace split of it (split_context's
+// words), shared by all its questions: a SQuAD train set holds each
+// paragraph once instead of once per question.
+struct SquadContext {
+  std::string text;
+  std::vector<std::string> words;
+};
+
 struct SquadExample {
   std::string qas_id;
   std::string question_text;
-  std::string context_text;
   std::string title;
-  // HF's whitespace split of the context, and for each context character
-  // (Unicode code point, the unit answer_start counts) the word it belongs to.
-  std::vector<std::string> doc_tokens;
-  std::vector<int> char_to_word_offset;
+  std::shared_ptr<const SquadContext> context;  // set for every loaded example
+  const std::string& context_text() const { return context->text; }
+  const std::vector<std::string>& doc_tokens() const { return context->words; }
   // Target: the first answer, as word indices into doc_tokens (0/0 and empty
   // text when impossible). Filled in both modes; HF uses it only for training.
   // Python index semantics: -1 when answer_start falls on leading whitespace.
@@ -26,6 +33,15 @@ struct SquadExample {
   // Every gold answer text, for evaluation.
   std::vector<std::string> answers;
 };
+
+// HF's whitespace split of a context, and for each character (Unicode code
+// point, the unit answer_start counts) the word it belongs to (-1 before the
+// first word).
+struct SplitContext {
+  std::vector<std::string> words;
+  std::vector<int> char_to_word;
+};
+SplitContext split_context(const std::string& context);
 
 struct SquadLoadOptions {
   // Training mode: the first answer becomes the target, and an example whose

@@ -28,6 +28,11 @@ struct SynthOptions {
   // Chance that each of a person's four facts (birth, work, home, possession)
   // is stated; a person always has at least one.
   double fact_probability = 0.75;
+  // Share of the unanswerable questions that ask about a person absent from
+  // the paragraph (telling them apart takes matching names); the others ask
+  // for a fact the paragraph does not state about a person it describes.
+  // When one kind runs out in a paragraph the other is asked.
+  double absent_person_share = 0.5;
 };
 
 // Error (exit code 2) naming the option when one is out of range.

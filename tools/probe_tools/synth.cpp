@@ -36,6 +36,10 @@ void add_synth_command(CLI::App& app) {
   command->add_option("--fact-probability", o.fact_probability,
                       "Chance that each of a person's four facts is stated")
       ->capture_default_str();
+  command->add_option("--absent-person-share", o.absent_person_share,
+                      "Share of unanswerable questions about a person the paragraph does not mention (the rest ask "
+                      "for an unstated fact)")
+      ->capture_default_str();
   command->callback([args] { write_synthetic_squad(args->output_dir, args->options); });
 }
 

@@ -1,0 +1,664 @@
+// Reliability (issue #8): the tools killed and rerun, stopped by signals,
+// out of disk space, given mismatched or stray files, and given hostile
+// sizes. Everything runs the built executables on a small model and a small
+// synthetic dataset made here, so no ../shared data is needed.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <regex>
+#include <thread>
+
+#include "layerprobe/common.hpp"
+#include "layerprobe/probe_store.hpp"
+#include "test_support.hpp"
+
+using namespace layerprobe;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string tool(const std::string& name) { return (fs::path(LAYERPROBE_BINARY_DIR) / "bin" / name).string(); }
+
+// What a child does to itself between fork and exec.
+struct Limits {
+  std::optional<uint64_t> file_size;  // RLIMIT_FSIZE in bytes
+  bool ignore_sigxfsz = false;        // writes past the limit fail with EFBIG instead of killing
+};
+
+// One run of a tool: `sh -c 'exec COMMAND'` with stdout and stderr captured
+// through a pipe (a file would itself be subject to the file size limit).
+class Process {
+ public:
+  explicit Process(const std::string& command, const Limits& limits = {}) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::dup2(fds[1], 1);
+      ::dup2(fds[1], 2);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      rlimit no_core{0, 0};
+      ::setrlimit(RLIMIT_CORE, &no_core);
+      if (limits.file_size) {
+        rlimit fsize{*limits.file_size, *limits.file_size};
+        ::setrlimit(RLIMIT_FSIZE, &fsize);
+      }
+      ::signal(SIGXFSZ, limits.ignore_sigxfsz ? SIG_IGN : SIG_DFL);
+      const std::string line = "exec " + command;
+      ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    reader_ = std::thread([this, fd = fds[0]] {
+      char buffer[4096];
+      for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) != 0;) {
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          break;
+        }
+        output_.append(buffer, static_cast<size_t>(n));
+      }
+      ::close(fd);
+    });
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() {
+    if (!waited_) {
+      ::kill(pid_, SIGKILL);
+      wait();
+    }
+  }
+
+  void signal(int number) { ::kill(pid_, number); }
+
+  // The raw wait status; also records the child's peak resident memory.
+  int wait() {
+    if (!waited_) {
+      rusage usage{};
+      while (::wait4(pid_, &status_, 0, &usage) < 0 && errno == EINTR) {
+      }
+      max_rss_kib_ = usage.ru_maxrss;
+      reader_.join();
+      waited_ = true;
+    }
+    return status_;
+  }
+  // True until the child exits (it is left unreaped for wait()).
+  bool running() {
+    if (waited_) return false;
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
+    return info.si_pid == 0;
+  }
+  // Exit code, or 128 + signal for a killed child.
+  int exit_code() {
+    int status = wait();
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  const std::string& output() {
+    wait();
+    return output_;
+  }
+  long max_rss_kib() {
+    wait();
+    return max_rss_kib_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::thread reader_;
+  std::string output_;
+  int status_ = 0;
+  long max_rss_kib_ = 0;
+  bool waited_ = false;
+};
+
+// Runs to the end; returns the exit code and the output.
+std::pair<int, std::string> run(const std::string& command, const Limits& limits = {}) {
+  Process process(command, limits);
+  int code = process.exit_code();
+  return {code, process.output()};
+}
+
+// Polls until `ready` holds or the child ends; false on timeout or end.
+bool wait_until(Process& process, const std::function<bool()>& ready, double timeout_s = 120) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  while (Clock::now() < deadline) {
+    if (ready()) return true;
+    if (!process.running()) return ready();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+bool contains(const std::string& text, const std::string& piece) { return text.find(piece) != std::string::npos; }
+
+std::vector<fs::path> files_matching(const fs::path& root, const std::regex& pattern) {
+  std::vector<fs::path> found;
+  if (!fs::exists(root)) return found;
+  for (const auto& entry : fs::recursive_directory_iterator(root))
+    if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), pattern))
+      found.push_back(entry.path());
+  return found;
+}
+
+std::vector<fs::path> temporaries(const fs::path& root) { return files_matching(root, std::regex(".*\\.tmp\\.[0-9]+")); }
+
+// Every file under a final name is complete: each probes file loads.
+void expect_only_complete_probes(const fs::path& exper) {
+  for (const auto& path : files_matching(exper, std::regex("probes\\.safetensors")))
+    EXPECT_NO_THROW(load_probes(path)) << path;
+}
+
+void expect_same_bytes(const fs::path& a, const fs::path& b) {
+  ASSERT_TRUE(fs::exists(a)) << a;
+  ASSERT_TRUE(fs::exists(b)) << b;
+  EXPECT_TRUE(read_file(a) == read_file(b)) << a << " and " << b << " differ";
+}
+
+std::string kind_probes(const fs::path& exper, const std::string& kind, int epoch) {
+  return (exper / (kind + "_epoch_" + std::to_string(epoch)) / (kind + "_probes") / "probes.safetensors").string();
+}
+
+}  // namespace
+
+// Data, vocabulary and models shared by every test: made once, in seconds.
+class Reliability : public ::testing::Test {
+ protected:
+  static constexpr int kEpochs = 3;
+
+  // Each test runs in its own process under ctest: the data, models and
+  // uninterrupted reference runs are made once (under a lock, for ctest -j)
+  // and remade whenever the executables change.
+  static void SetUpTestSuite() {
+    ::setenv("LAYERPROBE_THREADS", "1", 1);  // one thread: bit-identical reruns, light on shared CPUs
+    root_ = fs::path(LAYERPROBE_BINARY_DIR) / "test-scratch" / "reliability";
+    fs::create_directories(root_.parent_path());
+    const int lock = ::open((root_.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(lock, 0);
+    ::flock(lock, LOCK_EX);
+    std::string stamp;
+    for (const char* name : {"probe_tools", "probe_train", "run_squad"})
+      stamp += std::to_string(fs::last_write_time(tool(name)).time_since_epoch().count()) + "\n";
+    const fs::path marker = root_ / "ready";
+    if (!fs::exists(marker) || read_file(marker) != stamp) {
+      fs::remove_all(root_);
+      make_fixture();
+      if (!HasFailure()) write_file_atomically(marker, stamp);
+    }
+    ::flock(lock, LOCK_UN);
+    ::close(lock);
+  }
+
+  static void make_fixture() {
+    auto must = [](const std::string& command) {
+      auto [code, output] = run(command);
+      ASSERT_EQ(code, 0) << command << "\n" << output;
+    };
+    const std::string synth = tool("probe_tools") + " synth --train-questions 240 --dev-questions 40 --output-dir ";
+    must(synth + (root_ / "data").string());
+    must(synth + (root_ / "other").string() + " --seed 7");
+    must(tool("probe_tools") + " train-vocab --vocab-size 400 --input " + (root_ / "data/train-v2.0.json").string() +
+         " " + (root_ / "data/dev-v2.0.json").string() + " --output " + (root_ / "spiece.model").string());
+    auto init = [&](const std::string& name, int layers, int hidden, int seed) {
+      must(tool("probe_tools") + " init-model --vocab " + (root_ / "spiece.model").string() + " --layers " +
+           std::to_string(layers) + " --hidden-size " + std::to_string(hidden) +
+           " --embedding-size 16 --heads 2 --intermediate-size 64 --max-positions 128 --seed " + std::to_string(seed) +
+           " --output " + (root_ / name).string());
+    };
+    init("pretrained", 2, 32, 1);
+    init("fine_tuned", 2, 32, 2);
+    init("deeper", 3, 32, 3);
+    init("wider", 2, 48, 4);
+    must(probe_train(reference_exper()));
+    must(run_squad(reference_finetune()));
+  }
+
+  static std::string train_file() { return (root_ / "data/train-v2.0.json").string(); }
+  static std::string dev_file() { return (root_ / "data/dev-v2.0.json").string(); }
+
+  static std::string probe_train(const fs::path& exper, const std::string& which = "both", int epochs = kEpochs) {
+    return tool("probe_train") + " " + which + " cpu " + std::to_string(epochs) + " --pretrained-model " +
+           (root_ / "pretrained").string() + " --fine-tuned-model " + (root_ / "fine_tuned").string() +
+           " --train-file " + train_file() + " --max-seq-length 96 --doc-stride 48 --batch-size 4 --output-dir " +
+           exper.string();
+  }
+
+  static std::string run_squad(const fs::path& out) {
+    return tool("run_squad") + " --model_type albert --model_name_or_path " + (root_ / "pretrained").string() +
+           " --do_train --do_lower_case --version_2_with_negative --train_file " + train_file() +
+           " --per_gpu_train_batch_size 8 --num_train_epochs 2 --learning_rate 1e-3 --max_seq_length 96"
+           " --doc_stride 48 --save_steps 6 --logging_steps 1000 --seed 3 --resume --output_dir " +
+           out.string();
+  }
+
+  // Uninterrupted runs of the same commands.
+  static fs::path reference_exper() { return root_ / "reference_exper"; }
+  static fs::path reference_finetune() { return root_ / "reference_finetune"; }
+
+  static void expect_same_probes(const fs::path& exper) {
+    for (const char* kind : {"pretrained", "fine_tuned"})
+      for (int epoch = 1; epoch <= kEpochs; ++epoch)
+        expect_same_bytes(kind_probes(exper, kind, epoch), kind_probes(reference_exper(), kind, epoch));
+  }
+
+  // A predicted experiment on the pretrained model: one epoch, two layers.
+  static fs::path predicted_exper(const std::string& name) {
+    fs::path exper = root_ / name;
+    fs::remove_all(exper);
+    fs::create_directories(exper / "pretrained_epoch_1");
+    fs::copy(reference_exper() / "pretrained_epoch_1" / "pretrained_probes", exper / "pretrained_epoch_1" / "pretrained_probes");
+    auto [code, output] = run(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev_file());
+    EXPECT_EQ(code, 0) << output;
+    return exper;
+  }
+
+  static fs::path root_;
+};
+
+fs::path Reliability::root_;
+
+// --- interruption -------------------------------------------------------------------------
+
+TEST_F(Reliability, ProbeTrainKilledAnywhereResumesToTheSameProbes) {
+  const fs::path exper = root_ / "killed_exper";
+  fs::remove_all(exper);
+  const fs::path first = kind_probes(exper, "pretrained", 1);
+
+  // 1. Killed while writing epoch 1 (SIGXFSZ as the temporary file outgrows
+  //    the file size limit): a partial temporary, nothing under the final name.
+  {
+    Limits limits;
+    limits.file_size = fs::file_size(kind_probes(reference_exper(), "pretrained", 1)) / 2;
+    Process process(probe_train(exper), limits);
+    EXPECT_EQ(process.exit_code(), 128 + SIGXFSZ) << process.output();
+    EXPECT_FALSE(fs::exists(first));
+    ASSERT_EQ(temporaries(exper).size(), 1u) << "expected the partial temporary of epoch 1's probes";
+    expect_only_complete_probes(exper);
+  }
+  const fs::path partial = temporaries(exper).front();
+  // 2. Killed as soon as the pretrained probes of epoch 2 appear, likely
+  //    before the fine-tuned ones: a resume where the two models are at
+  //    different epochs.
+  {
+    Process process(probe_train(exper));
+    ASSERT_TRUE(wait_until(process, [&] { return fs::exists(kind_probes(exper, "pretrained", 2)); })) << process.output();
+    process.signal(SIGKILL);
+    EXPECT_EQ(process.exit_code(), 128 + SIGKILL) << process.output();
+    EXPECT_FALSE(fs::exists(partial)) << "the rerun should have removed the dead run's temporary";
+    expect_only_complete_probes(exper);
+  }
+  // 3. Killed in the middle of epoch 3.
+  {
+    Process process(probe_train(exper));
+    ASSERT_TRUE(wait_until(process, [&] { return fs::exists(kind_probes(exper, "fine_tuned", 2)); })) << process.output();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const bool finished = fs::exists(kind_probes(exper, "fine_tuned", 3));
+    process.signal(SIGKILL);
+    process.wait();
+    if (finished) GTEST_LOG_(INFO) << "epoch 3 finished before the kill; the mid-epoch point was not hit";
+    expect_only_complete_probes(exper);
+  }
+  // 4. The same command, run to the end.
+  auto [code, output] = run(probe_train(exper));
+  ASSERT_EQ(code, 0) << output;
+  expect_same_probes(exper);
+  EXPECT_TRUE(temporaries(exper).empty());
+}
+
+TEST_F(Reliability, RunSquadKilledAnywhereResumesToTheSameModel) {
+  const fs::path out = root_ / "killed_finetune";
+  fs::remove_all(out);
+  const auto state = [&](int step) { return out / ("checkpoint-" + std::to_string(step)) / "trainer_state.json"; };
+  // 1. Killed while writing the first checkpoint's weights.
+  {
+    Limits limits;
+    limits.file_size = fs::file_size(reference_finetune() / "model.safetensors") / 2;
+    Process process(run_squad(out), limits);
+    EXPECT_EQ(process.exit_code(), 128 + SIGXFSZ) << process.output();
+    EXPECT_FALSE(fs::exists(state(6)));
+    EXPECT_FALSE(fs::exists(out / "checkpoint-6" / "model.safetensors"));
+    EXPECT_FALSE(temporaries(out).empty());
+  }
+  // 2. Killed right after a checkpoint is complete, and 3. between checkpoints.
+  for (int step : {12, 24}) {
+    Process process(run_squad(out));
+    ASSERT_TRUE(wait_until(process, [&] { return fs::exists(state(step)); })) << process.output();
+    if (step == 24) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    process.signal(SIGKILL);
+    process.wait();
+    EXPECT_TRUE(temporaries(out / "checkpoint-6").empty());
+  }
+  auto [code, output] = run(run_squad(out));
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_TRUE(contains(output, "resuming from")) << output;
+  expect_same_bytes(out / "model.safetensors", reference_finetune() / "model.safetensors");
+  EXPECT_TRUE(temporaries(out).empty());
+}
+
+TEST_F(Reliability, SigtermStopsProbeTrainCleanlyAndSaysHowToResume) {
+  const fs::path exper = root_ / "sigterm_exper";
+  fs::remove_all(exper);
+  Process process(probe_train(exper));
+  ASSERT_TRUE(wait_until(process, [&] { return fs::exists(kind_probes(exper, "fine_tuned", 1)); })) << process.output();
+  process.signal(SIGTERM);
+  ASSERT_EQ(process.exit_code(), 130) << process.output();
+  for (const std::string& text : {process.output(), read_file(exper / "probe_train.log")}) {
+    EXPECT_TRUE(contains(text, "stopped by signal")) << text;
+    EXPECT_TRUE(contains(text, "Rerun the same command to resume after epoch")) << text;
+  }
+  expect_only_complete_probes(exper);
+  auto [code, output] = run(probe_train(exper));
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_TRUE(contains(output, "resuming after epoch")) << output;
+  expect_same_probes(exper);
+}
+
+TEST_F(Reliability, SigintStopsRunSquadWithACheckpointAndSaysHowToResume) {
+  const fs::path out = root_ / "sigint_finetune";
+  fs::remove_all(out);
+  Process process(run_squad(out));
+  ASSERT_TRUE(wait_until(process, [&] { return fs::exists(out / "checkpoint-6" / "trainer_state.json"); }))
+      << process.output();
+  process.signal(SIGINT);
+  ASSERT_EQ(process.exit_code(), 130) << process.output();
+  EXPECT_TRUE(contains(process.output(), "stopped by signal")) << process.output();
+  EXPECT_TRUE(contains(process.output(), "with --resume to continue from step")) << process.output();
+  auto [code, output] = run(run_squad(out));
+  ASSERT_EQ(code, 0) << output;
+  expect_same_bytes(out / "model.safetensors", reference_finetune() / "model.safetensors");
+}
+
+// --- disk full ------------------------------------------------------------------------------
+
+TEST_F(Reliability, FileSizeLimitWhileSavingFailsClearlyAndKeepsThePreviousEpoch) {
+  const fs::path exper = root_ / "fsize_exper";
+  fs::remove_all(exper);
+  auto [first_code, first_output] = run(probe_train(exper, "pretrained", 1));
+  ASSERT_EQ(first_code, 0) << first_output;
+  const std::string epoch1 = read_file(kind_probes(exper, "pretrained", 1));
+  Limits limits;
+  limits.file_size = epoch1.size() / 2;
+  limits.ignore_sigxfsz = true;  // write() fails with EFBIG, as on a full disk
+  auto [code, output] = run(probe_train(exper, "pretrained", 2), limits);
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "cannot write (disk full?) '" + kind_probes(exper, "pretrained", 2) + "'")) << output;
+  EXPECT_TRUE(read_file(kind_probes(exper, "pretrained", 1)) == epoch1);
+  EXPECT_FALSE(fs::exists(kind_probes(exper, "pretrained", 2)));
+  EXPECT_TRUE(temporaries(exper).empty());
+}
+
+TEST_F(Reliability, FullTmpfsWhileSavingFailsClearlyAndKeepsThePreviousEpoch) {
+  const fs::path mount_point = root_ / "small_tmpfs";
+  fs::create_directories(mount_point);
+  if (::geteuid() != 0 || ::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=1m") != 0)
+    GTEST_SKIP() << "needs root and tmpfs mounts; FileSizeLimitWhileSaving covers the same path portably";
+  struct Unmount {
+    fs::path dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{mount_point};
+  const fs::path exper = mount_point / "exper";
+  auto [first_code, first_output] = run(probe_train(exper, "pretrained", 1));
+  ASSERT_EQ(first_code, 0) << first_output;
+  const std::string epoch1 = read_file(kind_probes(exper, "pretrained", 1));
+  // Fill the file system but for less than one probes file.
+  struct statvfs fs_stats {};
+  ASSERT_EQ(::statvfs(mount_point.c_str(), &fs_stats), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(fs_stats.f_bavail) * fs_stats.f_frsize;
+  {
+    std::ofstream filler(mount_point / "filler", std::ios::binary);
+    filler << std::string(free_bytes - std::min<uint64_t>(free_bytes, epoch1.size() / 2), 'x');
+  }
+  auto [code, output] = run(probe_train(exper, "pretrained", 2));
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "cannot write (disk full?) '" + kind_probes(exper, "pretrained", 2) + "'") ||
+              contains(output, "cannot create")) << output;
+  EXPECT_TRUE(contains(output, "No space left on device")) << output;
+  EXPECT_TRUE(read_file(kind_probes(exper, "pretrained", 1)) == epoch1);
+  EXPECT_FALSE(fs::exists(kind_probes(exper, "pretrained", 2)));
+  EXPECT_TRUE(temporaries(exper).empty());
+}
+
+TEST_F(Reliability, FileSizeLimitWhileCheckpointingFailsClearlyAndKeepsTheLastCheckpoint) {
+  const fs::path out = root_ / "fsize_finetune";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  fs::copy(reference_finetune() / "checkpoint-6", out / "checkpoint-6");
+  Limits limits;
+  limits.file_size = fs::file_size(out / "checkpoint-6" / "model.safetensors") / 2;
+  limits.ignore_sigxfsz = true;
+  auto [code, output] = run(run_squad(out), limits);
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "cannot write (disk full?) '" + (out / "checkpoint-12").string())) << output;
+  EXPECT_TRUE(read_file(out / "checkpoint-6" / "model.safetensors") ==
+              read_file(reference_finetune() / "checkpoint-6" / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(out / "checkpoint-12" / "trainer_state.json"));
+  EXPECT_TRUE(temporaries(out).empty());
+}
+
+// --- mismatched and stray files --------------------------------------------------------------
+
+TEST_F(Reliability, ProbesOfAnotherModelShapeAreRefused) {
+  const fs::path probes = reference_exper() / "pretrained_epoch_1" / "pretrained_probes";
+  for (const char* model : {"deeper", "wider"}) {
+    auto [code, output] = run(tool("probe_predict") + " probes " + probes.string() + " cpu --dev-file " + dev_file() +
+                              " --pretrained-model " + (root_ / model).string());
+    EXPECT_EQ(code, 1) << output;
+    EXPECT_TRUE(contains(output, "have 2 layers of width 32 but model")) << output;
+    EXPECT_TRUE(contains(output, std::string(model) == "deeper" ? "has 3 of width 32" : "has 2 of width 48")) << output;
+  }
+  EXPECT_FALSE(fs::exists(probes.parent_path() / "pretrained_preds"));
+}
+
+TEST_F(Reliability, PredictionsAreNotScoredAgainstAnotherDevFile) {
+  const fs::path exper = predicted_exper("devmismatch_exper");
+  const fs::path preds = exper / "pretrained_epoch_1" / "pretrained_preds";
+  // Another dataset altogether.
+  auto [code, output] = run(tool("probe_evaluate") + " preds " + preds.string() + " --dev-file " +
+                            (root_ / "other/dev-v2.0.json").string());
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "has other content")) << output;
+  // The same ids with edited content: a copy of the dev file with one answer changed.
+  const fs::path edited = root_ / "edited-dev.json";
+  auto dev = nlohmann::json::parse(read_file(dev_file()));
+  for (auto& article : dev["data"])
+    for (auto& paragraph : article["paragraphs"])
+      for (auto& qa : paragraph["qas"])
+        if (!qa["answers"].empty()) qa["answers"] = nlohmann::json::array();
+  write_file_atomically(edited, dev.dump());
+  std::tie(code, output) = run(tool("probe_evaluate") + " preds " + preds.string() + " --dev-file " + edited.string());
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "were made on '" + fs::absolute(dev_file()).lexically_normal().string())) << output;
+  // Predictions from before dev files were fingerprinted: the ids give it away.
+  auto meta = nlohmann::json::parse(read_file(preds / "preds_meta.json"));
+  meta.erase("dev_file_fingerprint");
+  write_file_atomically(preds / "preds_meta.json", meta.dump());
+  std::tie(code, output) =
+      run(tool("probe_evaluate") + " preds " + preds.string() + " --allow-missing --dev-file " + train_file());
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "predicted question ids")) << output;
+  EXPECT_TRUE(contains(output, "were made on another dev file")) << output;
+  // An identical copy under another name is fine.
+  const fs::path copy = root_ / "copy-of-dev.json";
+  fs::copy_file(dev_file(), copy, fs::copy_options::overwrite_existing);
+  std::tie(code, output) = run(tool("probe_evaluate") + " preds " + preds.string() + " --dev-file " + copy.string());
+  EXPECT_EQ(code, 0) << output;
+}
+
+TEST_F(Reliability, StrayFilesInAnExperimentAreReportedNeverTabled) {
+  const fs::path exper = predicted_exper("stray_exper");
+  const fs::path epoch = exper / "pretrained_epoch_1";
+  const fs::path preds = epoch / "pretrained_preds";
+  // Harmless strays: a dead run's temporary, a note, an unrelated directory.
+  write_file_atomically(preds / "pred_layer_1.json.tmp.999999", "{\"partial");
+  write_file_atomically(exper / "notes.txt", "x");
+  fs::create_directories(exper / "pretrained_epoch_2 (copy)");
+  // A prediction file of a layer the probes do not have (an earlier, deeper model).
+  fs::copy_file(preds / "pred_layer_1.json", preds / "pred_layer_9.json");
+  auto [code, output] = run(tool("probe_evaluate") + " exper " + exper.string());
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_TRUE(contains(output, "ignoring '" + (preds / "pred_layer_9.json").string() + "'")) << output;
+  EXPECT_EQ(read_file(exper / "summary.csv").find(",9,"), std::string::npos) << read_file(exper / "summary.csv");
+  std::tie(code, output) = run(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev_file());
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_TRUE(contains(output, "ignoring '" + (exper / "pretrained_epoch_2 (copy)").string() + "'")) << output;
+
+  // A missing layer is an error, not a shorter table.
+  fs::remove(preds / "pred_layer_2.json");
+  fs::remove(preds / "pred_layer_2.csv");
+  std::tie(code, output) = run(tool("probe_evaluate") + " preds " + preds.string());
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "has no pred_layer_2.json or .csv but preds_meta.json says 2 layers")) << output;
+
+  // A second copy of the same epoch would give every layer two rows.
+  fs::copy(epoch, exper / "pretrained_epoch_01", fs::copy_options::recursive);
+  std::tie(code, output) = run(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev_file());
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "are both pretrained epoch 1")) << output;
+  std::tie(code, output) = run(tool("probe_evaluate") + " exper " + exper.string());
+  EXPECT_NE(code, 0) << output;
+  fs::remove_all(exper / "pretrained_epoch_01");
+
+  // Probes of one kind filed under the other.
+  const fs::path misfiled = exper / "fine_tuned_epoch_1" / "fine_tuned_probes";
+  fs::create_directories(misfiled);
+  fs::copy_file(epoch / "pretrained_probes" / "probes.safetensors", misfiled / "probes.safetensors");
+  std::tie(code, output) = run(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev_file());
+  EXPECT_EQ(code, 1) << output;
+  EXPECT_TRUE(contains(output, "holds pretrained probes but lies in a fine_tuned_probes directory")) << output;
+}
+
+// --- limits -----------------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json squad_file(nlohmann::json paragraphs) {
+  return {{"version", "v2.0"}, {"data", {{{"title", "t"}, {"paragraphs", std::move(paragraphs)}}}}};
+}
+
+nlohmann::json question(const std::string& id, const std::string& text, const std::string& answer, size_t start) {
+  nlohmann::json answers = nlohmann::json::array();
+  if (!answer.empty()) answers.push_back({{"text", answer}, {"answer_start", start}});
+  return {{"id", id}, {"question", text}, {"answers", answers}, {"is_impossible", answer.empty()}};
+}
+
+// "w0 w1 w2 ..." up to `bytes` characters.
+std::string words(size_t bytes) {
+  std::string text;
+  for (size_t i = 0; text.size() < bytes; ++i) text += "w" + std::to_string(i % 9973) + " ";
+  return text;
+}
+
+size_t lines(const std::string& text) { return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+}  // namespace
+
+TEST_F(Reliability, OneMegabyteContextTakesTimeAndMemoryInProportion) {
+  const fs::path dir = test_support::scratch_dir("reliability_big_context");
+  const std::string context = words(1 << 20);
+  write_file_atomically(dir / "big.json",
+                        squad_file({{{"context", context}, {"qas", {question("q1", "which word?", "w5", 10)}}}}).dump());
+  // Linear work is a few seconds on one thread; the deadline catches
+  // anything quadratic in the context (a 4x longer context, 16x the time).
+  Process process(tool("probe_tools") + " features --vocab " + (root_ / "spiece.model").string() + " --data " +
+                  (dir / "big.json").string() + " --mode eval --max-seq-length 128 --doc-stride 64 --output " +
+                  (dir / "features.jsonl").string());
+  wait_until(process, [] { return false; }, 15.0);
+  const bool finished = !process.running();
+  if (!finished) process.signal(SIGKILL);
+  ASSERT_TRUE(finished) << "featurising one 1 MB context took over 15 s";
+  ASSERT_EQ(process.exit_code(), 0) << process.output();
+  // ~175k words of ~5 pieces, windows of ~120 tokens every 64: over 10k features.
+  EXPECT_GT(lines(read_file(dir / "features.jsonl")), 10000u);
+  EXPECT_LT(process.max_rss_kib(), 1L << 20) << "peak memory over 1 GiB for a 1 MB context";
+}
+
+TEST_F(Reliability, TenThousandTokenQuestionIsTruncatedToMaxQueryLength) {
+  const fs::path dir = test_support::scratch_dir("reliability_long_question");
+  const std::string context = "Ada was born in Paris in 1815.";
+  write_file_atomically(dir / "long.json",
+                        squad_file({{{"context", context},
+                                     {"qas", {question("q1", words(60000) + "?", "Paris", 16)}}}})
+                            .dump());
+  Process process(tool("probe_tools") + " features --vocab " + (root_ / "spiece.model").string() + " --data " +
+                  (dir / "long.json").string() + " --mode eval --max-seq-length 128 --max-query-length 64 --output " +
+                  (dir / "features.jsonl").string());
+  ASSERT_EQ(process.exit_code(), 0) << process.output();
+  const std::string text = read_file(dir / "features.jsonl");
+  ASSERT_EQ(lines(text), 1u) << text.substr(0, 500);
+  const auto feature = nlohmann::json::parse(text.substr(0, text.find('\n')));
+  EXPECT_LE(feature.at("input_ids").size(), 128u);
+}
+
+TEST_F(Reliability, HundredThousandQuestionsEvaluateInBoundedTime) {
+  const fs::path dir = test_support::scratch_dir("reliability_many_questions");
+  nlohmann::json paragraphs = nlohmann::json::array();
+  nlohmann::json predictions = nlohmann::json::object();
+  const std::string context = "Ada was born in Paris in 1815.";
+  for (int p = 0; p < 10000; ++p) {
+    nlohmann::json qas = nlohmann::json::array();
+    for (int q = 0; q < 10; ++q) {
+      const std::string id = "q" + std::to_string(p * 10 + q);
+      qas.push_back(question(id, "Where was Ada born?", q % 2 ? "Paris" : "", 16));
+      predictions[id] = q % 3 ? "Paris" : "";
+    }
+    paragraphs.push_back({{"context", context}, {"qas", qas}});
+  }
+  write_file_atomically(dir / "dev.json", squad_file(paragraphs).dump());
+  write_file_atomically(dir / "pred.json", predictions.dump());
+  const auto start = Clock::now();
+  Process process(tool("probe_evaluate") + " file " + (dir / "dev.json").string() + " " + (dir / "pred.json").string());
+  ASSERT_EQ(process.exit_code(), 0) << process.output();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 30.0);
+  const auto result = nlohmann::json::parse(process.output().substr(process.output().find('{')));
+  EXPECT_EQ(result.at("total"), 100000);
+}
+
+TEST_F(Reliability, CheckpointHeaderClaimingTwoGigabytesIsRefusedWithoutAllocating) {
+  const fs::path model = root_ / "huge_header";
+  fs::remove_all(model);
+  fs::create_directories(model);
+  fs::copy_file(root_ / "pretrained" / "config.json", model / "config.json");
+  fs::copy_file(root_ / "pretrained" / "spiece.model", model / "spiece.model");
+  auto write_claim = [&](const std::string& header, uint64_t claimed_length) {
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((claimed_length >> (8 * i)) & 0xff);
+    write_file_atomically(model / "model.safetensors", bytes + header + std::string(64, '\0'));
+  };
+  const std::string predict = tool("probe_predict") + " probes " +
+                              (reference_exper() / "pretrained_epoch_1" / "pretrained_probes").string() +
+                              " cpu --dev-file " + dev_file() + " --pretrained-model " + model.string();
+  // The header length itself claims 2 GB.
+  write_claim("{}", 2'000'000'000ULL);
+  Process length_claim(predict);
+  EXPECT_EQ(length_claim.exit_code(), 1) << length_claim.output();
+  EXPECT_TRUE(contains(length_claim.output(), "header length 2000000000 runs past the end of the file"))
+      << length_claim.output();
+  EXPECT_LT(length_claim.max_rss_kib(), 1L << 20);
+  // A well-formed header whose one tensor claims 2 GB of data.
+  const std::string header =
+      R"({"albert.embeddings.word_embeddings.weight":{"dtype":"F32","shape":[500000000],"data_offsets":[0,2000000000]}})";
+  write_claim(header, header.size());
+  Process tensor_claim(predict);
+  EXPECT_EQ(tensor_claim.exit_code(), 1) << tensor_claim.output();
+  EXPECT_TRUE(contains(tensor_claim.output(), "run past the end of the data area")) << tensor_claim.output();
+  EXPECT_LT(tensor_claim.max_rss_kib(), 1L << 20);
+}
