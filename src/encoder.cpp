@@ -70,14 +70,16 @@ torch::Tensor fused_activation(const torch::Tensor& x, Activation activation) {
   throw Error("unhandled activation");
 }
 
-}  // namespace
-
+// layer(x), through OneDnnLinear when autograd records on the CPU in float32
+// and the fast path is on.
 torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
   const bool onednn = g_fast_cpu_path && torch::GradMode::is_enabled() && at::hasMKLDNN() && x.device().is_cpu() &&
                       x.scalar_type() == torch::kFloat32 && layer->bias.defined() && x.numel() > 0 &&
                       (x.requires_grad() || layer->weight.requires_grad());
   return onednn ? OneDnnLinear::apply(x, layer->weight, layer->bias) : layer->forward(x);
 }
+
+}  // namespace
 
 Activation parse_activation(const std::string& name) {
   if (name == "gelu") return Activation::Gelu;

@@ -59,10 +59,6 @@ TORCH_MODULE(AlbertAttention);
 void set_fast_cpu_path(bool enabled);
 bool fast_cpu_path_enabled();
 
-// layer(x), through OneDNN with its own backward when autograd records on
-// the CPU in float32 and the fast path is on.
-torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x);
-
 // One transformer layer: every linear/attention op of the layer runs in
 // forward(), so a faster implementation can replace this one method.
 // In eval mode without autograd on CPU float32 (and with the fast path
