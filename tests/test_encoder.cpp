@@ -92,7 +92,9 @@ int run_probe_tools(const std::string& args, std::string& log) {
     ADD_FAILURE() << exe << " is missing: build the probe_tools target";
     return -1;
   }
-  const fs::path log_file = test_support::scratch_dir("encoder_cli_log") / "log.txt";
+  // One file per test: ctest runs the tests of this file in parallel processes.
+  const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const fs::path log_file = test_support::scratch_dir("encoder_cli_log_" + test) / "log.txt";
   int status = std::system((exe.string() + " " + args + " > " + log_file.string() + " 2>&1").c_str());
   log = read_file(log_file);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
