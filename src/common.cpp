@@ -56,9 +56,7 @@ namespace {
 [[noreturn]] void throw_errno(const std::string& what, const fs::path& path) {
   throw Error(what + " '" + path.string() + "': " + std::strerror(errno));
 }
-}  // namespace
 
-namespace {
 bool process_is_gone(const std::string& pid_text) {
   if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos)
     return false;
