@@ -1,15 +1,15 @@
 #include "layerprobe/bench.hpp"
 
-#include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <torch/cuda.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 
 #include "layerprobe/batch.hpp"
@@ -19,6 +19,7 @@
 #include "layerprobe/device.hpp"
 #include "layerprobe/encoder.hpp"
 #include "layerprobe/features.hpp"
+#include "layerprobe/precision.hpp"
 #include "layerprobe/probe_workflow.hpp"
 #include "layerprobe/probes.hpp"
 #include "layerprobe/squad.hpp"
@@ -44,41 +45,6 @@ double timed(const torch::Device& device, const std::function<void()>& work) {
   if (device.is_cuda()) torch::cuda::synchronize();
   return seconds_since(start);
 }
-
-// Autocast of the frozen encoder's ops to bf16/fp16 on CUDA while alive;
-// probes and their optimiser stay float32.
-class PrecisionScope {
- public:
-  PrecisionScope(const std::string& precision, const torch::Device& device) {
-    if (precision == "fp32") return;
-    if (precision != "bf16" && precision != "fp16")
-      throw Error("--precision '" + precision + "' is not one of: fp32, bf16, fp16", 2);
-    if (!device.is_cuda()) throw Error("--precision " + precision + " needs --device gpu (CPU runs fp32)", 2);
-    set_cuda_autocast(true, precision == "bf16" ? at::kBFloat16 : at::kHalf);
-    active_ = true;
-  }
-  ~PrecisionScope() {
-    if (!active_) return;
-    set_cuda_autocast(false, at::kFloat);
-    at::autocast::clear_cache();
-  }
-  PrecisionScope(const PrecisionScope&) = delete;
-  PrecisionScope& operator=(const PrecisionScope&) = delete;
-
- private:
-  // LibTorch 2.4 replaced the CUDA-only autocast calls with per-device ones.
-  static void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
-#if TORCH_VERSION_MAJOR >= 2
-    if (enabled) at::autocast::set_autocast_dtype(at::kCUDA, dtype);
-    at::autocast::set_autocast_enabled(at::kCUDA, enabled);
-#else
-    if (enabled) at::autocast::set_autocast_gpu_dtype(dtype);
-    at::autocast::set_enabled(enabled);
-#endif
-  }
-
-  bool active_ = false;
-};
 
 // An even sample of whole examples holding about `wanted` features, with
 // the features' example_index renumbered into the sampled examples.
@@ -187,6 +153,37 @@ double train_step_seconds(AlbertForQuestionAnswering& model, const std::vector<s
   return total;
 }
 
+// Inclusive time of each op the calling thread starts outside any other op.
+std::vector<std::pair<std::string, double>> top_level_op_seconds(
+    const torch::autograd::profiler::thread_event_lists& lists, uint64_t thread) {
+  using torch::autograd::profiler::EventKind;
+  using torch::autograd::profiler::LegacyEvent;
+  std::map<std::string, double> seconds;
+  for (const auto& events : lists) {
+    std::vector<const LegacyEvent*> open;
+    for (const auto& event : events) {
+      if (event.threadId() != thread) continue;
+      if (event.kind() == EventKind::PushRange) {
+        open.push_back(&event);
+      } else if (event.kind() == EventKind::PopRange && !open.empty()) {
+        const LegacyEvent* start = open.back();
+        open.pop_back();
+        if (open.empty()) seconds[start->name()] += start->cpuElapsedUs(event) / 1e6;
+      }
+    }
+  }
+  std::vector<std::pair<std::string, double>> sorted(seconds.begin(), seconds.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return sorted;
+}
+
+std::vector<std::pair<std::string, double>> profile_forward(const std::function<void()>& forward_pass) {
+  using namespace torch::autograd::profiler;
+  enableProfilerLegacy(ProfilerConfig(ProfilerState::CPU));
+  forward_pass();
+  return top_level_op_seconds(disableProfilerLegacy(), at::RecordFunction::currentThreadId());
+}
+
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -210,8 +207,10 @@ double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, d
   auto weight = torch::randn({out, in});
   auto bias = torch::zeros({out});
   auto prepared = weight.to_mkldnn();
+  // The product alone: operands already in oneDNN's layout, the result left in it.
+  auto prepared_input = x.to_mkldnn();
   auto once = [&] {
-    if (onednn) torch::mkldnn_linear(x.to_mkldnn(), prepared, bias).to_dense();
+    if (onednn) torch::mkldnn_linear(prepared_input, prepared, bias);
     else torch::mm(x, weight.t());
   };
   once();
@@ -237,7 +236,7 @@ double BenchResult::train_mfu() const {
 
 nlohmann::json BenchResult::to_json() const {
   auto ratio = [&](double value) { return forward_fps > 0 ? value / forward_fps : 0.0; };
-  return {{"features", features},
+  nlohmann::json json = {{"features", features},
           {"mean_tokens", features ? static_cast<double>(feature_tokens) / static_cast<double>(features) : 0.0},
           {"featurize_s", featurize_s},
           {"featurized_features", featurized_features},
@@ -262,12 +261,14 @@ nlohmann::json BenchResult::to_json() const {
           {"fast_path", fast_path},
           {"device", device},
           {"precision", precision}};
+  if (!forward_profile.empty()) json["forward_profile"] = forward_profile;  // [[op, seconds], ...]
+  return json;
 }
 
 BenchResult run_bench(const BenchOptions& options) {
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   const torch::Device device = parse_device(options.device);
-  { PrecisionScope check(options.precision, device); }  // rejects a bad --precision before any work
+  check_precision(options.precision, device);  // before any work
   BenchResult result;
   result.device = options.device;
   result.precision = options.precision;
@@ -322,6 +323,11 @@ BenchResult run_bench(const BenchOptions& options) {
     forward({});  // warm-up: weight preparation, allocator, kernels
     result.forward_fps = n / forward({});
     spdlog::info("bench: forward {:.2f} features/s", result.forward_fps);
+    if (options.profile) {
+      result.forward_profile = profile_forward([&] { forward({}); });
+      for (const auto& [op, seconds] : result.forward_profile)
+        spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
+    }
     BatchOptions padded;
     padded.pad_to = options.max_seq_length;
     result.forward_padded_fps = n / forward(padded);

@@ -13,6 +13,7 @@
 #include "layerprobe/model_source.hpp"
 #include "layerprobe/predictions_io.hpp"
 #include "layerprobe/probe_store.hpp"
+#include "layerprobe/precision.hpp"
 #include "layerprobe/probe_workflow.hpp"
 #include "layerprobe/progress.hpp"
 #include "layerprobe/squad.hpp"
@@ -81,14 +82,19 @@ std::vector<SquadFeature> dev_features(const std::vector<SquadExample>& examples
 
 // One encoder pass over the dev features; every probe set scores it.
 void score_features(AlbertForQuestionAnswering& model, const std::vector<SquadFeature>& features,
-                    std::vector<ProbeSet*>& sets, int batch_size, torch::Device device) {
+                    std::vector<ProbeSet*>& sets, int batch_size, torch::Device device,
+                    const std::string& precision) {
   for (auto* set : sets) set->logits.assign(set->stored.probes.layers(), std::vector<FeatureLogits>(features.size()));
   ProgressMeter progress("predict", static_cast<int64_t>(features.size()));
   for (const auto& indices : length_bucketed_batches(features, static_cast<size_t>(batch_size))) {
     throw_if_stop_requested("Rerun the same command to predict again.");
     std::vector<const SquadFeature*> rows;
     for (size_t index : indices) rows.push_back(&features[index]);
-    auto hidden = probed_hidden_states(model, make_batch(rows).to(device));
+    torch::Tensor hidden;
+    {
+      PrecisionScope autocast(precision, device);
+      hidden = probed_hidden_states(model, make_batch(rows).to(device));
+    }
     for (auto* set : sets) {
       auto scores = set->stored.probes.score(hidden).to(torch::kCPU).contiguous();  // [L,B,T,2]
       auto accessor = scores.accessor<float, 4>();
@@ -149,6 +155,7 @@ void predict_probes(const ProbePredictOptions& input_options) {
   if (options.dev_file.empty()) options.dev_file = squad_dir() / "dev-v2.0.json";
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   auto device = parse_device(options.device);
+  check_precision(options.precision, device);
   std::vector<ProbeSet> sets;
   for (const auto& dir : probes_dirs(options)) sets.push_back(load_probe_set(dir, options));
   require_squad_file(options.dev_file, "--dev-file");
@@ -172,7 +179,7 @@ void predict_probes(const ProbePredictOptions& input_options) {
     auto features = dev_features(dataset.examples, tokenizer, group.front()->stored.metadata.training_options);
     spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}", options.dev_file.string(),
                  dataset.examples.size(), features.size(), group.size(), model_dir.string());
-    score_features(loaded.model, features, group, options.batch_size, device);
+    score_features(loaded.model, features, group, options.batch_size, device, options.precision);
     for (auto* set : group) write_predictions(*set, dataset.examples, features, options, dev_fingerprint);
   }
 }

@@ -8,6 +8,7 @@
 #include "layerprobe/checkpoint.hpp"
 #include "layerprobe/common.hpp"
 #include "layerprobe/device.hpp"
+#include "layerprobe/precision.hpp"
 #include "layerprobe/experiment.hpp"
 #include "layerprobe/features.hpp"
 #include "layerprobe/finetune.hpp"
@@ -26,7 +27,7 @@ torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const Enco
   torch::InferenceMode inference;
   auto output = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, true);
   std::vector<torch::Tensor> layers(output.hidden_states.begin() + 1, output.hidden_states.end());
-  return torch::stack(layers);
+  return torch::stack(layers).to(torch::kFloat);  // autocast may leave them bf16/fp16
 }
 
 namespace {
@@ -42,7 +43,7 @@ struct ProbeRun {
 };
 
 nlohmann::json training_options_json(const ProbeTrainOptions& o) {
-  return {{"train_file", fs::absolute(o.train_file).lexically_normal().string()},
+  nlohmann::json json = {{"train_file", fs::absolute(o.train_file).lexically_normal().string()},
           {"batch_size", o.batch_size},
           {"learning_rate", o.learning_rate},
           {"max_seq_length", o.max_seq_length},
@@ -54,6 +55,9 @@ nlohmann::json training_options_json(const ProbeTrainOptions& o) {
           {"dropout", ProbeOptions{}.dropout},
           {"optimizer", "AdamW(betas=(0.9,0.999), eps=1e-8, weight_decay=0, correct_bias=False), clip 1.0 per head"},
           {"padding_masked", true}};
+  // Recorded only when not fp32, so probes saved before the option existed still resume.
+  if (o.precision != "fp32") json["precision"] = o.precision;
+  return json;
 }
 
 ProbeOptions probe_options(const ProbeTrainOptions& o) {
@@ -158,7 +162,11 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
     auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
     std::string detail;
     for (size_t k = 0; k < active.size(); ++k) {
-      auto hidden = probed_hidden_states(active[k]->model.model, batch);
+      torch::Tensor hidden;
+      {
+        PrecisionScope autocast(options.precision, device);
+        hidden = probed_hidden_states(active[k]->model.model, batch);
+      }
       auto result = active[k]->probes->train_step(hidden, batch.attention_mask, start_positions, end_positions,
                                                   dropout_seed(options.seed, epoch, active[k]->kind, b));
       auto loss = result.loss.to(torch::kCPU, torch::kDouble);
@@ -182,6 +190,7 @@ void train_probes(const ProbeTrainOptions& input_options) {
   if (options.epochs < 1) throw Error("EPOCHS must be at least 1", 2);
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   auto device = parse_device(options.device);
+  check_precision(options.precision, device);
   std::vector<ProbeRun> runs;
   for (const auto& kind : options.kinds) {
     check_probe_kind(kind);

@@ -54,7 +54,9 @@ BridgeApi open_bridge() {
       tried += "\n  " + path.string() + " (not found)";
       continue;
     }
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    // A namespace of its own isolates the bridge's protobuf (bridge.hpp) without RTLD_DEEPBIND,
+    // which AddressSanitizer refuses.
+    void* handle = dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
       tried += "\n  " + path.string() + " (" + dlerror() + ")";
       continue;
@@ -78,13 +80,26 @@ const BridgeApi& bridge() {
   return api;
 }
 
+// The bridge's results are copied into objects of this side's runtime (bridge.hpp).
+lp_spm_sink into(std::string& text) {
+  return {[](void* target, const char* data, size_t size) { static_cast<std::string*>(target)->append(data, size); },
+          &text};
+}
+
+lp_spm_sink into(std::vector<std::string>& pieces) {
+  return {[](void* target, const char* data, size_t size) {
+            static_cast<std::vector<std::string>*>(target)->emplace_back(data, size);
+          },
+          &pieces};
+}
+
 }  // namespace
 
 SentencePieceModel::SentencePieceModel(const fs::path& model_path) {
   if (!fs::is_regular_file(model_path))
     throw Error("SentencePiece model not found: '" + model_path.string() + "'");
   std::string error;
-  processor_ = bridge().load(model_path.c_str(), &error);
+  processor_ = bridge().load(model_path.c_str(), into(error));
   if (!processor_)
     throw Error("cannot load SentencePiece model '" + model_path.string() + "': " + error);
 }
@@ -96,22 +111,31 @@ SentencePieceModel::~SentencePieceModel() {
 std::vector<std::string> SentencePieceModel::encode(const std::string& text) const {
   std::vector<std::string> pieces;
   std::string error;
-  if (bridge().encode(processor_, &text, &pieces, &error) != 0) throw Error("SentencePiece encode failed: " + error);
+  if (bridge().encode(processor_, text.data(), text.size(), into(pieces), into(error)) != 0)
+    throw Error("SentencePiece encode failed: " + error);
   return pieces;
 }
 
-int SentencePieceModel::piece_to_id(const std::string& piece) const { return bridge().piece_to_id(processor_, &piece); }
+int SentencePieceModel::piece_to_id(const std::string& piece) const {
+  return bridge().piece_to_id(processor_, piece.data(), piece.size());
+}
 
 std::string SentencePieceModel::id_to_piece(int id) const {
   std::string piece;
-  if (bridge().id_to_piece(processor_, id, &piece) != 0)
+  if (bridge().id_to_piece(processor_, id, into(piece)) != 0)
     throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(size()));
   return piece;
 }
 
 std::string SentencePieceModel::decode(const std::vector<std::string>& pieces) const {
+  std::vector<const char*> data;
+  std::vector<size_t> sizes;
+  for (const auto& piece : pieces) {
+    data.push_back(piece.data());
+    sizes.push_back(piece.size());
+  }
   std::string text, error;
-  if (bridge().decode_pieces(processor_, &pieces, &text, &error) != 0)
+  if (bridge().decode_pieces(processor_, data.data(), sizes.data(), pieces.size(), into(text), into(error)) != 0)
     throw Error("SentencePiece decode failed: " + error);
   return text;
 }
@@ -122,7 +146,7 @@ int SentencePieceModel::unk_id() const { return bridge().unk_id(processor_); }
 
 void train_sentencepiece(const std::string& trainer_args) {
   std::string error;
-  if (bridge().train(&trainer_args, &error) != 0) throw Error("SentencePiece training failed: " + error);
+  if (bridge().train(trainer_args.c_str(), into(error)) != 0) throw Error("SentencePiece training failed: " + error);
 }
 
 }  // namespace layerprobe

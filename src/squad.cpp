@@ -228,7 +228,7 @@ SquadDataset parse_squad(const std::string& json_text, const std::string& source
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number such as 1e999
     throw Error(source + ": not valid JSON (" + e.what() + "); expected a SQuAD 2.0 file");
   }
   return Reader(source, options).read(root);

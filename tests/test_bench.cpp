@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <map>
+
 #include "layerprobe/bench.hpp"
 #include "layerprobe/checkpoint.hpp"
 #include "layerprobe/common.hpp"
@@ -83,20 +86,31 @@ TEST(Bench, FlopsCountEveryProduct) {
   EXPECT_NEAR(forward_flops(config, 200) / 1e9, 35.5, 0.1);  // ~35 GFLOP at the dev set's mean length
 }
 
-TEST(Bench, RunsEveryStageOnATinyModel) {
-  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
-  REQUIRE_SHARED("data/squad/dev-v2.0.json");
-  const fs::path dir = test_support::scratch_dir("bench_tiny");
+namespace {
+
+// Bench options over the golden tiny model (copied with the study's vocabulary) and the dev file,
+// with a short GEMM measurement.
+BenchOptions tiny_model_bench(const std::string& scratch_name) {
+  const fs::path dir = test_support::scratch_dir(scratch_name);
   for (const char* name : {"config.json", "model.safetensors"})
     fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + name), dir / name);
   fs::copy_file(test_support::shared_path("data/albert/spiece.model"), dir / "spiece.model");
   BenchOptions options;
   options.model_dir = dir;
   options.data_file = test_support::shared_path("data/squad/dev-v2.0.json");
+  options.gemm_seconds = 0.02;
+  return options;
+}
+
+}  // namespace
+
+TEST(Bench, RunsEveryStageOnATinyModel) {
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  BenchOptions options = tiny_model_bench("bench_tiny");
   options.features = 12;
   options.train_features = 4;
   options.batch_size = 4;
-  options.gemm_seconds = 0.02;
   const nlohmann::json json = run_bench(options).to_json();
   for (const char* key : {"features", "featurize_s", "forward_fps", "forward_padded_fps", "probe_train_fps",
                           "predict_fps", "flops_per_feature", "gemm_peak_gflops", "forward_mfu", "train_step_fps",
@@ -110,6 +124,26 @@ TEST(Bench, RunsEveryStageOnATinyModel) {
     EXPECT_GT(json[key].get<double>(), 0) << key;
   EXPECT_EQ(json["device"], "cpu");
   EXPECT_EQ(json["precision"], "fp32");
+  EXPECT_FALSE(json.contains("forward_profile"));
+}
+
+TEST(Bench, ProfileTimesTheOpsOfOneForwardPass) {
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  BenchOptions options = tiny_model_bench("bench_profile");
+  options.features = 8;
+  options.train_features = 0;
+  options.profile = true;
+  const auto result = run_bench(options);
+  std::map<std::string, double> seconds(result.forward_profile.begin(), result.forward_profile.end());
+  // The fast path's products and attention, each called by the encoder itself.
+  for (const char* op : {"aten::mkldnn_linear", "aten::bmm", "aten::softmax", "aten::layer_norm"})
+    EXPECT_GT(seconds[op], 0) << op;
+  double total = 0;
+  for (const auto& [op, s] : result.forward_profile) total += s;
+  EXPECT_LT(total, 1.5 * static_cast<double>(result.features) / result.forward_fps);  // nested ops not counted twice
+  EXPECT_TRUE(std::is_sorted(result.forward_profile.begin(), result.forward_profile.end(),
+                             [](const auto& a, const auto& b) { return a.second > b.second; }));
 }
 
 TEST(Bench, HalfPrecisionNeedsAGpu) {

@@ -104,6 +104,11 @@ TEST(SquadLoader, DuplicateIdsAreReported) {
 
 TEST(SquadLoaderErrors, NotJson) { expect_contains(error_of("{\"data\": ["), {"bad.json", "not valid JSON"}); }
 
+// Found by fuzz_squad: a number too large for a double escaped as nlohmann's out_of_range.
+TEST(SquadLoaderErrors, NumberOverflowIsNotValidJson) {
+  expect_contains(error_of("{\"data\": [], \"answer_start\": 68e568}"), {"bad.json", "not valid JSON", "68e568"});
+}
+
 TEST(SquadLoaderErrors, NotUtf8) {
   expect_contains(error_of("{\"data\": [], \"x\": \"\xff\xfe\"}"), {"bad.json", "not UTF-8", "offset 19"});
 }

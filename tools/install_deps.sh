@@ -5,6 +5,8 @@ set -euo pipefail
 packages=(cmake g++ make pkg-config ccache libtorch-dev libopenblas-dev libsentencepiece-dev
           nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libutf8proc-dev libzip-dev zlib1g-dev
           python3 curl)
+# tools/test_sanitized.sh and tools/fuzz.sh: clang with its sanitizer and libFuzzer runtimes.
+if [[ "${1:-}" == "--sanitizers" ]]; then packages+=(clang libclang-rt-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
   app.add_option("--null-score-diff-threshold", options.null_score_diff_threshold,
                  "Answer \"\" when null score - best span score exceeds this")
       ->capture_default_str();
+  app.add_option("--precision", options.precision, "Encoder precision: fp32, or bf16/fp16 on a GPU (autocast)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");
   tools::add_logging_flags(app, verbose, quiet);
   return tools::run_tool(app, argc, argv, [&] {

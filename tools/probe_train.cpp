@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-train-features", options.max_train_features, "Use only the first N features (0 = all)")
       ->capture_default_str();
   app.add_flag("--overwrite", options.overwrite, "Train again even where epochs are already saved");
+  app.add_option("--precision", options.precision, "Encoder precision: fp32, or bf16/fp16 on a GPU (autocast)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");
   tools::add_logging_flags(app, verbose, quiet);
   return tools::run_tool(app, argc, argv, [&] {

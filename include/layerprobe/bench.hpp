@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "layerprobe/config.hpp"
 
@@ -27,6 +29,7 @@ struct BenchOptions {
   std::string precision = "fp32";  // fp32, bf16 or fp16 (autocast of the frozen encoder; GPU only)
   bool fast_path = true;           // false: the reference encoder ops (set_fast_cpu_path)
   double gemm_seconds = 1.0;       // time spent measuring each GEMM peak
+  bool profile = false;            // also time one forward pass per LibTorch op (BenchResult::forward_profile)
 };
 
 // Every figure of one bench run; to_json() gives the documented keys.
@@ -40,6 +43,9 @@ struct BenchResult {
   int threads = 0, batch_size = 0;
   std::string device, precision;
   bool fast_path = true;
+  // Seconds per LibTorch op called by the encoder itself (nested ops count in their caller),
+  // over one length-bucketed forward pass, largest first; empty unless BenchOptions::profile.
+  std::vector<std::pair<std::string, double>> forward_profile;
 
   double gemm_peak_gflops() const;
   double forward_mfu() const;
@@ -56,7 +62,8 @@ BenchResult run_bench(const BenchOptions& options);
 double forward_flops(const AlbertConfig& config, int64_t tokens);
 
 // GFLOP/s of an [rows,in] x [in,out] float32 product, measured for about
-// `seconds`, through oneDNN (mkldnn_linear) or through torch::mm (the system BLAS).
+// `seconds`, through oneDNN (mkldnn_linear on operands already in its layout,
+// no conversions timed) or through torch::mm (the system BLAS).
 double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds);
 
 }  // namespace layerprobe

@@ -30,6 +30,7 @@ struct ProbeTrainOptions {
   int max_query_length = 64;
   uint64_t seed = 1;
   int64_t max_train_features = 0;  // 0 = all
+  std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
   bool overwrite = false;
 };
 
@@ -48,13 +49,14 @@ struct ProbePredictOptions {
   int max_answer_length = 17;
   int n_best_size = 20;
   double null_score_diff_threshold = 0.0;
+  std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
 };
 
 // Writes <kind>_preds/ beside every probes directory.
 void predict_probes(const ProbePredictOptions& options);
 
-// The model's hidden states 1..L for a batch, stacked [L,B,T,H] (index 0,
-// the embedding output, is not probed). Runs without autograd.
+// The model's hidden states 1..L for a batch, stacked [L,B,T,H] in float32
+// (index 0, the embedding output, is not probed). Runs without autograd.
 torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch);
 
 }  // namespace layerprobe

@@ -1,9 +1,8 @@
 #include "bridge.hpp"
 
-#include <dlfcn.h>
-
-#include <new>
-#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
@@ -13,51 +12,40 @@ using sentencepiece::SentencePieceProcessor;
 namespace {
 SentencePieceProcessor* as_processor(void* p) { return static_cast<SentencePieceProcessor*>(p); }
 
-// Loaded with RTLD_DEEPBIND, this library and libsentencepiece see libstdc++'s
-// own std::cerr; when the executable holds a copy-relocated std::cerr (any
-// that uses it directly), iostream initialisation constructs that copy and
-// leaves libstdc++'s object raw, so the trainer's logging would crash. Build
-// libstdc++'s object over the process's stderr buffer.
-void construct_deep_bound_cerr() {
-  static const bool done = [] {
-    auto* process_cerr = static_cast<std::ostream*>(dlsym(dlopen(nullptr, RTLD_NOW), "_ZSt4cerr"));
-    if (process_cerr && process_cerr != &std::cerr) {
-      new (&std::cerr) std::ostream(process_cerr->rdbuf());
-      std::cerr.flags(process_cerr->flags());
-    }
-    return true;
-  }();
-  (void)done;
+void put(lp_spm_sink sink, const std::string& text) { sink.append(sink.target, text.data(), text.size()); }
+
+int report(const sentencepiece::util::Status& status, lp_spm_sink error) {
+  if (status.ok()) return 0;
+  put(error, status.ToString());
+  return 1;
 }
 }  // namespace
 
 extern "C" {
 
-void* lp_spm_load(const char* model_path, std::string* error) {
-  construct_deep_bound_cerr();
+void* lp_spm_load(const char* model_path, lp_spm_sink error) {
   auto* processor = new SentencePieceProcessor();
-  auto status = processor->Load(model_path);
-  if (!status.ok()) {
-    *error = status.ToString();
-    delete processor;
-    return nullptr;
-  }
-  return processor;
+  if (report(processor->Load(model_path), error) == 0) return processor;
+  delete processor;
+  return nullptr;
 }
 
 void lp_spm_free(void* processor) { delete as_processor(processor); }
 
-int lp_spm_encode(void* processor, const std::string* text, std::vector<std::string>* pieces, std::string* error) {
-  auto status = as_processor(processor)->Encode(*text, pieces);
-  if (!status.ok()) *error = status.ToString();
-  return status.ok() ? 0 : 1;
+int lp_spm_encode(void* processor, const char* text, size_t size, lp_spm_sink pieces, lp_spm_sink error) {
+  std::vector<std::string> encoded;
+  if (report(as_processor(processor)->Encode(std::string_view(text, size), &encoded), error) != 0) return 1;
+  for (const auto& piece : encoded) put(pieces, piece);
+  return 0;
 }
 
-int lp_spm_piece_to_id(void* processor, const std::string* piece) { return as_processor(processor)->PieceToId(*piece); }
+int lp_spm_piece_to_id(void* processor, const char* piece, size_t size) {
+  return as_processor(processor)->PieceToId(std::string_view(piece, size));
+}
 
-int lp_spm_id_to_piece(void* processor, int id, std::string* piece) {
+int lp_spm_id_to_piece(void* processor, int id, lp_spm_sink piece) {
   if (id < 0 || id >= as_processor(processor)->GetPieceSize()) return 1;
-  *piece = as_processor(processor)->IdToPiece(id);
+  put(piece, as_processor(processor)->IdToPiece(id));
   return 0;
 }
 
@@ -65,17 +53,19 @@ int lp_spm_size(void* processor) { return as_processor(processor)->GetPieceSize(
 
 int lp_spm_unk_id(void* processor) { return as_processor(processor)->unk_id(); }
 
-int lp_spm_decode_pieces(void* processor, const std::vector<std::string>* pieces, std::string* text, std::string* error) {
-  auto status = as_processor(processor)->Decode(*pieces, text);
-  if (!status.ok()) *error = status.ToString();
-  return status.ok() ? 0 : 1;
+int lp_spm_decode_pieces(void* processor, const char* const* pieces, const size_t* sizes, size_t count,
+                         lp_spm_sink text, lp_spm_sink error) {
+  std::vector<std::string> input;
+  input.reserve(count);
+  for (size_t i = 0; i < count; ++i) input.emplace_back(pieces[i], sizes[i]);
+  std::string decoded;
+  if (report(as_processor(processor)->Decode(input, &decoded), error) != 0) return 1;
+  put(text, decoded);
+  return 0;
 }
 
-int lp_spm_train(const std::string* trainer_args, std::string* error) {
-  construct_deep_bound_cerr();
-  auto status = sentencepiece::SentencePieceTrainer::Train(*trainer_args);
-  if (!status.ok()) *error = status.ToString();
-  return status.ok() ? 0 : 1;
+int lp_spm_train(const char* trainer_args, lp_spm_sink error) {
+  return report(sentencepiece::SentencePieceTrainer::Train(trainer_args), error);
 }
 
 }  // extern "C"

@@ -79,6 +79,8 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--gemm-seconds", o.gemm_seconds, "Seconds spent measuring each GEMM peak")->capture_default_str();
   command->add_flag("--reference-path", args->reference_path,
                     "Run the encoder's reference ops instead of its CPU fast path (for comparison)");
+  command->add_flag("--profile", o.profile,
+                    "Also time one forward pass per LibTorch op the encoder calls (logged; JSON key forward_profile)");
   command->add_flag("--json", args->json, "Print one JSON object instead of a table");
   command->callback([args] { run_bench_command(*args); });
 }

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Writes small seed corpora for the fuzz targets, one folder per target, from the files in ../shared.
+
+Seeds stay small (a few KB) so that mutations reach structure rather than tensor payloads: the
+checkpoints are rebuilt at a tiny size in the same formats as the golden ones.
+usage: make_seeds.py SHARED_DIR OUT_DIR
+"""
+import io
+import json
+import struct
+import sys
+import zipfile
+from pathlib import Path
+
+
+def safetensors(tensors, metadata=None):
+    header, payload = {}, b""
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(payload), len(payload) + len(data)]}
+        payload += data
+    if metadata:
+        header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + payload
+
+
+def floats(n, start=0.0):
+    return struct.pack(f"<{n}f", *[start + 0.25 * i for i in range(n)])
+
+
+def unicode(s):
+    data = s.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def pickled_state_dict(storage_key_opcodes):
+    """A pickled OrderedDict {"w": tensor [2,2] of FloatStorage "0"}, as torch.save writes it."""
+    pid = storage_key_opcodes
+    return (b"\x80\x02ccollections\nOrderedDict\n)R" + unicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid +
+            b"K\x00K\x02K\x02\x86K\x02K\x01\x86\x89)tRs.")
+
+
+def legacy_checkpoint():
+    magic = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
+    protocol = b"\x80\x02M\xe9\x03."
+    sys_info = b"\x80\x02}(" + unicode("little_endian") + b"\x88u."
+    pid = b"(" + unicode("storage") + b"ctorch\nFloatStorage\n" + unicode("0") + unicode("cpu") + b"K\x04NtQ"
+    keys = b"\x80\x02]" + unicode("0") + b"a."
+    return magic + protocol + sys_info + pickled_state_dict(pid) + keys + struct.pack("<q", 4) + floats(4)
+
+
+def zip_checkpoint():
+    pid = b"(" + unicode("storage") + b"ctorch\nFloatStorage\n" + unicode("0") + unicode("cpu") + b"K\x04tQ"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", pickled_state_dict(pid))
+        archive.writestr("archive/data/0", floats(4))
+        archive.writestr("archive/version", "3\n")
+    return out.getvalue()
+
+
+def probes_file():
+    layers, hidden = 2, 4
+    weight = ("F32", [layers, 2, hidden], floats(layers * 2 * hidden))
+    bias = ("F32", [layers, 2], floats(layers * 2))
+    tensors = {"weight": weight, "bias": bias, "optimizer.exp_avg.weight": weight,
+               "optimizer.exp_avg_sq.weight": weight, "optimizer.exp_avg.bias": bias,
+               "optimizer.exp_avg_sq.bias": bias}
+    metadata = {"format": "layerprobe-probes-1", "kind": "pretrained", "model_path": "models/albert",
+                "model_config": json.dumps({"hidden_size": hidden, "num_hidden_layers": layers}),
+                "layers": str(layers), "hidden_size": str(hidden), "heads": "start,end",
+                "training_options": json.dumps({"learning_rate": 5e-5}), "epoch": "1", "features_seen": "10",
+                "mean_loss": json.dumps([1.5, 1.25])}
+    return safetensors(tensors, metadata)
+
+
+def small_squad(dev):
+    article = dev["data"][0]
+    paragraphs = article["paragraphs"][:2]
+    for paragraph in paragraphs:
+        paragraph["qas"] = paragraph["qas"][:4]
+    return json.dumps({"version": dev["version"], "data": [{"title": article["title"], "paragraphs": paragraphs}]})
+
+
+def first_entries(path, n):
+    return json.dumps(dict(list(json.loads(path.read_text()).items())[:n]))
+
+
+def main(shared, out):
+    golden = shared / "golden"
+    dev = json.loads((shared / "data" / "squad" / "dev-v2.0.json").read_text())
+    seeds = {
+        "safetensors": {"tensors.safetensors": safetensors({"a": ("F32", [2, 3], floats(6)),
+                                                            "b": ("I64", [2], struct.pack("<2q", 1, 2))},
+                                                           {"format": "pt"}),
+                        "probes.safetensors": probes_file()},
+        "torch_checkpoint": {"legacy.bin": legacy_checkpoint(), "zip.bin": zip_checkpoint()},
+        "config": {"config.json": (golden / "albert-tiny" / "config.json").read_bytes()},
+        "squad": {"dev-small.json": small_squad(dev).encode()},
+        "predictions": {"predictions.json": first_entries(golden / "metrics" / "pred_perturbed.json", 8).encode(),
+                        "na_probs.json": first_entries(golden / "metrics" / "na_probs_random.json", 8).encode(),
+                        "predictions.csv": b'Id,Predicted\nq1,"an ""answer"", quoted"\nq2,\n'},
+        "probes": {"probes.safetensors": probes_file()},
+    }
+    lines = (golden / "tokenizer" / "dev.jsonl").read_text().splitlines()
+    seeds["tokenizer"] = {f"text{i:03d}.txt": json.loads(line)["text"].encode() for i, line in enumerate(lines[:100])}
+    seeds["tokenizer"]["special.txt"] = "[CLS] 1,000 caf\u00e9 [MASK]\u3000x<unk>".encode()
+    for target, files in seeds.items():
+        folder = out / target
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
