@@ -116,11 +116,7 @@ double predict_seconds(AlbertForQuestionAnswering& model, const LayerProbes& pro
     const auto layers = static_cast<size_t>(probes.layers());
     std::vector<std::vector<FeatureLogits>> logits(layers, std::vector<FeatureLogits>(sample.features.size()));
     for (const auto& rows : batches) {
-      torch::Tensor hidden;
-      {
-        PrecisionScope scope(precision, device);
-        hidden = probed_hidden_states(model, make_batch(rows).to(device));
-      }
+      auto hidden = probed_hidden_states(model, make_batch(rows).to(device), precision);
       auto scored = score_rows(probes, hidden, rows);
       for (size_t layer = 0; layer < layers; ++layer)
         for (size_t row = 0; row < rows.size(); ++row)
@@ -336,11 +332,7 @@ BenchResult run_bench(const BenchOptions& options) {
     result.probe_train_fps = n / timed(device, [&] {
       for (const auto& rows : batches) {
         auto batch = make_batch(rows).to(device);
-        torch::Tensor hidden;
-        {
-          PrecisionScope scope(options.precision, device);
-          hidden = probed_hidden_states(model, batch);
-        }
+        auto hidden = probed_hidden_states(model, batch, options.precision);
         probes.train_step(hidden, batch.attention_mask, positions(rows, true, device), positions(rows, false, device),
                           dropout_seed++);
       }

@@ -90,11 +90,7 @@ void score_features(AlbertForQuestionAnswering& model, const std::vector<SquadFe
     throw_if_stop_requested("Rerun the same command to predict again.");
     std::vector<const SquadFeature*> rows;
     for (size_t index : indices) rows.push_back(&features[index]);
-    torch::Tensor hidden;
-    {
-      PrecisionScope autocast(precision, device);
-      hidden = probed_hidden_states(model, make_batch(rows).to(device));
-    }
+    auto hidden = probed_hidden_states(model, make_batch(rows).to(device), precision);
     for (auto* set : sets) {
       auto scores = set->stored.probes.score(hidden).to(torch::kCPU).contiguous();  // [L,B,T,2]
       auto accessor = scores.accessor<float, 4>();

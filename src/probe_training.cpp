@@ -23,8 +23,10 @@ namespace layerprobe {
 
 namespace fs = std::filesystem;
 
-torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch) {
+torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch,
+                                   const std::string& precision) {
   torch::InferenceMode inference;
+  PrecisionScope autocast(precision, batch.input_ids.device());
   auto output = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, true);
   std::vector<torch::Tensor> layers(output.hidden_states.begin() + 1, output.hidden_states.end());
   return torch::stack(layers).to(torch::kFloat);  // autocast may leave them bf16/fp16
@@ -162,11 +164,7 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
     auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
     std::string detail;
     for (size_t k = 0; k < active.size(); ++k) {
-      torch::Tensor hidden;
-      {
-        PrecisionScope autocast(options.precision, device);
-        hidden = probed_hidden_states(active[k]->model.model, batch);
-      }
+      auto hidden = probed_hidden_states(active[k]->model.model, batch, options.precision);
       auto result = active[k]->probes->train_step(hidden, batch.attention_mask, start_positions, end_positions,
                                                   dropout_seed(options.seed, epoch, active[k]->kind, b));
       auto loss = result.loss.to(torch::kCPU, torch::kDouble);

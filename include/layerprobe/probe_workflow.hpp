@@ -56,7 +56,9 @@ struct ProbePredictOptions {
 void predict_probes(const ProbePredictOptions& options);
 
 // The model's hidden states 1..L for a batch, stacked [L,B,T,H] in float32
-// (index 0, the embedding output, is not probed). Runs without autograd.
-torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch);
+// (index 0, the embedding output, is not probed). Runs without autograd, the
+// encoder at `precision` (precision.hpp) on the batch's device.
+torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch,
+                                   const std::string& precision = "fp32");
 
 }  // namespace layerprobe
