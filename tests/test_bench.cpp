@@ -18,9 +18,7 @@ using namespace layerprobe;
 
 namespace {
 
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
-}
+using test_support::max_diff;
 
 // Runs `model` on the golden tiny inputs with the fast path on or off.
 EncoderOutput run_golden_inputs(AlbertForQuestionAnswering& model, bool fast) {

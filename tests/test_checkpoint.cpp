@@ -10,7 +10,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-AlbertConfig small_config() {
+AlbertConfig saved_model_config() {
   AlbertConfig config;
   config.vocab_size = 50;
   config.embedding_size = 8;
@@ -23,7 +23,7 @@ AlbertConfig small_config() {
 }
 
 // A saved random model in `dir`; returns the model.
-AlbertForQuestionAnswering save_random(const fs::path& dir, const AlbertConfig& config = small_config()) {
+AlbertForQuestionAnswering save_random(const fs::path& dir, const AlbertConfig& config = saved_model_config()) {
   torch::manual_seed(1);
   AlbertForQuestionAnswering model(config);
   save_checkpoint(model, config, dir);
@@ -79,7 +79,7 @@ TEST(Checkpoint, MissingDirectoryConfigOrWeightsNameTheFix) {
   EXPECT_NE(message.find("no config.json"), std::string::npos) << message;
   EXPECT_NE(message.find("tools/download_models.sh albert-missing"), std::string::npos) << message;
 
-  save_config(small_config(), dir / "config.json");
+  save_config(saved_model_config(), dir / "config.json");
   message = load_error(dir);
   EXPECT_NE(message.find("neither model.safetensors nor pytorch_model.bin"), std::string::npos) << message;
   EXPECT_NE(message.find("tools/download_models.sh albert-missing"), std::string::npos) << message;
@@ -162,7 +162,7 @@ TEST(Checkpoint, BareAlbertModelKeysWithoutQaHeadAndExtraHeads) {
   EXPECT_GT(loaded.model->qa_outputs->weight.abs().sum().item<float>(), 0.f);
   EXPECT_LT(loaded.model->qa_outputs->weight.abs().max().item<float>(), 0.2f);
 
-  AlbertForQuestionAnswering fresh(small_config());
+  AlbertForQuestionAnswering fresh(saved_model_config());
   auto report = load_state_dict(fresh, read_safetensors(dir / "model.safetensors").tensors, "x");
   EXPECT_EQ(report.unused, (std::vector<std::string>{"predictions.dense.weight", "sop_classifier.classifier.weight"}));
 }
@@ -196,8 +196,8 @@ TEST(Checkpoint, WeightsOptionAndTokenizerCopy) {
   write_file_atomically(source / "spiece.model", "not really a model");
   auto dir = test_support::scratch_dir("ckpt_weights_option");
   torch::manual_seed(3);
-  AlbertForQuestionAnswering model(small_config());
-  save_checkpoint(model, small_config(), dir, source);
+  AlbertForQuestionAnswering model(saved_model_config());
+  save_checkpoint(model, saved_model_config(), dir, source);
   EXPECT_EQ(read_file(dir / "spiece.model"), "not really a model");
   fs::rename(dir / "model.safetensors", dir / "other.safetensors");
   LoadedModel loaded = load_checkpoint(dir, fs::path("other.safetensors"));

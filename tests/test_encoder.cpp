@@ -20,10 +20,7 @@ namespace {
 
 constexpr double kGoldenTolerance = 1e-5;
 
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
+using test_support::max_diff;
 
 AlbertConfig small_config(int64_t layers, int64_t groups, int64_t inner) {
   AlbertConfig config;

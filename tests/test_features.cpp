@@ -14,10 +14,8 @@ using nlohmann::json;
 
 namespace {
 
-const char* kModel = "data/albert/spiece.model";
-const char* kDev = "data/squad/dev-v2.0.json";
 
-AlbertTokenizer albert() { return AlbertTokenizer(test_support::shared_path(kModel)); }
+AlbertTokenizer dev_tokenizer() { return AlbertTokenizer(test_support::shared_path(test_support::kSpieceModel)); }
 
 FeatureOptions options(int max_seq, int stride, int max_query, bool training, int threads = 0) {
   FeatureOptions o;
@@ -47,10 +45,10 @@ SquadDataset numbered_context(int words, const std::string& answer, int answer_w
 
 TEST(Features, MatchTheGoldenDevFeatures) {
   REQUIRE_SHARED("golden/features/dev_train_384_128_64.jsonl.gz");
-  REQUIRE_SHARED(kModel);
-  REQUIRE_SHARED(kDev);
-  auto tokenizer = albert();
-  auto data = load_squad(test_support::shared_path(kDev), {true});
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto tokenizer = dev_tokenizer();
+  auto data = load_squad(test_support::shared_path(test_support::kDevFile), {true});
   auto features = convert_examples_to_features(data.examples, tokenizer, options(384, 128, 64, true));
   std::istringstream golden(read_gzip_file(test_support::shared_path("golden/features/dev_train_384_128_64.jsonl.gz")));
   size_t lines = 0, mismatches = 0;
@@ -67,10 +65,10 @@ TEST(Features, MatchTheGoldenDevFeatures) {
 }
 
 TEST(Features, ThreadCountDoesNotChangeTheResult) {
-  REQUIRE_SHARED(kModel);
-  REQUIRE_SHARED(kDev);
-  auto tokenizer = albert();
-  auto data = load_squad(test_support::shared_path(kDev));
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto tokenizer = dev_tokenizer();
+  auto data = load_squad(test_support::shared_path(test_support::kDevFile));
   data.examples.resize(400);
   auto one = convert_examples_to_features(data.examples, tokenizer, options(128, 64, 32, false, 1));
   auto three = convert_examples_to_features(data.examples, tokenizer, options(128, 64, 32, false, 3));
@@ -84,10 +82,10 @@ TEST(Features, ThreadCountDoesNotChangeTheResult) {
 }
 
 TEST(Features, TrainingOnlyFeaturesKeepIdsAndTargetsAndDropTheRest) {
-  REQUIRE_SHARED(kModel);
-  REQUIRE_SHARED(kDev);
-  auto tokenizer = albert();
-  auto data = load_squad(test_support::shared_path(kDev), {true});
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto tokenizer = dev_tokenizer();
+  auto data = load_squad(test_support::shared_path(test_support::kDevFile), {true});
   data.examples.resize(300);
   auto full = convert_examples_to_features(data.examples, tokenizer, options(128, 64, 32, true));
   auto lean_options = options(128, 64, 32, true);
@@ -108,8 +106,8 @@ TEST(Features, TrainingOnlyFeaturesKeepIdsAndTargetsAndDropTheRest) {
 }
 
 TEST(Features, WindowsSlideByDocStrideAndEachTokenHasOneMaxContextWindow) {
-  REQUIRE_SHARED(kModel);
-  auto tokenizer = albert();
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  auto tokenizer = dev_tokenizer();
   auto data = numbered_context(40, "target", 30);
   auto context_ids = tokenizer.encode(data.examples[0].context_text());
   auto query_length = tokenizer.encode("Which word?").size();
@@ -159,8 +157,8 @@ TEST(Features, WindowsSlideByDocStrideAndEachTokenHasOneMaxContextWindow) {
 }
 
 TEST(Features, AnswerSpanIsImprovedToTheTokenisedAnswer) {
-  REQUIRE_SHARED(kModel);
-  auto tokenizer = albert();
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  auto tokenizer = dev_tokenizer();
   // The answer "Normans" is inside the word "Normans."; HF narrows the span
   // from all the word's tokens to the answer's.
   auto data = numbered_context(5, "Normans.", 2);
@@ -172,8 +170,8 @@ TEST(Features, AnswerSpanIsImprovedToTheTokenisedAnswer) {
 }
 
 TEST(Features, EvalModeHasNoTargets) {
-  REQUIRE_SHARED(kModel);
-  auto tokenizer = albert();
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  auto tokenizer = dev_tokenizer();
   auto data = numbered_context(40, "target", 30);
   for (const auto& f : convert_examples_to_features(data.examples, tokenizer, options(48, 16, 64, false))) {
     EXPECT_EQ(f.start_position, 0);
@@ -183,8 +181,8 @@ TEST(Features, EvalModeHasNoTargets) {
 }
 
 TEST(Features, LiteralPadTokenCutsTheTokensAsHfDoes) {
-  REQUIRE_SHARED(kModel);
-  auto tokenizer = albert();
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  auto tokenizer = dev_tokenizer();
   auto data = numbered_context(6, "<pad>", 3, true);
   auto f = convert_examples_to_features(data.examples, tokenizer, options(384, 128, 64, false)).at(0);
   auto pad = std::find(f.input_ids.begin(), f.input_ids.end(), 0);
@@ -194,8 +192,8 @@ TEST(Features, LiteralPadTokenCutsTheTokensAsHfDoes) {
 }
 
 TEST(Features, QuestionTooLongForTheWindowIsAnError) {
-  REQUIRE_SHARED(kModel);
-  auto tokenizer = albert();
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  auto tokenizer = dev_tokenizer();
   auto data = numbered_context(6, "x", 1);
   data.examples[0].question_text = std::string(200, 'a') + " b c d e f g h i j k l m n o p";
   try {

@@ -78,7 +78,7 @@ TEST(AdamW, StepsAsTransformersAdamW) {
 
 namespace {
 
-AlbertConfig small_config() {
+AlbertConfig dropout_config() {
   AlbertConfig config;
   config.embedding_size = 16;
   config.hidden_size = 32;
@@ -148,7 +148,7 @@ TEST(FineTune, LossFallsSavedModelReloadsAndResumeIsBitIdentical) {
   const fs::path model_dir = scratch / "initial";
   fs::create_directories(model_dir);
   torch::manual_seed(3);
-  const AlbertConfig config = small_config();
+  const AlbertConfig config = dropout_config();
   save_checkpoint(AlbertForQuestionAnswering(config), config, model_dir);
   fs::copy_file(test_support::shared_path("data/albert/spiece.model"), model_dir / "spiece.model");
   const AlbertTokenizer tokenizer(model_dir / "spiece.model");

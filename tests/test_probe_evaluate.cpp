@@ -15,7 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kDev = "data/squad/dev-v2.0.json";
 
 fs::path golden(const std::string& name) { return shared_path("golden/metrics/" + name); }
 
@@ -43,7 +42,7 @@ fs::path make_experiment(const std::string& name) {
   fs::copy_file(golden("pred_all_empty.json"), fine / "pred_layer_1.json");
   fs::copy_file(golden("pred_perturbed.json"), fine / "pred_layer_2.json");
   write_file_atomically(fine / "pred_layer_2.csv", "Id,Predicted\n");
-  nlohmann::json meta = {{"dev_file", fs::absolute(shared_path(kDev)).string()}, {"layers", 2},
+  nlohmann::json meta = {{"dev_file", fs::absolute(shared_path(test_support::kDevFile)).string()}, {"layers", 2},
                          {"kind", "fine_tuned"}, {"epoch", 1}, {"model", "unused"}};
   write_file_atomically(fine / "preds_meta.json", meta.dump());
 
@@ -102,7 +101,7 @@ TEST(ExperimentEval, DevFileComesFromMetaOrTheOption) {
     EXPECT_NE(std::string(e.what()).find("--dev-file"), std::string::npos) << e.what();
   }
   PredsEvalOptions options;
-  options.dev_file = shared_path(kDev);
+  options.dev_file = shared_path(test_support::kDevFile);
   RunResults run = evaluate_preds_dir(pre, options, gold);
   EXPECT_EQ(run.kind, "pretrained");  // from the directory names
   EXPECT_EQ(run.epoch, 2);
@@ -116,7 +115,7 @@ TEST(ProbeEvaluateCli, ExperWritesResultsSummaryAndChart) {
   ASSERT_TRUE(fs::exists(probe_evaluate_binary())) << "build the probe_evaluate target first";
   const fs::path exper = make_experiment("cli_exper");
   std::string out;
-  ASSERT_EQ(run_cli("exper " + exper.string() + " --dev-file " + shared_path(kDev).string(), out, exper), 0) << out;
+  ASSERT_EQ(run_cli("exper " + exper.string() + " --dev-file " + shared_path(test_support::kDevFile).string(), out, exper), 0) << out;
   EXPECT_NE(out.find("exact_has_ans"), std::string::npos) << out;  // the printed table
 
   const std::string results = read_file(exper / "fine_tuned_epoch_1" / "results.csv");
@@ -135,7 +134,7 @@ TEST(ProbeEvaluateCli, FileModeReproducesTheOfficialScript) {
   ASSERT_TRUE(fs::exists(probe_evaluate_binary())) << "build the probe_evaluate target first";
   const fs::path dir = scratch_dir("cli_file");
   std::string out;
-  const std::string base = "file " + shared_path(kDev).string() + " " + golden("pred_perturbed.json").string();
+  const std::string base = "file " + shared_path(test_support::kDevFile).string() + " " + golden("pred_perturbed.json").string();
   ASSERT_EQ(run_cli(base + " -n " + golden("na_probs_random.json").string() + " --out-file " +
                         (dir / "eval.json").string(), out, dir), 0) << out;
   const auto got = nlohmann::ordered_json::parse(read_file(dir / "eval.json"));
@@ -150,9 +149,9 @@ TEST(ProbeEvaluateCli, FileModeReproducesTheOfficialScript) {
 
   // A prediction file missing questions is an error naming the count.
   write_file_atomically(dir / "partial.json", R"({"68cf05f67fd29c6f129fe2fb9": "France"})");
-  EXPECT_EQ(run_cli("file " + shared_path(kDev).string() + " " + (dir / "partial.json").string(), out, dir), 1);
+  EXPECT_EQ(run_cli("file " + shared_path(test_support::kDevFile).string() + " " + (dir / "partial.json").string(), out, dir), 1);
   EXPECT_NE(out.find("6077 of 6078"), std::string::npos) << out;
-  EXPECT_EQ(run_cli("file " + shared_path(kDev).string() + " " + (dir / "partial.json").string() + " --allow-missing",
+  EXPECT_EQ(run_cli("file " + shared_path(test_support::kDevFile).string() + " " + (dir / "partial.json").string() + " --allow-missing",
                     out, dir), 0) << out;
   EXPECT_NE(run_cli("nonsense", out, dir), 0);  // a usage error
 }

@@ -32,7 +32,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string tool(const std::string& name) { return (fs::path(LAYERPROBE_BINARY_DIR) / "bin" / name).string(); }
+using test_support::tool;
 
 // What a child does to itself between fork and exec.
 struct Limits {
@@ -554,7 +554,7 @@ nlohmann::json squad_file(nlohmann::json paragraphs) {
   return {{"version", "v2.0"}, {"data", {{{"title", "t"}, {"paragraphs", std::move(paragraphs)}}}}};
 }
 
-nlohmann::json question(const std::string& id, const std::string& text, const std::string& answer, size_t start) {
+nlohmann::json squad_question(const std::string& id, const std::string& text, const std::string& answer, size_t start) {
   nlohmann::json answers = nlohmann::json::array();
   if (!answer.empty()) answers.push_back({{"text", answer}, {"answer_start", start}});
   return {{"id", id}, {"question", text}, {"answers", answers}, {"is_impossible", answer.empty()}};
@@ -575,7 +575,7 @@ TEST_F(Reliability, OneMegabyteContextTakesTimeAndMemoryInProportion) {
   const fs::path dir = test_support::scratch_dir("reliability_big_context");
   const std::string context = words(1 << 20);
   write_file_atomically(dir / "big.json",
-                        squad_file({{{"context", context}, {"qas", {question("q1", "which word?", "w5", 10)}}}}).dump());
+                        squad_file({{{"context", context}, {"qas", {squad_question("q1", "which word?", "w5", 10)}}}}).dump());
   // Linear work is a few seconds on one thread; the deadline catches
   // anything quadratic in the context (a 4x longer context, 16x the time).
   Process process(tool("probe_tools") + " features --vocab " + (root_ / "spiece.model").string() + " --data " +
@@ -596,7 +596,7 @@ TEST_F(Reliability, TenThousandTokenQuestionIsTruncatedToMaxQueryLength) {
   const std::string context = "Ada was born in Paris in 1815.";
   write_file_atomically(dir / "long.json",
                         squad_file({{{"context", context},
-                                     {"qas", {question("q1", words(60000) + "?", "Paris", 16)}}}})
+                                     {"qas", {squad_question("q1", words(60000) + "?", "Paris", 16)}}}})
                             .dump());
   Process process(tool("probe_tools") + " features --vocab " + (root_ / "spiece.model").string() + " --data " +
                   (dir / "long.json").string() + " --mode eval --max-seq-length 128 --max-query-length 64 --output " +
@@ -617,7 +617,7 @@ TEST_F(Reliability, HundredThousandQuestionsEvaluateInBoundedTime) {
     nlohmann::json qas = nlohmann::json::array();
     for (int q = 0; q < 10; ++q) {
       const std::string id = "q" + std::to_string(p * 10 + q);
-      qas.push_back(question(id, "Where was Ada born?", q % 2 ? "Paris" : "", 16));
+      qas.push_back(squad_question(id, "Where was Ada born?", q % 2 ? "Paris" : "", 16));
       predictions[id] = q % 3 ? "Paris" : "";
     }
     paragraphs.push_back({{"context", context}, {"qas", qas}});

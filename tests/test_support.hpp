@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <torch/types.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +17,19 @@ inline std::filesystem::path shared_dir() {
 }
 
 inline std::filesystem::path shared_path(const std::string& relative) { return shared_dir() / relative; }
+
+// Files of ../shared that many tests read.
+constexpr const char* kSpieceModel = "data/albert/spiece.model";
+constexpr const char* kDevFile = "data/squad/dev-v2.0.json";
+
+// Path of a layerprobe executable of this build.
+inline std::string tool(const std::string& name) { return std::string(LAYERPROBE_BINARY_DIR) + "/bin/" + name; }
+
+// Largest absolute difference, in double; the shapes must agree.
+inline double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
 
 inline bool running_in_ci() {
   const char* ci = std::getenv("CI");

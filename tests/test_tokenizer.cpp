@@ -13,10 +13,9 @@ using Pieces = std::vector<std::string>;
 
 namespace {
 
-const char* kModel = "data/albert/spiece.model";
 
 AlbertTokenizer albert(TokenizerOptions options = {}) {
-  return AlbertTokenizer(test_support::shared_path(kModel), options);
+  return AlbertTokenizer(test_support::shared_path(test_support::kSpieceModel), options);
 }
 
 TokenizerOptions cased() {
@@ -63,7 +62,7 @@ TEST(AlbertPreprocess, LowercasesLikePythonUnlessCased) {
 
 TEST(AlbertTokenizer, MatchesHuggingFaceOnEveryDevQuestionAndContext) {
   REQUIRE_SHARED("golden/tokenizer/dev.jsonl");
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   auto tokenizer = albert();
   std::ifstream in(test_support::shared_path("golden/tokenizer/dev.jsonl"));
   size_t lines = 0, mismatches = 0;
@@ -80,7 +79,7 @@ TEST(AlbertTokenizer, MatchesHuggingFaceOnEveryDevQuestionAndContext) {
 }
 
 TEST(AlbertTokenizer, SpecialTokenIdsComeFromTheModel) {
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   auto tokenizer = albert();
   EXPECT_EQ(tokenizer.cls_id(), 2);
   EXPECT_EQ(tokenizer.sep_id(), 3);
@@ -90,7 +89,7 @@ TEST(AlbertTokenizer, SpecialTokenIdsComeFromTheModel) {
 }
 
 TEST(AlbertTokenizer, LiteralSpecialTokensStayWhole) {
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   auto tokenizer = albert();
   EXPECT_EQ(tokenizer.tokenize("What is [SEP] this?"), (Pieces{"\u2581what", "\u2581is", "[SEP]", "\u2581this", "?"}));
   EXPECT_EQ(tokenizer.tokenize("[CLS]hello<pad>"), (Pieces{"[CLS]", "\u2581hello", "<pad>"}));
@@ -101,7 +100,7 @@ TEST(AlbertTokenizer, LiteralSpecialTokensStayWhole) {
 }
 
 TEST(AlbertTokenizer, CommaAfterDigitBecomesItsOwnPiece) {
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   auto tokenizer = albert();
   // SentencePiece alone gives "▁9," and "▁the ▁2, 5 ,"; "▁1,000" keeps its inner comma.
   EXPECT_EQ(tokenizer.tokenize("9,"), (Pieces{"\u25819", ","}));
@@ -110,20 +109,20 @@ TEST(AlbertTokenizer, CommaAfterDigitBecomesItsOwnPiece) {
 }
 
 TEST(AlbertTokenizer, OptionsChangeThePieces) {
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   EXPECT_EQ(albert().tokenize("``Caf\u00e9''"), (Pieces{"\u2581", "\"", "ca", "fe", "\""}));
   EXPECT_NE(albert(cased()).tokenize("Paris"), albert().tokenize("Paris"));
   EXPECT_NE(albert(keep_accents()).tokenize("caf\u00e9"), albert().tokenize("caf\u00e9"));
 }
 
 TEST(AlbertTokenizer, BlankTextHasNoPieces) {
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   EXPECT_TRUE(albert().tokenize(" \t\u3000\n").empty());
   EXPECT_TRUE(albert().tokenize("").empty());
 }
 
 TEST(AlbertTokenizer, IdsAndPiecesRoundTrip) {
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   auto tokenizer = albert();
   auto pieces = tokenizer.tokenize("The Normans were in Normandy.");
   EXPECT_EQ(tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(pieces)), pieces);
@@ -134,7 +133,7 @@ TEST(AlbertTokenizer, IdsAndPiecesRoundTrip) {
 }
 
 TEST(AlbertTokenizer, ConcurrentTokenisationAgrees) {
-  REQUIRE_SHARED(kModel);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   auto tokenizer = albert();
   const std::string text = "Normandy, 1,000, and the Normans' d\u00e9j\u00e0 vu [SEP] 9, done";
   auto expected = tokenizer.tokenize(text);

@@ -21,7 +21,7 @@ int run(const std::string& command, const fs::path& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string tool(const std::string& name) { return std::string(LAYERPROBE_BINARY_DIR) + "/bin/" + name; }
+using test_support::tool;
 
 size_t csv_rows(const fs::path& path) {
   std::ifstream in(path);

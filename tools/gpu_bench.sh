@@ -42,8 +42,10 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
   -DLAYERPROBE_SHARED_DIR="$shared" -DCMAKE_CXX_FLAGS="-I$fmt_first" >/dev/null
-cmake --build "$build" --target probe_tools test_encoder test_bench -j"$(nproc)"
-for test in test_encoder test_bench; do LAYERPROBE_SHARED="$shared" "$build/tests/$test" >&2; done
+cmake --build "$build" --target probe_tools layerprobe_tests -j"$(nproc)"
+# The encoder's and the bench's tests (tests/test_encoder.cpp, tests/test_bench.cpp).
+LAYERPROBE_SHARED="$shared" "$build/tests/layerprobe_tests" \
+  --gtest_filter='Encoder*:WeightFiles/GoldenEncoder*:EncodeCommand*:Bench*:FastPath*' >&2
 
 model="$build/bench-albert-base-v2"
 "$build/bin/probe_tools" -q init-model --like albert-base-v2 --output "$model"
