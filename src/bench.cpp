@@ -257,7 +257,10 @@ nlohmann::json BenchResult::to_json() const {
           {"fast_path", fast_path},
           {"device", device},
           {"precision", precision}};
-  if (!forward_profile.empty()) json["forward_profile"] = forward_profile;  // [[op, seconds], ...]
+  if (!forward_profile.empty()) {
+    json["forward_profile"] = forward_profile;  // [[op, seconds], ...]
+    json["forward_profile_s"] = forward_profile_s;
+  }
   return json;
 }
 
@@ -338,7 +341,7 @@ BenchResult run_bench(const BenchOptions& options) {
     spdlog::info("bench: forward {:.2f} features/s, probe_train step {:.2f} features/s", result.forward_fps,
                  result.probe_train_fps);
     if (options.profile) {
-      result.forward_profile = profile_forward([&] { forward({}); });
+      result.forward_profile_s = timed(device, [&] { result.forward_profile = profile_forward([&] { forward({}); }); });
       for (const auto& [op, seconds] : result.forward_profile)
         spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
     }

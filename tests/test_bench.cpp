@@ -139,7 +139,9 @@ TEST(Bench, ProfileTimesTheOpsOfOneForwardPass) {
     EXPECT_GT(seconds[op], 0) << op;
   double total = 0;
   for (const auto& [op, s] : result.forward_profile) total += s;
-  EXPECT_LT(total, 1.5 * static_cast<double>(result.features) / result.forward_fps);  // nested ops not counted twice
+  // Top-level ops of one thread run one after another: counting nested ops too would exceed the pass's time.
+  EXPECT_GT(total, 0);
+  EXPECT_LE(total, result.forward_profile_s);
   EXPECT_TRUE(std::is_sorted(result.forward_profile.begin(), result.forward_profile.end(),
                              [](const auto& a, const auto& b) { return a.second > b.second; }));
 }

@@ -46,6 +46,7 @@ struct BenchResult {
   // Seconds per LibTorch op called by the encoder itself (nested ops count in their caller),
   // over one length-bucketed forward pass, largest first; empty unless BenchOptions::profile.
   std::vector<std::pair<std::string, double>> forward_profile;
+  double forward_profile_s = 0;  // wall time of the profiled pass, the profiler's own cost included
 
   double gemm_peak_gflops() const;
   double forward_mfu() const;
