@@ -84,7 +84,7 @@ EncoderOutput run(AlbertForQuestionAnswering& model, const Inputs& in) {
 // Runs probe_tools with `args`; returns its exit status, its log (stdout
 // and stderr) in `log`.
 int run_probe_tools(const std::string& args, std::string& log) {
-  const fs::path exe = fs::path(LAYERPROBE_BINARY_DIR) / "bin" / "probe_tools";
+  const fs::path exe = test_support::tool("probe_tools");
   if (!fs::exists(exe)) {
     ADD_FAILURE() << exe << " is missing: build the probe_tools target";
     return -1;

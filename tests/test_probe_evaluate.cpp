@@ -57,7 +57,7 @@ fs::path make_experiment(const std::string& name) {
   return exper;
 }
 
-fs::path probe_evaluate_binary() { return fs::path(LAYERPROBE_BINARY_DIR) / "bin" / "probe_evaluate"; }
+fs::path probe_evaluate_binary() { return test_support::tool("probe_evaluate"); }
 
 // Runs probe_evaluate with `args`; returns its exit status, output in `out`.
 int run_cli(const std::string& args, std::string& out, const fs::path& scratch) {

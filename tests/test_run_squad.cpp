@@ -22,7 +22,7 @@ namespace {
 
 // Runs the run_squad executable; returns its exit status, its stdout+stderr in `output`.
 int run_cli(const std::string& args, const fs::path& scratch, std::string& output) {
-  const fs::path exe = fs::path(LAYERPROBE_BINARY_DIR) / "bin" / "run_squad";
+  const fs::path exe = test_support::tool("run_squad");
   if (!fs::exists(exe)) {
     ADD_FAILURE() << exe << " is missing: build the run_squad target";
     return -1;

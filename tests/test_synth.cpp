@@ -267,7 +267,7 @@ TEST(Synth, VocabularyRejectsBadArguments) {
 }
 
 TEST(Synth, CommandLineWritesTheDatasetAndVocabulary) {
-  auto tool = fs::path(LAYERPROBE_BINARY_DIR) / "bin" / "probe_tools";
+  const fs::path tool = layerprobe::test_support::tool("probe_tools");
   ASSERT_TRUE(fs::exists(tool)) << "build probe_tools first";
   auto dir = layerprobe::test_support::scratch_dir("synth_cli");
   auto run = [&](const std::string& args) {
