@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <ATen/record_function.h>
 #include <torch/cuda.h>
-#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -149,35 +149,60 @@ double train_step_seconds(AlbertForQuestionAnswering& model, const std::vector<s
   return total;
 }
 
-// Inclusive time of each op the calling thread starts outside any other op.
-std::vector<std::pair<std::string, double>> top_level_op_seconds(
-    const torch::autograd::profiler::thread_event_lists& lists, uint64_t thread) {
-  using torch::autograd::profiler::EventKind;
-  using torch::autograd::profiler::LegacyEvent;
+// Inclusive time of each op the profiled thread starts outside any other op,
+// through ATen's RecordFunction callbacks: a stable API from LibTorch 1.13 on,
+// where the legacy profiler's header moved and is on its way out.
+struct TopLevelOps {
+  int depth = 0;
   std::map<std::string, double> seconds;
-  for (const auto& events : lists) {
-    std::vector<const LegacyEvent*> open;
-    for (const auto& event : events) {
-      if (event.threadId() != thread) continue;
-      if (event.kind() == EventKind::PushRange) {
-        open.push_back(&event);
-      } else if (event.kind() == EventKind::PopRange && !open.empty()) {
-        const LegacyEvent* start = open.back();
-        open.pop_back();
-        if (open.empty()) seconds[start->name()] += start->cpuElapsedUs(event) / 1e6;
-      }
-    }
-  }
-  std::vector<std::pair<std::string, double>> sorted(seconds.begin(), seconds.end());
-  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  return sorted;
+};
+thread_local TopLevelOps* profiled_ops = nullptr;  // set on the profiled thread only
+
+struct OpStart : at::ObserverContext {
+  std::chrono::steady_clock::time_point time = std::chrono::steady_clock::now();
+};
+
+std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction&) {
+  if (profiled_ops == nullptr || profiled_ops->depth++ > 0) return nullptr;
+  return std::make_unique<OpStart>();
 }
 
+void on_op_end(const at::RecordFunction& op, at::ObserverContext* context) {
+  if (profiled_ops == nullptr) return;
+  --profiled_ops->depth;
+  if (context == nullptr) return;
+  const auto start = static_cast<OpStart*>(context)->time;
+  profiled_ops->seconds[op.name()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Profiles the calling thread while alive.
+class ProfiledThread {
+ public:
+  ProfiledThread() : handle_(at::addThreadLocalCallback(at::RecordFunctionCallback(on_op_start, on_op_end))) {
+    profiled_ops = &ops_;
+  }
+  ~ProfiledThread() {
+    at::removeCallback(handle_);
+    profiled_ops = nullptr;
+  }
+  ProfiledThread(const ProfiledThread&) = delete;
+  ProfiledThread& operator=(const ProfiledThread&) = delete;
+
+  std::vector<std::pair<std::string, double>> slowest_first() const {
+    std::vector<std::pair<std::string, double>> sorted(ops_.seconds.begin(), ops_.seconds.end());
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    return sorted;
+  }
+
+ private:
+  TopLevelOps ops_;
+  at::CallbackHandle handle_;
+};
+
 std::vector<std::pair<std::string, double>> profile_forward(const std::function<void()>& forward_pass) {
-  using namespace torch::autograd::profiler;
-  enableProfilerLegacy(ProfilerConfig(ProfilerState::CPU));
+  ProfiledThread profiled;
   forward_pass();
-  return top_level_op_seconds(disableProfilerLegacy(), at::RecordFunction::currentThreadId());
+  return profiled.slowest_first();
 }
 
 double peak_rss_mb() {

@@ -1,6 +1,5 @@
 #include "layerprobe/finetune.hpp"
 
-#include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -8,6 +7,7 @@
 #include "layerprobe/batch.hpp"
 #include "layerprobe/checkpoint.hpp"
 #include "layerprobe/common.hpp"
+#include "layerprobe/precision.hpp"
 #include "layerprobe/progress.hpp"
 #include "layerprobe/safetensors.hpp"
 
@@ -184,24 +184,6 @@ std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
 
 namespace {
 
-// Autocast for the forward pass only, as torch.cuda.amp.autocast is used.
-class AutocastScope {
- public:
-  explicit AutocastScope(bool enabled) : enabled_(enabled) {
-    if (enabled_) at::autocast::set_enabled(true);
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    at::autocast::set_enabled(false);
-    at::autocast::clear_cache();
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool enabled_;
-};
-
 class Trainer {
  public:
   Trainer(AlbertForQuestionAnswering& model, const AlbertConfig& config, const std::vector<SquadFeature>& features,
@@ -354,7 +336,8 @@ class Trainer {
     model_->train();
     torch::Tensor loss;
     {
-      AutocastScope autocast(fp16_);
+      // Autocast for the forward pass only, as torch.cuda.amp.autocast is used.
+      PrecisionScope autocast(fp16_ ? "fp16" : "fp32", device_);
       auto output = model_->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
       loss = qa_loss(output.start_logits.to(torch::kFloat), output.end_logits.to(torch::kFloat),
                      torch::tensor(starts, torch::kInt64).to(device_), torch::tensor(ends, torch::kInt64).to(device_));

@@ -1,11 +1,11 @@
 #include "layerprobe/squad_eval.hpp"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "layerprobe/batch.hpp"
 #include "layerprobe/common.hpp"
 #include "layerprobe/metrics.hpp"
+#include "layerprobe/precision.hpp"
 #include "layerprobe/progress.hpp"
 #include "layerprobe/python_str.hpp"
 
@@ -36,12 +36,10 @@ std::vector<FeatureLogits> compute_feature_logits(AlbertForQuestionAnswering& mo
     std::vector<const SquadFeature*> rows;
     for (size_t i = begin; i < std::min(features.size(), begin + batch_size); ++i) rows.push_back(&features[i]);
     const EncoderBatch batch = make_batch(rows, batch_options).to(device);
-    if (options.autocast) at::autocast::set_enabled(true);
-    auto output = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
-    if (options.autocast) {
-      at::autocast::set_enabled(false);
-      at::autocast::clear_cache();
-    }
+    auto output = [&] {
+      PrecisionScope autocast(options.autocast ? "fp16" : "fp32", device);
+      return model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
+    }();
     auto start = output.start_logits.to(torch::kCPU, torch::kFloat).contiguous();
     auto end = output.end_logits.to(torch::kCPU, torch::kFloat).contiguous();
     for (int64_t r = 0; r < static_cast<int64_t>(rows.size()); ++r)

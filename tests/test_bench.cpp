@@ -92,10 +92,10 @@ BenchOptions tiny_model_bench(const std::string& scratch_name) {
   const fs::path dir = test_support::scratch_dir(scratch_name);
   for (const char* name : {"config.json", "model.safetensors"})
     fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + name), dir / name);
-  fs::copy_file(test_support::shared_path("data/albert/spiece.model"), dir / "spiece.model");
+  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), dir / "spiece.model");
   BenchOptions options;
   options.model_dir = dir;
-  options.data_file = test_support::shared_path("data/squad/dev-v2.0.json");
+  options.data_file = test_support::shared_path(test_support::kDevFile);
   options.gemm_seconds = 0.02;
   return options;
 }
@@ -104,7 +104,7 @@ BenchOptions tiny_model_bench(const std::string& scratch_name) {
 
 TEST(Bench, RunsEveryStageOnATinyModel) {
   REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
-  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  REQUIRE_SHARED(test_support::kDevFile);
   BenchOptions options = tiny_model_bench("bench_tiny");
   options.features = 12;
   options.train_features = 4;
@@ -127,7 +127,7 @@ TEST(Bench, RunsEveryStageOnATinyModel) {
 
 TEST(Bench, ProfileTimesTheOpsOfOneForwardPass) {
   REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
-  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  REQUIRE_SHARED(test_support::kDevFile);
   BenchOptions options = tiny_model_bench("bench_profile");
   options.features = 8;
   options.train_features = 0;

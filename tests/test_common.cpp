@@ -48,8 +48,8 @@ TEST(ConfigureThreads, ExplicitCountWinsAndEnvironmentIsValidated) {
 // The bridge exists because libsentencepiece and libtorch cannot share a
 // symbol namespace; this checks both work in one process.
 TEST(SentencePieceBridge, EncodesInAProcessThatAlsoUsesTorch) {
-  REQUIRE_SHARED("data/albert/spiece.model");
-  SentencePieceModel model(test_support::shared_path("data/albert/spiece.model"));
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  SentencePieceModel model(test_support::shared_path(test_support::kSpieceModel));
   EXPECT_EQ(model.size(), 30000);
   auto pieces = model.encode("hello world");
   ASSERT_EQ(pieces.size(), 2u);

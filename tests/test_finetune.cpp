@@ -93,7 +93,7 @@ AlbertConfig dropout_config() {
 std::vector<SquadFeature> dev_slice_features(const AlbertTokenizer& tokenizer) {
   SquadLoadOptions load;
   load.is_training = true;
-  auto dataset = load_squad(test_support::shared_path("data/squad/dev-v2.0.json"), load);
+  auto dataset = load_squad(test_support::shared_path(test_support::kDevFile), load);
   dataset.examples.resize(24);
   FeatureOptions options;
   options.max_seq_length = 128;
@@ -142,15 +142,15 @@ FineTuneOptions training_options(const fs::path& output_dir, const fs::path& mod
 }  // namespace
 
 TEST(FineTune, LossFallsSavedModelReloadsAndResumeIsBitIdentical) {
-  REQUIRE_SHARED("data/squad/dev-v2.0.json");
-  REQUIRE_SHARED("data/albert/spiece.model");
+  REQUIRE_SHARED(test_support::kDevFile);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   const fs::path scratch = test_support::scratch_dir("finetune_smoke");
   const fs::path model_dir = scratch / "initial";
   fs::create_directories(model_dir);
   torch::manual_seed(3);
   const AlbertConfig config = dropout_config();
   save_checkpoint(AlbertForQuestionAnswering(config), config, model_dir);
-  fs::copy_file(test_support::shared_path("data/albert/spiece.model"), model_dir / "spiece.model");
+  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), model_dir / "spiece.model");
   const AlbertTokenizer tokenizer(model_dir / "spiece.model");
   const auto features = dev_slice_features(tokenizer);
   ASSERT_GE(features.size(), 40u);

@@ -26,7 +26,7 @@ void expect_same_metrics(const nlohmann::ordered_json& got, const std::filesyste
   }
 }
 
-GoldDataset dev() { return load_gold_dataset(shared_path("data/squad/dev-v2.0.json")); }
+GoldDataset dev() { return load_gold_dataset(shared_path(test_support::kDevFile)); }
 
 }  // namespace
 

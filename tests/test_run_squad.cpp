@@ -39,7 +39,7 @@ fs::path tiny_model_dir(const fs::path& scratch) {
   fs::create_directories(dir);
   for (const char* name : {"config.json", "model.safetensors"})
     fs::copy_file(test_support::shared_path("golden/albert-tiny") / name, dir / name);
-  fs::copy_file(test_support::shared_path("data/albert/spiece.model"), dir / "spiece.model");
+  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), dir / "spiece.model");
   return dir;
 }
 
@@ -54,11 +54,11 @@ std::pair<double, double> top_two_scores(const nlohmann::json& nbest, const std:
 
 TEST(RunSquad, EvalMatchesTransformers251OnAlbertTiny) {
   REQUIRE_SHARED("golden/albert-tiny/run_squad_eval/predictions.json");
-  REQUIRE_SHARED("data/squad/dev-v2.0.json");
-  REQUIRE_SHARED("data/albert/spiece.model");
+  REQUIRE_SHARED(test_support::kDevFile);
+  REQUIRE_SHARED(test_support::kSpieceModel);
   const fs::path scratch = test_support::scratch_dir("run_squad_eval");
   const fs::path model = tiny_model_dir(scratch), out = scratch / "out";
-  const fs::path dev = test_support::shared_path("data/squad/dev-v2.0.json");
+  const fs::path dev = test_support::shared_path(test_support::kDevFile);
   const fs::path golden = test_support::shared_path("golden/albert-tiny/run_squad_eval");
   // The original README's evaluation command, flags verbatim.
   std::string output;

@@ -168,14 +168,14 @@ TEST(SquadLoaderErrors, MissingFileIsNamed) {
 }
 
 TEST(SquadLoader, ReadsTheDevFile) {
-  REQUIRE_SHARED("data/squad/dev-v2.0.json");
-  auto data = load_squad(test_support::shared_path("data/squad/dev-v2.0.json"));
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto data = load_squad(test_support::shared_path(test_support::kDevFile));
   ASSERT_EQ(data.examples.size(), 6078u);
   size_t impossible = 0;
   for (const auto& ex : data.examples) impossible += ex.is_impossible;
   EXPECT_EQ(impossible, 3168u);
   EXPECT_TRUE(data.duplicate_ids.empty());
-  auto train = load_squad(test_support::shared_path("data/squad/dev-v2.0.json"), {true});
+  auto train = load_squad(test_support::shared_path(test_support::kDevFile), {true});
   EXPECT_EQ(train.examples.size(), 6078u);  // the golden features hold all 6078 questions
   EXPECT_EQ(train.skipped, 0u);
 }

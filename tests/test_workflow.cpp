@@ -34,14 +34,14 @@ size_t csv_rows(const fs::path& path) {
 
 TEST(Workflow, TrainPredictEvaluateInTheOriginalForms) {
   REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
-  REQUIRE_SHARED("data/squad/dev-v2.0.json");
+  REQUIRE_SHARED(test_support::kDevFile);
   auto dir = test_support::scratch_dir("workflow");
   auto model = dir / "albert-tiny";
   fs::create_directories(model);
   for (const char* file : {"config.json", "model.safetensors"})
     fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + file), model / file);
-  fs::copy_file(test_support::shared_path("data/albert/spiece.model"), model / "spiece.model");
-  auto dev = test_support::shared_path("data/squad/dev-v2.0.json").string();
+  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), model / "spiece.model");
+  auto dev = test_support::shared_path(test_support::kDevFile).string();
   auto exper = dir / "exper";
   std::string models = " --pretrained-model " + model.string() + " --fine-tuned-model " + model.string();
 

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Builds layerprobe against the CUDA LibTorch inside the machine's PyTorch,
 # runs the encoder and bench tests, and prints `probe_tools bench --json`
-# for albert-base-v2 (random weights) on the GPU. Needs no network: libraries
-# the machine lacks come as .deb files in DEPS_DIR (Debian's libutf8proc2,
-# libutf8proc-dev, libzip4, libzip-dev: `apt-get download` them elsewhere),
-# unpacked into the build tree, never installed.
+# for albert-base-v2 (random weights) on the GPU. Needs no network: the other
+# libraries come as Debian bookworm .deb files in DEPS_DIR (made here by
+# tools/fetch_gpu_deps.sh), unpacked into the build tree, never installed.
 #
-# Usage: tools/gpu_bench.sh [DEPS_DIR]
+# Usage: tools/gpu_bench.sh [DEPS_DIR]      (default: .gpu-deps when it exists)
 # Environment: PYTHON (default python3), LAYERPROBE_BUILD_DIR (default build-gpu),
 #   LAYERPROBE_SHARED (default ../shared), PRECISION (bf16), BATCH_SIZE (128), FEATURES (0 = all).
 set -euo pipefail
@@ -16,27 +15,32 @@ shared="${LAYERPROBE_SHARED:-$root/../shared}"
 [ -d "$shared/data" ] || shared="$root/shared"
 python="${PYTHON:-python3}"
 deps="${1:-}"
+[ -z "$deps" ] && [ -d "$root/.gpu-deps" ] && deps="$root/.gpu-deps"
 
 torch_prefix="$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
 "$python" -c 'import torch; assert torch.cuda.is_available(), "PyTorch sees no CUDA device"; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
 
 mkdir -p "$build"
+fmt_include=/usr/include
 if [ -n "$deps" ]; then
   sysroot="$build/deps-root"
   for deb in "$deps"/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
   libdir="$sysroot/usr/lib/x86_64-linux-gnu"
   # The .pc files name /usr; point them at the unpacked tree.
   sed -i "s|^prefix=.*|prefix=$sysroot/usr|; s|^libdir=/usr|libdir=$sysroot/usr|; s|^includedir=/usr|includedir=$sysroot/usr|" \
-    "$libdir"/pkgconfig/*.pc
-  export PKG_CONFIG_PATH="$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    "$libdir"/pkgconfig/*.pc "$sysroot"/usr/share/pkgconfig/*.pc
+  export PKG_CONFIG_PATH="$libdir/pkgconfig:$sysroot/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export CMAKE_PREFIX_PATH="$sysroot/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  command -v pkg-config >/dev/null || export PKG_CONFIG="$sysroot/usr/bin/pkgconf"
+  fmt_include="$sysroot/usr/include"
 fi
 
 # PyTorch's include directory carries its own fmt, which would shadow the
-# system fmt the system spdlog was built with; -I directories come first.
+# fmt spdlog was built with; -I directories come first.
 fmt_first="$build/fmt-first"
 mkdir -p "$fmt_first"
-[ -d /usr/include/fmt ] && ln -sfn /usr/include/fmt "$fmt_first/fmt"
+[ -d "$fmt_include/fmt" ] && ln -sfn "$fmt_include/fmt" "$fmt_first/fmt"
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
