@@ -156,8 +156,9 @@ TEST(Checkpoint, BareAlbertModelKeysWithoutQaHeadAndExtraHeads) {
   LoadedModel loaded = load_checkpoint(dir);
   EXPECT_FALSE(loaded.has_qa_head);
   for (const auto& item : model->named_parameters())
-    if (item.key().rfind("albert.", 0) == 0)
+    if (item.key().rfind("albert.", 0) == 0) {
       EXPECT_TRUE(torch::equal(item.value(), loaded.model->named_parameters()[item.key()])) << item.key();
+    }
   EXPECT_TRUE(torch::equal(loaded.model->qa_outputs->bias, torch::zeros({2})));
   EXPECT_GT(loaded.model->qa_outputs->weight.abs().sum().item<float>(), 0.f);
   EXPECT_LT(loaded.model->qa_outputs->weight.abs().max().item<float>(), 0.2f);

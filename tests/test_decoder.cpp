@@ -158,7 +158,9 @@ TEST(Decoder, SpansStartOnlyWhereTheWindowHasMaximalContextAndNullIsTheSmallest)
   EXPECT_EQ(p.text, "Rex");
   EXPECT_DOUBLE_EQ(p.null_odds, 1.0 - 6.0);
   for (const auto& e : p.nbest)
-    if (e.text.empty()) EXPECT_DOUBLE_EQ(e.start_logit, 0.5);  // null from the smallest window
+    if (e.text.empty()) {
+      EXPECT_DOUBLE_EQ(e.start_logit, 0.5);  // null from the smallest window
+    }
 }
 
 TEST(Decoder, DuplicateTextsAreListedOnce) {

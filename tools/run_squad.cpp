@@ -59,7 +59,7 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
   app.add_flag("--overwrite_output_dir", o.overwrite_output_dir, "Train into a non-empty --output_dir");
   // No feature cache exists, so there is nothing to overwrite; the flag binds no variable (a local
   // would be written after it is gone: UBSan found that).
-  app.add_flag("--overwrite_cache", "Accepted for compatibility (features are never cached)");
+  app.add_flag("--overwrite_cache")->description("Accepted for compatibility (features are never cached)");
   app.add_option("--seed", t.seed, "Seed for the new QA head, shuffling and dropout")->capture_default_str();
   app.add_flag("--fp16", o.fp16, "Mixed precision (autocast) on CUDA");
   app.add_option("--threads", o.threads, "Threads for features and LibTorch [0: $LAYERPROBE_THREADS or all cores]")
