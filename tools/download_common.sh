@@ -31,6 +31,7 @@ lp_curl_failed() {
   case $rc in
     6 | 7 | 28) lp_die "cannot reach $host: are you offline? (curl exit $rc for $url)${LP_OFFLINE_HINT:+
 $LP_OFFLINE_HINT}" ;;
+    127) lp_die "curl is not installed: install it (Debian: apt-get install curl, or tools/install_deps.sh) and run again" ;;
     *) lp_die "downloading $url failed (curl exit $rc); run again to resume" ;;
   esac
 }

@@ -14,9 +14,12 @@ SentencePieceProcessor* as_processor(void* p) { return static_cast<SentencePiece
 
 void put(lp_spm_sink sink, const std::string& text) { sink.append(sink.target, text.data(), text.size()); }
 
-int report(const sentencepiece::util::Status& status, lp_spm_sink error) {
+// SentencePiece 0.1 returns its own util::Status, 0.2 absl::Status (ToString() is
+// std::string in both).
+template <typename Status>
+int report(const Status& status, lp_spm_sink error) {
   if (status.ok()) return 0;
-  put(error, status.ToString());
+  put(error, std::string(status.ToString()));
   return 1;
 }
 }  // namespace
