@@ -1,5 +1,5 @@
-#include "layerprobe/basic_tokenizer.hpp"
-#include "layerprobe/python_str.hpp"
+#include "layerprobe/text/basic_tokenizer.hpp"
+#include "layerprobe/core/python_str.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "layerprobe/batch.hpp"
-#include "layerprobe/common.hpp"
+#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/core/common.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

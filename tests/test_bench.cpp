@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <map>
 
-#include "layerprobe/bench.hpp"
-#include "layerprobe/checkpoint.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/encoder.hpp"
-#include "layerprobe/safetensors.hpp"
+#include "layerprobe/bench/bench.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/io/safetensors.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;

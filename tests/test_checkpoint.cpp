@@ -1,8 +1,8 @@
 #include <torch/torch.h>
 
-#include "layerprobe/checkpoint.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/safetensors.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/io/safetensors.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -1,4 +1,4 @@
-#include "layerprobe/common.hpp"
+#include "layerprobe/core/common.hpp"
 
 #include <torch/torch.h>
 
@@ -43,7 +43,7 @@ TEST(ConfigureThreads, ExplicitCountWinsAndEnvironmentIsValidated) {
   unsetenv("LAYERPROBE_THREADS");
 }
 
-#include "layerprobe/sentencepiece.hpp"
+#include "layerprobe/text/sentencepiece.hpp"
 
 // The bridge exists because libsentencepiece and libtorch cannot share a
 // symbol namespace; this checks both work in one process.

@@ -1,7 +1,7 @@
 #include <numeric>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/decoder.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/decoder.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -6,11 +6,11 @@
 #include <regex>
 #include <sys/wait.h>
 
-#include "layerprobe/checkpoint.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/device.hpp"
-#include "layerprobe/encoder.hpp"
-#include "layerprobe/safetensors.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/core/device.hpp"
+#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/io/safetensors.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

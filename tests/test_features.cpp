@@ -1,4 +1,4 @@
-#include "layerprobe/features.hpp"
+#include "layerprobe/squad/features.hpp"
 
 #include <nlohmann/json.hpp>
 #include <zlib.h>
@@ -6,9 +6,9 @@
 #include <map>
 #include <sstream>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/gzip.hpp"
-#include "layerprobe/tokenizer.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/io/gzip.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

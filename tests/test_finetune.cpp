@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "layerprobe/batch.hpp"
-#include "layerprobe/checkpoint.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/finetune.hpp"
-#include "layerprobe/squad.hpp"
-#include "layerprobe/tokenizer.hpp"
+#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/train/finetune.hpp"
+#include "layerprobe/squad/squad.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

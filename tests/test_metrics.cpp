@@ -1,7 +1,7 @@
 #include <fstream>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/metrics.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/metrics.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -1,7 +1,7 @@
 #include <torch/torch.h>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/precision.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -1,7 +1,7 @@
 #include <nlohmann/json.hpp>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/predictions_io.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/predictions_io.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -3,9 +3,9 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/experiment_eval.hpp"
-#include "layerprobe/predictions_io.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/probe/experiment_eval.hpp"
+#include "layerprobe/squad/predictions_io.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

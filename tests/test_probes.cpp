@@ -1,6 +1,6 @@
-#include "layerprobe/probes.hpp"
+#include "layerprobe/probe/probes.hpp"
 
-#include "layerprobe/common.hpp"
+#include "layerprobe/core/common.hpp"
 
 #include "test_support.hpp"
 

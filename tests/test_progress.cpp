@@ -1,4 +1,4 @@
-#include "layerprobe/progress.hpp"
+#include "layerprobe/core/progress.hpp"
 
 #include "test_support.hpp"
 

@@ -1,7 +1,7 @@
 #include <cmath>
 #include <limits>
 
-#include "layerprobe/python_str.hpp"
+#include "layerprobe/core/python_str.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -22,8 +22,8 @@
 #include <regex>
 #include <thread>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/probe_store.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/probe/probe_store.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

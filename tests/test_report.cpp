@@ -1,6 +1,6 @@
 #include <sstream>
 
-#include "layerprobe/report.hpp"
+#include "layerprobe/probe/report.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

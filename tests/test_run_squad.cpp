@@ -8,11 +8,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/metrics.hpp"
-#include "layerprobe/predictions_io.hpp"
-#include "layerprobe/run_squad.hpp"
-#include "layerprobe/squad_eval.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/metrics.hpp"
+#include "layerprobe/squad/predictions_io.hpp"
+#include "layerprobe/train/run_squad.hpp"
+#include "layerprobe/squad/evaluate.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/safetensors.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/io/safetensors.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

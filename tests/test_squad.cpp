@@ -1,8 +1,8 @@
-#include "layerprobe/squad.hpp"
+#include "layerprobe/squad/squad.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include "layerprobe/common.hpp"
+#include "layerprobe/core/common.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -1,4 +1,4 @@
-#include "layerprobe/synth.hpp"
+#include "layerprobe/synth/synth.hpp"
 
 #include <sys/wait.h>
 
@@ -9,9 +9,9 @@
 #include <set>
 #include <sstream>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/sentencepiece.hpp"
-#include "layerprobe/squad.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/text/sentencepiece.hpp"
+#include "layerprobe/squad/squad.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;

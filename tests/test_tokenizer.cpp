@@ -1,11 +1,11 @@
-#include "layerprobe/tokenizer.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <thread>
 
-#include "layerprobe/common.hpp"
+#include "layerprobe/core/common.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -3,9 +3,9 @@
 #include <cstring>
 #include <random>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/safetensors.hpp"
-#include "layerprobe/torch_pickle.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/io/safetensors.hpp"
+#include "layerprobe/io/torch_pickle.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

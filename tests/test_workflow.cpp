@@ -5,9 +5,9 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "layerprobe/common.hpp"
-#include "layerprobe/predictions_io.hpp"
-#include "layerprobe/probe_store.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/predictions_io.hpp"
+#include "layerprobe/probe/probe_store.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;

@@ -7,9 +7,9 @@
 #include <iostream>
 #include <tuple>
 
-#include "layerprobe/experiment_eval.hpp"
-#include "layerprobe/metrics.hpp"
-#include "layerprobe/report.hpp"
+#include "layerprobe/probe/experiment_eval.hpp"
+#include "layerprobe/squad/metrics.hpp"
+#include "layerprobe/probe/report.hpp"
 #include "tool_main.hpp"
 
 namespace fs = std::filesystem;

@@ -1,6 +1,6 @@
 // probe_predict [exper|probes] DIR [cpu|gpu] — every layer's probe answers
 // the dev questions, as the original predict.py did.
-#include "layerprobe/probe_workflow.hpp"
+#include "layerprobe/probe/workflow.hpp"
 #include "tool_main.hpp"
 
 using namespace layerprobe;

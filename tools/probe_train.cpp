@@ -1,7 +1,7 @@
 // probe_train [pretrained|fine_tuned|both] [cpu|gpu] EPOCHS — train one probe
 // per layer on frozen models, as the original train.py did.
-#include "layerprobe/model_source.hpp"
-#include "layerprobe/probe_workflow.hpp"
+#include "layerprobe/model/model_dir.hpp"
+#include "layerprobe/probe/workflow.hpp"
 #include "tool_main.hpp"
 
 using namespace layerprobe;

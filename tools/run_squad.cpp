@@ -3,8 +3,8 @@
 #include <iostream>
 #include <set>
 
-#include "layerprobe/run_squad.hpp"
-#include "layerprobe/squad_eval.hpp"
+#include "layerprobe/train/run_squad.hpp"
+#include "layerprobe/squad/evaluate.hpp"
 #include "tool_main.hpp"
 
 using namespace layerprobe;

@@ -13,7 +13,7 @@
 #include <functional>
 #include <iostream>
 
-#include "layerprobe/common.hpp"
+#include "layerprobe/core/common.hpp"
 
 namespace layerprobe::tools {
 

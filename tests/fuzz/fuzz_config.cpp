@@ -1,6 +1,6 @@
 // config.json of a model directory.
 #include "fuzz_support.hpp"
-#include "layerprobe/config.hpp"
+#include "layerprobe/model/config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace layerprobe::fuzz;

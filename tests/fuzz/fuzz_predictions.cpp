@@ -1,7 +1,7 @@
 // Files probe_evaluate reads from other systems: predictions (JSON and CSV)
 // and no-answer probabilities.
 #include "fuzz_support.hpp"
-#include "layerprobe/predictions_io.hpp"
+#include "layerprobe/squad/predictions_io.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace layerprobe::fuzz;

@@ -1,6 +1,6 @@
 // probes.safetensors written by probe_train: tensors, shapes and JSON metadata.
 #include "fuzz_support.hpp"
-#include "layerprobe/probe_store.hpp"
+#include "layerprobe/probe/probe_store.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace layerprobe::fuzz;

@@ -1,6 +1,6 @@
 // safetensors: model weights and probes files (header JSON, offsets, dtypes).
 #include "fuzz_support.hpp"
-#include "layerprobe/safetensors.hpp"
+#include "layerprobe/io/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   layerprobe::fuzz::refuse_only_with_error(

@@ -1,6 +1,6 @@
 // SQuAD-format JSON, read in both evaluation and training mode.
 #include "fuzz_support.hpp"
-#include "layerprobe/squad.hpp"
+#include "layerprobe/squad/squad.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace layerprobe::fuzz;

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "layerprobe/common.hpp"
+#include "layerprobe/core/common.hpp"
 
 namespace layerprobe::fuzz {
 

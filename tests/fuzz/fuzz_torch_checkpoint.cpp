@@ -1,6 +1,6 @@
 // pytorch_model.bin: the zip format and the legacy pickle stream.
 #include "fuzz_support.hpp"
-#include "layerprobe/torch_pickle.hpp"
+#include "layerprobe/io/torch_pickle.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   layerprobe::fuzz::refuse_only_with_error(

@@ -6,8 +6,8 @@
 #include <memory>
 
 #include "commands.hpp"
-#include "layerprobe/bench.hpp"
-#include "layerprobe/common.hpp"
+#include "layerprobe/bench/bench.hpp"
+#include "layerprobe/core/common.hpp"
 
 namespace layerprobe::tools {
 

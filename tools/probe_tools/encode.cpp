@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "layerprobe/checkpoint.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/device.hpp"
-#include "layerprobe/safetensors.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/core/device.hpp"
+#include "layerprobe/io/safetensors.hpp"
 
 namespace layerprobe::tools {
 

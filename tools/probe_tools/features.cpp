@@ -6,10 +6,10 @@
 #include <memory>
 
 #include "commands.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/features.hpp"
-#include "layerprobe/squad.hpp"
-#include "layerprobe/tokenizer.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/features.hpp"
+#include "layerprobe/squad/squad.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
 
 namespace layerprobe::tools {
 

@@ -8,9 +8,9 @@
 #include <string>
 
 #include "commands.hpp"
-#include "layerprobe/checkpoint.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/sentencepiece.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/text/sentencepiece.hpp"
 
 namespace layerprobe::tools {
 

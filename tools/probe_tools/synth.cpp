@@ -3,7 +3,7 @@
 #include <string>
 
 #include "commands.hpp"
-#include "layerprobe/synth.hpp"
+#include "layerprobe/synth/synth.hpp"
 
 namespace layerprobe::tools {
 

@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "commands.hpp"
-#include "layerprobe/common.hpp"
-#include "layerprobe/tokenizer.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
 
 namespace layerprobe::tools {
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "layerprobe/synth.hpp"
+#include "layerprobe/synth/synth.hpp"
 
 namespace layerprobe::tools {
 

@@ -1,0 +1,70 @@
+// probe_tools bench: throughput of every stage of the study on one set of
+// features in one run (featurisation, encoder forward with and without
+// length bucketing, probe training and prediction steps, a fine-tuning step),
+// with analytic FLOPs, the machine's measured GEMM peak and peak memory.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "layerprobe/model/config.hpp"
+
+namespace layerprobe {
+
+struct BenchOptions {
+  std::filesystem::path model_dir;  // config.json + weights + spiece.model
+  std::filesystem::path data_file;  // SQuAD 2.0 json
+  int64_t features = 128;           // features measured (an even sample of the file's); 0 = all
+  int64_t train_features = 32;      // of those, how many the fine-tuning step runs over
+  int batch_size = 8;
+  int max_seq_length = 384;
+  int doc_stride = 128;
+  int max_query_length = 64;
+  std::string device = "cpu";
+  std::string precision = "fp32";  // fp32, bf16 or fp16 (autocast of the frozen encoder; GPU only)
+  bool fast_path = true;           // false: the reference encoder ops (set_fast_cpu_path)
+  double gemm_seconds = 1.0;       // time spent measuring each GEMM peak
+  bool profile = false;            // also time one forward pass per LibTorch op (BenchResult::forward_profile)
+};
+
+// Every figure of one bench run; to_json() gives the documented keys.
+struct BenchResult {
+  int64_t features = 0, feature_tokens = 0;
+  double featurize_s = 0, featurized_features = 0;
+  double forward_fps = 0, forward_padded_fps = 0, probe_train_fps = 0, predict_fps = 0;
+  double flops_per_feature = 0, gemm_peak_onednn_gflops = 0, gemm_peak_blas_gflops = 0;
+  double train_step_fps = 0, train_flops_per_feature = 0;  // forward FLOPs of the features it trained on
+  double peak_rss_mb = 0;
+  int threads = 0, batch_size = 0;
+  std::string device, precision;
+  bool fast_path = true;
+  // Seconds per LibTorch op called by the encoder itself (nested ops count in their caller),
+  // over one length-bucketed forward pass, largest first; empty unless BenchOptions::profile.
+  std::vector<std::pair<std::string, double>> forward_profile;
+  double forward_profile_s = 0;  // wall time of the profiled pass, the profiler's own cost included
+
+  double gemm_peak_gflops() const;
+  double forward_mfu() const;
+  double train_mfu() const;
+  nlohmann::json to_json() const;
+};
+
+BenchResult run_bench(const BenchOptions& options);
+
+// Multiply-adds x 2 of one eval forward pass over a feature of `tokens`
+// tokens: embedding projection, every layer's linears and attention
+// products, and the QA head (embedding lookups, norms and activations are
+// not counted).
+double forward_flops(const AlbertConfig& config, int64_t tokens);
+
+// GFLOP/s of an [rows,in] x [in,out] float32 product, measured for about
+// `seconds`, through oneDNN (mkldnn_linear on operands already in its layout,
+// no conversions timed) or through torch::mm (the system BLAS).
+double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds);
+
+}  // namespace layerprobe

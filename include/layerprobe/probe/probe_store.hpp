@@ -1,0 +1,39 @@
+// probes.safetensors: every layer's probe heads, their optimiser state and
+// what produced them, in one file a Python user can open with `safetensors`.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "layerprobe/probe/probes.hpp"
+
+namespace layerprobe {
+
+struct ProbeMetadata {
+  std::string kind;             // "pretrained" or "fine_tuned"
+  std::string model_path;       // model directory the probes were trained on
+  nlohmann::json model_config;  // its config.json
+  nlohmann::json training_options;
+  int epoch = 0;
+  int64_t features_seen = 0;
+  std::vector<double> mean_loss;  // per layer, over the last epoch
+};
+
+struct StoredProbes {
+  LayerProbes probes;
+  ProbeMetadata metadata;
+};
+
+// Tensors "weight" [L,2,H] and "bias" [L,2] (head 0 = start, 1 = end), the
+// AdamW moments under "optimizer.*", and the metadata as strings (JSON for
+// structured values). Written atomically.
+void save_probes(const std::filesystem::path& path, const LayerProbes& probes, const ProbeMetadata& metadata);
+
+// Error naming the file when it is not a layerprobe probes file.
+StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& options = {});
+
+}  // namespace layerprobe

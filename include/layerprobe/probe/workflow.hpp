@@ -1,0 +1,64 @@
+// The study's workflow: train every layer's probe on a frozen model
+// (probe_train) and predict answers with every layer's probe (probe_predict).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/model/encoder.hpp"
+
+namespace layerprobe {
+
+struct ProbeTrainOptions {
+  std::vector<std::string> kinds;  // "pretrained" and/or "fine_tuned"
+  std::string device = "cpu";
+  int epochs = 1;
+  std::filesystem::path pretrained_model = "models/albert-base-v2";
+  std::filesystem::path fine_tuned_model = "models/twmkn9/albert-base-v2-squad2";
+  std::filesystem::path train_file;  // default $SQUAD_DIR/train-v2.0.json
+  std::filesystem::path vocab;       // default <model>/spiece.model
+  std::filesystem::path output_dir = ".";
+  int batch_size = 8;
+  double learning_rate = 5e-5;
+  int max_seq_length = 384;
+  int doc_stride = 128;
+  int max_query_length = 64;
+  uint64_t seed = 1;
+  int64_t max_train_features = 0;  // 0 = all
+  std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
+  bool overwrite = false;
+};
+
+// Trains, saves after each epoch, and resumes after the last saved epoch.
+void train_probes(const ProbeTrainOptions& options);
+
+struct ProbePredictOptions {
+  std::string mode = "exper";  // "exper" (walk DIR) or "probes" (one probes dir)
+  std::filesystem::path dir;
+  std::string device = "cpu";
+  std::filesystem::path dev_file;  // default $SQUAD_DIR/dev-v2.0.json
+  // Override the model recorded in the probes' metadata, per kind.
+  std::filesystem::path pretrained_model, fine_tuned_model;
+  std::filesystem::path vocab;  // default: the one the probes were trained with
+  int batch_size = 32;
+  int max_answer_length = 17;
+  int n_best_size = 20;
+  double null_score_diff_threshold = 0.0;
+  std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
+};
+
+// Writes <kind>_preds/ beside every probes directory.
+void predict_probes(const ProbePredictOptions& options);
+
+// The model's hidden states 1..L for a batch, stacked [L,B,T,H] in float32
+// (index 0, the embedding output, is not probed). Runs without autograd, the
+// encoder at `precision` (precision.hpp) on the batch's device.
+torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch,
+                                   const std::string& precision = "fp32");
+
+}  // namespace layerprobe

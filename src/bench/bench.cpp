@@ -1,0 +1,407 @@
+#include "layerprobe/bench/bench.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <ATen/record_function.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+
+#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/decoder.hpp"
+#include "layerprobe/core/device.hpp"
+#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/squad/features.hpp"
+#include "layerprobe/core/precision.hpp"
+#include "layerprobe/probe/workflow.hpp"
+#include "layerprobe/probe/probes.hpp"
+#include "layerprobe/squad/squad.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Wall time of `work`, waiting for queued GPU work on both sides.
+double timed(const torch::Device& device, const std::function<void()>& work) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+  auto start = Clock::now();
+  work();
+  if (device.is_cuda()) torch::cuda::synchronize();
+  return seconds_since(start);
+}
+
+// An even sample of whole examples holding about `wanted` features, with
+// the features' example_index renumbered into the sampled examples.
+struct Sample {
+  std::vector<SquadExample> examples;
+  std::vector<SquadFeature> features;
+};
+
+Sample sample_examples(const std::vector<SquadExample>& examples, const std::vector<SquadFeature>& features,
+                       int64_t wanted) {
+  if (wanted <= 0 || wanted >= static_cast<int64_t>(features.size())) return {examples, features};
+  std::vector<std::vector<const SquadFeature*>> by_example(examples.size());
+  for (const auto& f : features) by_example[static_cast<size_t>(f.example_index)].push_back(&f);
+  const double stride = static_cast<double>(features.size()) / static_cast<double>(wanted);
+  Sample sample;
+  for (double pos = 0; pos < static_cast<double>(examples.size()) &&
+                       static_cast<int64_t>(sample.features.size()) < wanted;
+       pos += stride) {
+    const auto index = static_cast<size_t>(pos);
+    if (by_example[index].empty()) continue;
+    for (const SquadFeature* f : by_example[index]) {
+      sample.features.push_back(*f);
+      sample.features.back().example_index = static_cast<int>(sample.examples.size());
+    }
+    sample.examples.push_back(examples[index]);
+  }
+  return sample;
+}
+
+// Batches of batch_size features sorted by length (length bucketing).
+std::vector<std::vector<const SquadFeature*>> bucketed_batches(const std::vector<SquadFeature>& features,
+                                                               int batch_size) {
+  std::vector<std::vector<const SquadFeature*>> batches;
+  for (const auto& indices : length_bucketed_batches(features, static_cast<size_t>(batch_size))) {
+    batches.emplace_back();
+    for (size_t index : indices) batches.back().push_back(&features[index]);
+  }
+  return batches;
+}
+
+torch::Tensor positions(const std::vector<const SquadFeature*>& rows, bool start, const torch::Device& device) {
+  std::vector<int64_t> values;
+  for (const auto* f : rows) values.push_back(start ? f->start_position : f->end_position);
+  return torch::tensor(values, torch::kInt64).to(device);
+}
+
+// The probe_predict work after the encoder: every layer's probe scores
+// every position, logits are copied out per feature and decoded.
+std::vector<FeatureLogits> score_rows(const LayerProbes& probes, const torch::Tensor& hidden,
+                                      const std::vector<const SquadFeature*>& rows) {
+  auto scores = probes.score(hidden).to(torch::kCPU).contiguous();  // [L,B,T,2]
+  auto accessor = scores.accessor<float, 4>();
+  std::vector<FeatureLogits> out(static_cast<size_t>(scores.size(0)) * rows.size());
+  for (int64_t layer = 0; layer < scores.size(0); ++layer)
+    for (size_t row = 0; row < rows.size(); ++row) {
+      auto& logits = out[static_cast<size_t>(layer) * rows.size() + row];
+      for (size_t t = 0; t < rows[row]->length(); ++t) {
+        logits.start.push_back(accessor[layer][static_cast<int64_t>(row)][static_cast<int64_t>(t)][0]);
+        logits.end.push_back(accessor[layer][static_cast<int64_t>(row)][static_cast<int64_t>(t)][1]);
+      }
+    }
+  return out;
+}
+
+double predict_seconds(AlbertForQuestionAnswering& model, const LayerProbes& probes, const Sample& sample,
+                       const std::vector<std::vector<const SquadFeature*>>& batches, const torch::Device& device,
+                       const std::string& precision) {
+  return timed(device, [&] {
+    const auto layers = static_cast<size_t>(probes.layers());
+    std::vector<std::vector<FeatureLogits>> logits(layers, std::vector<FeatureLogits>(sample.features.size()));
+    for (const auto& rows : batches) {
+      auto hidden = probed_hidden_states(model, make_batch(rows).to(device), precision);
+      auto scored = score_rows(probes, hidden, rows);
+      for (size_t layer = 0; layer < layers; ++layer)
+        for (size_t row = 0; row < rows.size(); ++row)
+          logits[layer][static_cast<size_t>(rows[row] - sample.features.data())] =
+              std::move(scored[layer * rows.size() + row]);
+    }
+    for (const auto& layer_logits : logits) decode_predictions(sample.examples, sample.features, layer_logits, {});
+  });
+}
+
+// run_squad's step: forward in train mode, mean start/end cross-entropy,
+// backward and AdamW over every parameter.
+double train_step_seconds(AlbertForQuestionAnswering& model, const std::vector<std::vector<const SquadFeature*>>& batches,
+                          const torch::Device& device) {
+  model->train();
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(3e-5));
+  double total = timed(device, [&] {
+    for (const auto& rows : batches) {
+      auto batch = make_batch(rows).to(device);
+      auto out = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
+      auto loss = (torch::cross_entropy_loss(out.start_logits.to(torch::kFloat32), positions(rows, true, device)) +
+                   torch::cross_entropy_loss(out.end_logits.to(torch::kFloat32), positions(rows, false, device))) /
+                  2;
+      optimizer.zero_grad();
+      loss.backward();
+      optimizer.step();
+    }
+  });
+  model->eval();
+  return total;
+}
+
+// Inclusive time of each op the profiled thread starts outside any other op,
+// through ATen's RecordFunction callbacks: a stable API from LibTorch 1.13 on,
+// where the legacy profiler's header moved and is on its way out.
+struct TopLevelOps {
+  int depth = 0;
+  std::map<std::string, double> seconds;
+};
+thread_local TopLevelOps* profiled_ops = nullptr;  // set on the profiled thread only
+
+struct OpStart : at::ObserverContext {
+  std::chrono::steady_clock::time_point time = std::chrono::steady_clock::now();
+};
+
+std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction&) {
+  if (profiled_ops == nullptr || profiled_ops->depth++ > 0) return nullptr;
+  return std::make_unique<OpStart>();
+}
+
+void on_op_end(const at::RecordFunction& op, at::ObserverContext* context) {
+  if (profiled_ops == nullptr) return;
+  --profiled_ops->depth;
+  if (context == nullptr) return;
+  const auto start = static_cast<OpStart*>(context)->time;
+  profiled_ops->seconds[op.name()] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Profiles the calling thread while alive.
+class ProfiledThread {
+ public:
+  ProfiledThread() : handle_(at::addThreadLocalCallback(at::RecordFunctionCallback(on_op_start, on_op_end))) {
+    profiled_ops = &ops_;
+  }
+  ~ProfiledThread() {
+    at::removeCallback(handle_);
+    profiled_ops = nullptr;
+  }
+  ProfiledThread(const ProfiledThread&) = delete;
+  ProfiledThread& operator=(const ProfiledThread&) = delete;
+
+  std::vector<std::pair<std::string, double>> slowest_first() const {
+    std::vector<std::pair<std::string, double>> sorted(ops_.seconds.begin(), ops_.seconds.end());
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    return sorted;
+  }
+
+ private:
+  TopLevelOps ops_;
+  at::CallbackHandle handle_;
+};
+
+std::vector<std::pair<std::string, double>> profile_forward(const std::function<void()>& forward_pass) {
+  ProfiledThread profiled;
+  forward_pass();
+  return profiled.slowest_first();
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+}  // namespace
+
+double forward_flops(const AlbertConfig& c, int64_t tokens) {
+  const double t = static_cast<double>(tokens), h = static_cast<double>(c.hidden_size);
+  const double per_token_linear = static_cast<double>(c.embedding_size) * h + 2 * h +  // projection, QA head
+                                  static_cast<double>(c.num_hidden_layers) *
+                                      (4 * h * h + 2 * h * static_cast<double>(c.intermediate_size));
+  const double attention = static_cast<double>(c.num_hidden_layers) * 2 * t * t * h;  // QK^T and PV
+  return 2 * (t * per_token_linear + attention);
+}
+
+double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds) {
+  torch::InferenceMode inference;
+  auto x = torch::randn({rows, in});
+  auto weight = torch::randn({out, in});
+  auto bias = torch::zeros({out});
+  auto prepared = weight.to_mkldnn();
+  // The product alone: operands already in oneDNN's layout, the result left in it.
+  auto prepared_input = x.to_mkldnn();
+  auto once = [&] {
+    if (onednn) torch::mkldnn_linear(prepared_input, prepared, bias);
+    else torch::mm(x, weight.t());
+  };
+  once();
+  int64_t runs = 0;
+  auto start = Clock::now();
+  do {
+    once();
+    ++runs;
+  } while (seconds_since(start) < seconds);
+  return 2.0 * static_cast<double>(rows * in * out) * static_cast<double>(runs) / seconds_since(start) / 1e9;
+}
+
+double BenchResult::gemm_peak_gflops() const { return std::max(gemm_peak_onednn_gflops, gemm_peak_blas_gflops); }
+
+double BenchResult::forward_mfu() const {
+  return gemm_peak_gflops() > 0 ? forward_fps * flops_per_feature / 1e9 / gemm_peak_gflops() : 0;
+}
+
+double BenchResult::train_mfu() const {
+  // Backward costs twice the forward's multiply-adds.
+  return gemm_peak_gflops() > 0 ? train_step_fps * 3 * train_flops_per_feature / 1e9 / gemm_peak_gflops() : 0;
+}
+
+nlohmann::json BenchResult::to_json() const {
+  auto ratio = [&](double value) { return forward_fps > 0 ? value / forward_fps : 0.0; };
+  nlohmann::json json = {{"features", features},
+          {"mean_tokens", features ? static_cast<double>(feature_tokens) / static_cast<double>(features) : 0.0},
+          {"featurize_s", featurize_s},
+          {"featurized_features", featurized_features},
+          {"forward_fps", forward_fps},
+          {"forward_padded_fps", forward_padded_fps},
+          {"forward_padded_ratio", ratio(forward_padded_fps)},
+          {"probe_train_fps", probe_train_fps},
+          {"probe_train_ratio", ratio(probe_train_fps)},
+          {"predict_fps", predict_fps},
+          {"flops_per_feature", flops_per_feature},
+          {"forward_gflops", forward_fps * flops_per_feature / 1e9},
+          {"gemm_peak_gflops", gemm_peak_gflops()},
+          {"gemm_peak_onednn_gflops", gemm_peak_onednn_gflops},
+          {"gemm_peak_blas_gflops", gemm_peak_blas_gflops},
+          {"forward_mfu", forward_mfu()},
+          {"train_step_fps", train_step_fps},
+          {"train_flops_per_feature", train_flops_per_feature},
+          {"train_mfu", train_mfu()},
+          {"peak_rss_mb", peak_rss_mb},
+          {"threads", threads},
+          {"batch_size", batch_size},
+          {"fast_path", fast_path},
+          {"device", device},
+          {"precision", precision}};
+  if (!forward_profile.empty()) {
+    json["forward_profile"] = forward_profile;  // [[op, seconds], ...]
+    json["forward_profile_s"] = forward_profile_s;
+  }
+  return json;
+}
+
+BenchResult run_bench(const BenchOptions& options) {
+  if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
+  const torch::Device device = parse_device(options.device);
+  check_precision(options.precision, device);  // before any work
+  BenchResult result;
+  result.device = options.device;
+  result.precision = options.precision;
+  result.batch_size = options.batch_size;
+  result.threads = torch::get_num_threads();
+  result.fast_path = options.fast_path;
+  set_fast_cpu_path(options.fast_path);
+
+  LoadedModel loaded = load_checkpoint(options.model_dir);
+  AlbertForQuestionAnswering& model = loaded.model;
+  model->to(device);
+  model->eval();
+  AlbertTokenizer tokenizer(options.model_dir / "spiece.model");
+  auto dataset = load_squad(options.data_file);
+  FeatureOptions feature_options;
+  feature_options.max_seq_length = options.max_seq_length;
+  feature_options.doc_stride = options.doc_stride;
+  feature_options.max_query_length = options.max_query_length;
+  std::vector<SquadFeature> all_features;
+  result.featurize_s = timed(torch::kCPU, [&] {
+    all_features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
+  });
+  result.featurized_features = static_cast<double>(all_features.size());
+  const Sample sample = sample_examples(dataset.examples, all_features, options.features);
+  if (sample.features.empty()) throw Error("'" + options.data_file.string() + "' gives no features to measure");
+  result.features = static_cast<int64_t>(sample.features.size());
+  double flops = 0;
+  for (const auto& f : sample.features) {
+    result.feature_tokens += static_cast<int64_t>(f.length());
+    flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
+  }
+  result.flops_per_feature = flops / static_cast<double>(result.features);
+  const auto n = static_cast<double>(result.features);
+  spdlog::info("bench: {} features ({} tokens on average), batch {}, {} thread(s), {} {}", result.features,
+               static_cast<double>(result.feature_tokens) / n, options.batch_size, result.threads, options.device,
+               options.precision);
+
+  const auto batches = bucketed_batches(sample.features, options.batch_size);
+  LayerProbes probes(loaded.config.num_hidden_layers, loaded.config.hidden_size, ProbeOptions{}, 1);
+  probes.to(device);
+  {
+    auto forward_batch = [&](const EncoderBatch& batch) {
+      torch::InferenceMode inference;
+      PrecisionScope scope(options.precision, device);
+      model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, true);
+    };
+    auto forward = [&](const BatchOptions& padding) {
+      return timed(device, [&] {
+        for (const auto& rows : batches) forward_batch(make_batch(rows, padding).to(device));
+      });
+    };
+    uint64_t dropout_seed = 1;
+    auto probe_train_batch = [&](const std::vector<const SquadFeature*>& rows, const EncoderBatch& batch) {
+      auto hidden = probed_hidden_states(model, batch, options.precision);
+      probes.train_step(hidden, batch.attention_mask, positions(rows, true, device), positions(rows, false, device),
+                        dropout_seed++);
+    };
+    forward({});  // warm-up: weight preparation, allocator, kernels
+    probe_train_batch(batches.front(), make_batch(batches.front()).to(device));  // and the optimiser's state
+    // Forward alone and the probe_train step run on each batch one after the
+    // other: a change in the machine's speed (another process, clocks) then
+    // falls on both alike, and their ratio holds still from run to run.
+    double forward_s = 0, probe_train_s = 0;
+    for (const auto& rows : batches) {
+      const auto batch = make_batch(rows).to(device);
+      forward_s += timed(device, [&] { forward_batch(batch); });
+      probe_train_s += timed(device, [&] { probe_train_batch(rows, batch); });
+    }
+    result.forward_fps = n / forward_s;
+    result.probe_train_fps = n / probe_train_s;
+    spdlog::info("bench: forward {:.2f} features/s, probe_train step {:.2f} features/s", result.forward_fps,
+                 result.probe_train_fps);
+    if (options.profile) {
+      result.forward_profile_s = timed(device, [&] { result.forward_profile = profile_forward([&] { forward({}); }); });
+      for (const auto& [op, seconds] : result.forward_profile)
+        spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
+    }
+    BatchOptions padded;
+    padded.pad_to = options.max_seq_length;
+    result.forward_padded_fps = n / forward(padded);
+    spdlog::info("bench: forward padded to {} {:.2f} features/s", options.max_seq_length, result.forward_padded_fps);
+    result.predict_fps = n / predict_seconds(model, probes, sample, batches, device, options.precision);
+    spdlog::info("bench: probe_predict with decoding {:.2f} features/s", result.predict_fps);
+  }
+  const int64_t mean_tokens = std::max<int64_t>(1, result.feature_tokens / result.features);
+  const int64_t gemm_rows = mean_tokens * options.batch_size;
+  if (!device.is_cuda()) {
+    result.gemm_peak_onednn_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
+                                                         loaded.config.intermediate_size, true, options.gemm_seconds);
+    result.gemm_peak_blas_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
+                                                       loaded.config.intermediate_size, false, options.gemm_seconds);
+    spdlog::info("bench: GEMM [{}x{}]x[{}x{}]: oneDNN {:.1f} GFLOP/s, BLAS {:.1f} GFLOP/s", gemm_rows,
+                 loaded.config.hidden_size, loaded.config.hidden_size, loaded.config.intermediate_size,
+                 result.gemm_peak_onednn_gflops, result.gemm_peak_blas_gflops);
+  }
+  if (options.train_features > 0) {
+    Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
+    auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
+    train_step_seconds(model, {train_batches.front()}, device);  // warm-up: optimiser state, allocator
+    double flops = 0;
+    for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
+    result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
+    result.train_step_fps = static_cast<double>(train_sample.features.size()) /
+                            train_step_seconds(model, train_batches, device);
+    spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
+  }
+  result.peak_rss_mb = peak_rss_mb();
+  set_fast_cpu_path(true);
+  return result;
+}
+
+}  // namespace layerprobe

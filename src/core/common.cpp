@@ -1,0 +1,156 @@
+#include "layerprobe/core/common.hpp"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <fstream>
+#include <malloc.h>
+#include <signal.h>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+int configure_threads(int requested) {
+  int threads = requested;
+  if (threads <= 0) {
+    if (const char* env = std::getenv("LAYERPROBE_THREADS"); env && *env) {
+      char* end = nullptr;
+      long parsed = std::strtol(env, &end, 10);
+      if (*end != '\0' || parsed <= 0 || parsed > 4096)
+        throw Error(std::string("LAYERPROBE_THREADS='") + env + "' is not a positive thread count", 2);
+      threads = static_cast<int>(parsed);
+    }
+  }
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  torch::set_num_threads(threads);
+  // Debian's libtorch multiplies matrices through the system BLAS; OpenBLAS
+  // otherwise starts a spinning thread per core of its own on top of
+  // LibTorch's, and the two pools fight over the cores. One BLAS thread: the
+  // heavy inference matrices go through oneDNN on LibTorch's pool, and what
+  // remains for BLAS (bmm, which LibTorch 1.13 splits into one small GEMM per
+  // batch and head) ran ten times slower with two BLAS threads than with one.
+  using SetThreads = void (*)(int);
+  if (auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set_blas_threads(1);
+  // Activations of tens of MB are allocated and freed every layer; glibc
+  // would mmap and unmap each one, and the page faults of re-touching fresh
+  // pages cost more than the arithmetic on them. Keep them all on the heap:
+  // the largest mmap threshold glibc accepts (32 MiB) is below the attention
+  // scores of a batch of 32 windows of 384 (75 MB), whose page faults halved
+  // the speed of run_squad's evaluation.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return threads;
+}
+
+namespace {
+[[noreturn]] void throw_errno(const std::string& what, const fs::path& path) {
+  throw Error(what + " '" + path.string() + "': " + std::strerror(errno));
+}
+
+bool process_is_gone(const std::string& pid_text) {
+  if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const auto pid = static_cast<pid_t>(std::stol(pid_text));
+  return pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH);
+}
+
+// A process killed between creating its temporary file and the rename leaves
+// '<name>.tmp.<pid>' behind. Removing those of processes that no longer
+// exist keeps a killed and rerun job from piling up partial copies.
+void remove_stale_temporaries(const fs::path& path) {
+  const std::string prefix = path.filename().string() + ".tmp.";
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0 || !process_is_gone(name.substr(prefix.size()))) continue;
+    std::error_code ignored;
+    if (fs::remove(it->path(), ignored)) spdlog::debug("removed '{}', left by a stopped process", it->path().string());
+  }
+}
+}  // namespace
+
+void write_file_atomically(const fs::path& path, const std::string& content) {
+  if (path.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) throw Error("cannot create directory '" + path.parent_path().string() + "': " + ec.message());
+  }
+  remove_stale_temporaries(path);
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw_errno("cannot create", tmp);
+  const char* data = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, data, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      errno = saved;
+      throw_errno("cannot write (disk full?)", path);
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    throw_errno("cannot write (disk full?)", path);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    throw_errno("cannot rename into place", path);
+  }
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open '" + path.string() + "': " + std::strerror(errno));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw Error("cannot read '" + path.string() + "'");
+  return buffer.str();
+}
+
+namespace {
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void on_stop_signal(int signal_number) {
+  if (g_stop_requested.exchange(true)) {
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+  }
+}
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+bool stop_requested() { return g_stop_requested.load(); }
+
+void throw_if_stop_requested(const std::string& how_to_resume) {
+  if (stop_requested()) throw Error("stopped by signal; finished work is saved. " + how_to_resume, 130);
+}
+
+}  // namespace layerprobe

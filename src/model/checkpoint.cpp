@@ -1,0 +1,191 @@
+#include "layerprobe/model/checkpoint.hpp"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <set>
+
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/io/safetensors.hpp"
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kBasePrefix = "albert.";
+
+bool starts_with(const std::string& text, const std::string& prefix) {
+  return text.compare(0, prefix.size(), prefix) == 0;
+}
+
+std::string fetch_hint(const fs::path& model_dir) {
+  return " (a published model can be fetched with: tools/download_models.sh " + model_dir.filename().string() + ")";
+}
+
+// HF 2.5.1's from_pretrained renames TF-style LayerNorm names the same way.
+std::string normalise_key(std::string key) {
+  auto replace_suffix = [&key](const std::string& from, const std::string& to) {
+    if (key.size() >= from.size() && key.compare(key.size() - from.size(), from.size(), from) == 0)
+      key = key.substr(0, key.size() - from.size()) + to;
+  };
+  replace_suffix(".gamma", ".weight");
+  replace_suffix(".beta", ".bias");
+  return key;
+}
+
+std::string shape_string(torch::IntArrayRef sizes) { return c10::str(sizes); }
+
+}  // namespace
+
+fs::path find_weights_file(const fs::path& model_dir) {
+  if (!fs::is_directory(model_dir))
+    throw Error("model directory '" + model_dir.string() + "' does not exist" + fetch_hint(model_dir));
+  for (const char* name : {"model.safetensors", "pytorch_model.bin"})
+    if (fs::exists(model_dir / name)) return model_dir / name;
+  throw Error("model directory '" + model_dir.string() +
+              "' has neither model.safetensors nor pytorch_model.bin" + fetch_hint(model_dir));
+}
+
+TensorMap read_weights(const fs::path& path) {
+  if (path.extension() == ".safetensors") return read_safetensors(path).tensors;
+  return read_torch_checkpoint(path);
+}
+
+StateDictReport load_state_dict(AlbertForQuestionAnswering& model, const TensorMap& file_tensors,
+                                const std::string& source) {
+  TensorMap tensors;
+  for (const auto& [key, tensor] : file_tensors) tensors[normalise_key(key)] = tensor;
+  // AlbertModel checkpoints have bare keys; the task heads' have "albert.".
+  bool prefixed = false;
+  for (const auto& entry : tensors) prefixed = prefixed || starts_with(entry.first, kBasePrefix);
+
+  StateDictReport report;
+  std::set<std::string> used;
+  std::vector<std::pair<std::string, torch::Tensor>> assignments;
+  int head_found = 0, pooler_found = 0;
+  for (const auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    std::string file_key = name;
+    if (!prefixed && starts_with(name, kBasePrefix)) file_key = name.substr(std::string(kBasePrefix).size());
+    const bool head = starts_with(name, "qa_outputs."), pooler = starts_with(name, "albert.pooler.");
+    auto it = tensors.find(file_key);
+    if (it == tensors.end()) {
+      if (head || pooler) continue;  // initialised fresh below
+      throw Error(source + ": missing tensor '" + file_key + "' (expected shape " + shape_string(item.value().sizes()) +
+                  ")");
+    }
+    const torch::Tensor& found = it->second;
+    if (found.sizes() != item.value().sizes())
+      throw Error(source + ": tensor '" + file_key + "' has shape " + shape_string(found.sizes()) + ", expected " +
+                  shape_string(item.value().sizes()) + " (config.json and weights disagree)");
+    if (!torch::isFloatingType(found.scalar_type()))
+      throw Error(source + ": tensor '" + file_key + "' has non-floating dtype " + c10::toString(found.scalar_type()));
+    head_found += head;
+    pooler_found += pooler;
+    used.insert(file_key);
+    assignments.emplace_back(name, found);
+  }
+  // Each holds a weight and a bias: both or neither.
+  if (head_found == 1) throw Error(source + ": 'qa_outputs' has only one of weight and bias");
+  if (pooler_found == 1) throw Error(source + ": the pooler has only one of weight and bias");
+  report.has_qa_head = head_found == 2;
+  report.has_pooler = pooler_found == 2;
+
+  torch::NoGradGuard no_grad;
+  auto parameters = model->named_parameters();
+  for (const auto& [name, tensor] : assignments) parameters[name].copy_(tensor);
+  if (!report.has_qa_head) {
+    spdlog::info("{}: no qa_outputs in the checkpoint; the QA head is freshly initialised", source);
+    model->init_qa_head();
+  }
+  if (!report.has_pooler) {
+    spdlog::debug("{}: no pooler in the checkpoint; freshly initialised (the QA head does not use it)", source);
+    model->init_pooler();
+  }
+  for (const auto& entry : tensors)
+    if (!used.count(entry.first)) report.unused.push_back(entry.first);
+  if (!report.unused.empty()) {
+    spdlog::debug("{}: {} tensors not used by the encoder:", source, report.unused.size());
+    for (const std::string& key : report.unused) spdlog::debug("  {}", key);
+  }
+  return report;
+}
+
+TensorMap model_state_dict(const AlbertForQuestionAnswering& model) {
+  TensorMap tensors;
+  for (const auto& item : model->named_parameters())
+    tensors[item.key()] = item.value().detach().to(torch::kCPU, torch::kFloat32);
+  return tensors;
+}
+
+namespace {
+
+// Parameters the config describes (as a double: a hostile config may
+// overflow integers).
+double config_parameters(const AlbertConfig& c) {
+  const double E = c.embedding_size, H = c.hidden_size, I = c.intermediate_size;
+  const double embeddings = (static_cast<double>(c.vocab_size) + c.max_position_embeddings + c.type_vocab_size) * E +
+                            2 * E;
+  const double layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
+  return embeddings + E * H + H + static_cast<double>(c.num_hidden_groups) * c.inner_group_num * layer;
+}
+
+void check_config_fits_weights(const AlbertConfig& config, const TensorMap& tensors, const fs::path& config_path,
+                               const fs::path& weights_path) {
+  double stored = 0;
+  for (const auto& item : tensors) stored += static_cast<double>(item.second.numel());
+  const double described = config_parameters(config);
+  // The pooler and QA head may be missing from the file; anything beyond that is a mismatch.
+  const double slack = 2.0 * config.hidden_size * config.hidden_size + 1e6;
+  if (described > stored + slack)
+    throw Error("'" + config_path.string() + "' describes a model of " + fmt::format("{:.0f}", described) +
+                " parameters but '" + weights_path.string() + "' holds " + fmt::format("{:.0f}", stored) +
+                "; the config does not belong to these weights");
+}
+
+}  // namespace
+
+LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::path>& weights_file) {
+  const fs::path config_path = model_dir / "config.json";
+  if (!fs::exists(config_path))
+    throw Error("model directory '" + model_dir.string() + "' has no config.json" + fetch_hint(model_dir));
+  LoadedModel loaded;
+  loaded.config = load_config(config_path);
+  if (weights_file) {
+    loaded.weights_path = *weights_file;
+    if (!fs::exists(loaded.weights_path) && weights_file->is_relative()) loaded.weights_path = model_dir / *weights_file;
+    if (!fs::exists(loaded.weights_path))
+      throw Error("weights file '" + weights_file->string() + "' not found (also looked in '" + model_dir.string() +
+                  "')");
+  } else {
+    loaded.weights_path = find_weights_file(model_dir);
+  }
+  // Weights first: a config.json claiming a huge model must not allocate it.
+  const TensorMap tensors = read_weights(loaded.weights_path);
+  check_config_fits_weights(loaded.config, tensors, config_path, loaded.weights_path);
+  loaded.model = AlbertForQuestionAnswering(loaded.config);
+  loaded.has_qa_head = load_state_dict(loaded.model, tensors, loaded.weights_path.string()).has_qa_head;
+  loaded.model->eval();
+  spdlog::debug("loaded {} ({} layers, hidden {})", loaded.weights_path.string(), loaded.config.num_hidden_layers,
+                loaded.config.hidden_size);
+  return loaded;
+}
+
+void save_checkpoint(const AlbertForQuestionAnswering& model, const AlbertConfig& config, const fs::path& dir,
+                     const std::optional<fs::path>& tokenizer_source_dir) {
+  AlbertConfig saved = config;
+  saved.extra["architectures"] = {"AlbertForQuestionAnswering"};
+  // transformers' safetensors loader requires format=pt.
+  write_safetensors(dir / "model.safetensors", model_state_dict(model), {{"format", "pt"}});
+  save_config(saved, dir / "config.json");
+  if (tokenizer_source_dir) {
+    const fs::path spiece = *tokenizer_source_dir / "spiece.model";
+    std::error_code ec;
+    if (fs::exists(spiece) && !fs::equivalent(spiece.parent_path(), dir, ec))
+      write_file_atomically(dir / "spiece.model", read_file(spiece));
+  }
+}
+
+}  // namespace layerprobe

@@ -1,0 +1,183 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+#include <regex>
+
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/decoder.hpp"
+#include "layerprobe/core/device.hpp"
+#include "layerprobe/probe/experiment.hpp"
+#include "layerprobe/squad/features.hpp"
+#include "layerprobe/model/model_dir.hpp"
+#include "layerprobe/squad/predictions_io.hpp"
+#include "layerprobe/probe/probe_store.hpp"
+#include "layerprobe/core/precision.hpp"
+#include "layerprobe/probe/workflow.hpp"
+#include "layerprobe/core/progress.hpp"
+#include "layerprobe/squad/squad.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ProbeSet {
+  fs::path dir;
+  std::string kind;
+  StoredProbes stored;
+  fs::path model_dir;
+  fs::path vocab;
+  std::vector<std::vector<FeatureLogits>> logits;  // [layer][feature]
+};
+
+std::vector<fs::path> probes_dirs(const ProbePredictOptions& options) {
+  if (options.mode == "exper") return find_probes_dirs(options.dir);
+  if (options.mode != "probes") throw Error("unknown mode '" + options.mode + "': expected exper or probes", 2);
+  if (!fs::is_regular_file(options.dir / "probes.safetensors"))
+    throw Error("'" + (options.dir / "probes.safetensors").string() + "' does not exist (run probe_train first)");
+  return {options.dir};
+}
+
+ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options) {
+  auto stored = load_probes(dir / "probes.safetensors");
+  std::string kind = stored.metadata.kind.empty() ? kind_from_path(dir).value_or("") : stored.metadata.kind;
+  check_probe_kind(kind);
+  // A probes file copied into the other kind's directory would get its
+  // predictions filed, and tabled, under the wrong model.
+  static const std::regex probes_name("(pretrained|fine_tuned)_probes");
+  std::smatch named;
+  const std::string name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
+  if (std::regex_match(name, named, probes_name) && named[1] != kind)
+    throw Error("'" + (dir / "probes.safetensors").string() + "' holds " + kind + " probes but lies in a " +
+                named[1].str() + "_probes directory; move it to <exper>/" + kind + "_epoch_<e>/" + kind + "_probes");
+  const auto& override_dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
+  fs::path model_dir = override_dir.empty() ? fs::path(stored.metadata.model_path) : override_dir;
+  fs::path vocab = options.vocab.empty() ? fs::path(stored.metadata.training_options.value("vocab", ""))
+                                         : options.vocab;
+  require_model_dir(model_dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", vocab);
+  return ProbeSet{dir, kind, std::move(stored), model_dir, vocab, {}};
+}
+
+void check_fits(const ProbeSet& set, const AlbertConfig& config) {
+  if (set.stored.probes.layers() != config.num_hidden_layers || set.stored.probes.hidden_size() != config.hidden_size)
+    throw Error("probes in '" + set.dir.string() + "' have " + std::to_string(set.stored.probes.layers()) +
+                " layers of width " + std::to_string(set.stored.probes.hidden_size()) + " but model '" +
+                set.model_dir.string() + "' has " + std::to_string(config.num_hidden_layers) + " of width " +
+                std::to_string(config.hidden_size) + "; pass the model they were trained on");
+}
+
+std::vector<SquadFeature> dev_features(const std::vector<SquadExample>& examples, const AlbertTokenizer& tokenizer,
+                                       const nlohmann::json& training_options) {
+  FeatureOptions options;
+  options.max_seq_length = training_options.value("max_seq_length", 384);
+  options.doc_stride = training_options.value("doc_stride", 128);
+  options.max_query_length = training_options.value("max_query_length", 64);
+  options.is_training = false;
+  return convert_examples_to_features(examples, tokenizer, options);
+}
+
+// One encoder pass over the dev features; every probe set scores it.
+void score_features(AlbertForQuestionAnswering& model, const std::vector<SquadFeature>& features,
+                    std::vector<ProbeSet*>& sets, int batch_size, torch::Device device,
+                    const std::string& precision) {
+  for (auto* set : sets) set->logits.assign(set->stored.probes.layers(), std::vector<FeatureLogits>(features.size()));
+  ProgressMeter progress("predict", static_cast<int64_t>(features.size()));
+  for (const auto& indices : length_bucketed_batches(features, static_cast<size_t>(batch_size))) {
+    throw_if_stop_requested("Rerun the same command to predict again.");
+    std::vector<const SquadFeature*> rows;
+    for (size_t index : indices) rows.push_back(&features[index]);
+    auto hidden = probed_hidden_states(model, make_batch(rows).to(device), precision);
+    for (auto* set : sets) {
+      auto scores = set->stored.probes.score(hidden).to(torch::kCPU).contiguous();  // [L,B,T,2]
+      auto accessor = scores.accessor<float, 4>();
+      for (int64_t layer = 0; layer < scores.size(0); ++layer)
+        for (size_t row = 0; row < rows.size(); ++row) {
+          auto& out = set->logits[layer][indices[row]];
+          size_t length = rows[row]->length();
+          out.start.resize(length);
+          out.end.resize(length);
+          for (size_t t = 0; t < length; ++t) {
+            out.start[t] = accessor[layer][row][t][0];
+            out.end[t] = accessor[layer][row][t][1];
+          }
+        }
+    }
+    progress.advance(static_cast<int64_t>(rows.size()));
+  }
+  progress.finish();
+}
+
+void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
+                       const std::vector<SquadFeature>& features, const ProbePredictOptions& options,
+                       const std::string& dev_fingerprint) {
+  DecodeOptions decode;
+  decode.n_best_size = options.n_best_size;
+  decode.max_answer_length = options.max_answer_length;
+  decode.null_score_diff_threshold = options.null_score_diff_threshold;
+  auto preds = preds_dir_for(set.dir, set.kind);
+  for (size_t layer = 0; layer < set.logits.size(); ++layer) {
+    auto predictions = decode_predictions(examples, features, set.logits[layer], decode);
+    auto name = std::to_string(layer + 1);
+    write_predictions_csv(preds / ("pred_layer_" + name + ".csv"), predictions);
+    write_predictions_json(preds / ("pred_layer_" + name + ".json"), predictions);
+    write_null_odds_json(preds / ("null_odds_layer_" + name + ".json"), predictions);
+    set.logits[layer].clear();
+    set.logits[layer].shrink_to_fit();
+  }
+  nlohmann::json meta = {{"dev_file", fs::absolute(options.dev_file).lexically_normal().string()},
+                         {"dev_file_fingerprint", dev_fingerprint},
+                         {"layers", set.stored.probes.layers()},
+                         {"kind", set.kind},
+                         {"epoch", set.stored.metadata.epoch},
+                         {"model", fs::absolute(set.model_dir).lexically_normal().string()},
+                         {"probes", fs::absolute(set.dir / "probes.safetensors").lexically_normal().string()},
+                         {"questions", examples.size()},
+                         {"max_answer_length", options.max_answer_length},
+                         {"n_best_size", options.n_best_size},
+                         {"null_score_diff_threshold", options.null_score_diff_threshold}};
+  write_file_atomically(preds / "preds_meta.json", meta.dump(2) + "\n");
+  spdlog::info("{}: {} layers x {} predictions -> {}", set.dir.string(), set.logits.size(), examples.size(),
+               preds.string());
+}
+
+}  // namespace
+
+void predict_probes(const ProbePredictOptions& input_options) {
+  ProbePredictOptions options = input_options;
+  if (options.dev_file.empty()) options.dev_file = squad_dir() / "dev-v2.0.json";
+  if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
+  auto device = parse_device(options.device);
+  check_precision(options.precision, device);
+  std::vector<ProbeSet> sets;
+  for (const auto& dir : probes_dirs(options)) sets.push_back(load_probe_set(dir, options));
+  require_squad_file(options.dev_file, "--dev-file");
+  auto dataset = load_squad(options.dev_file);
+  // Recorded so that probe_evaluate can refuse to score against other content.
+  const std::string dev_fingerprint = file_fingerprint(options.dev_file);
+  std::map<std::string, std::vector<ProbeSet*>> by_model;
+  // Probe sets of one model (and vocabulary) share one encoder pass.
+  for (auto& set : sets)
+    by_model[fs::absolute(set.model_dir).lexically_normal().string() + "\n" + set.vocab.string()].push_back(&set);
+  for (auto& [key, group] : by_model) {
+    const fs::path& model_dir = group.front()->model_dir;
+    auto loaded = load_checkpoint(model_dir);
+    for (auto* set : group) {
+      check_fits(*set, loaded.config);
+      set->stored.probes.to(device);
+    }
+    loaded.model->to(device);
+    loaded.model->eval();
+    AlbertTokenizer tokenizer(tokenizer_file(model_dir, group.front()->vocab));
+    auto features = dev_features(dataset.examples, tokenizer, group.front()->stored.metadata.training_options);
+    spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}", options.dev_file.string(),
+                 dataset.examples.size(), features.size(), group.size(), model_dir.string());
+    score_features(loaded.model, features, group, options.batch_size, device, options.precision);
+    for (auto* set : group) write_predictions(*set, dataset.examples, features, options, dev_fingerprint);
+  }
+}
+
+}  // namespace layerprobe

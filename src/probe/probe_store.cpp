@@ -1,0 +1,92 @@
+#include "layerprobe/probe/probe_store.hpp"
+
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/io/safetensors.hpp"
+
+namespace layerprobe {
+
+namespace {
+constexpr const char* kFormat = "layerprobe-probes-1";
+
+const std::string& required(const std::map<std::string, std::string>& metadata, const std::string& key,
+                            const std::filesystem::path& path) {
+  auto it = metadata.find(key);
+  if (it == metadata.end())
+    throw Error("probes file '" + path.string() + "' lacks metadata key '" + key + "'");
+  return it->second;
+}
+
+nlohmann::json parse_json_value(const std::string& text, const std::string& key, const std::filesystem::path& path) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("probes file '" + path.string() + "': metadata '" + key + "' is not valid JSON: " + e.what());
+  }
+}
+
+const torch::Tensor& required_tensor(const SafetensorsFile& file, const std::string& key,
+                                     const std::filesystem::path& path) {
+  auto it = file.tensors.find(key);
+  if (it == file.tensors.end()) throw Error("probes file '" + path.string() + "' lacks tensor '" + key + "'");
+  return it->second;
+}
+}  // namespace
+
+void save_probes(const std::filesystem::path& path, const LayerProbes& probes, const ProbeMetadata& metadata) {
+  std::map<std::string, torch::Tensor> tensors = {
+      {"weight", probes.weight()},
+      {"bias", probes.bias()},
+      {"optimizer.exp_avg.weight", probes.exp_avg_weight()},
+      {"optimizer.exp_avg_sq.weight", probes.exp_avg_sq_weight()},
+      {"optimizer.exp_avg.bias", probes.exp_avg_bias()},
+      {"optimizer.exp_avg_sq.bias", probes.exp_avg_sq_bias()},
+  };
+  std::map<std::string, std::string> meta = {
+      {"format", kFormat},
+      {"kind", metadata.kind},
+      {"model_path", metadata.model_path},
+      {"model_config", metadata.model_config.dump()},
+      {"layers", std::to_string(probes.layers())},
+      {"hidden_size", std::to_string(probes.hidden_size())},
+      {"heads", "start,end"},
+      {"training_options", metadata.training_options.dump()},
+      {"epoch", std::to_string(metadata.epoch)},
+      {"features_seen", std::to_string(metadata.features_seen)},
+      {"mean_loss", nlohmann::json(metadata.mean_loss).dump()},
+  };
+  write_safetensors(path, tensors, meta);
+}
+
+StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& options) {
+  auto file = read_safetensors(path);
+  if (auto it = file.metadata.find("format"); it == file.metadata.end() || it->second != kFormat)
+    throw Error("'" + path.string() + "' is not a layerprobe probes file (metadata 'format' is not '" + kFormat +
+                "')");
+  LayerProbes probes(required_tensor(file, "weight", path), required_tensor(file, "bias", path), options);
+  probes.set_optimizer_state(required_tensor(file, "optimizer.exp_avg.weight", path),
+                             required_tensor(file, "optimizer.exp_avg_sq.weight", path),
+                             required_tensor(file, "optimizer.exp_avg.bias", path),
+                             required_tensor(file, "optimizer.exp_avg_sq.bias", path));
+  ProbeMetadata metadata;
+  const auto& meta = file.metadata;
+  metadata.kind = required(meta, "kind", path);
+  metadata.model_path = required(meta, "model_path", path);
+  metadata.model_config = parse_json_value(required(meta, "model_config", path), "model_config", path);
+  metadata.training_options = parse_json_value(required(meta, "training_options", path), "training_options", path);
+  auto number = [&](const std::string& key) {
+    auto value = parse_json_value(required(meta, key, path), key, path);
+    if (!value.is_number_integer()) throw Error("probes file '" + path.string() + "': metadata '" + key + "' is not an integer");
+    return value.get<int64_t>();
+  };
+  metadata.epoch = static_cast<int>(number("epoch"));
+  metadata.features_seen = number("features_seen");
+  auto losses = parse_json_value(required(meta, "mean_loss", path), "mean_loss", path);
+  if (!losses.is_array()) throw Error("probes file '" + path.string() + "': metadata 'mean_loss' is not a list");
+  for (const auto& loss : losses) metadata.mean_loss.push_back(loss.is_number() ? loss.get<double>() : NAN);
+  if (number("layers") != probes.layers())
+    throw Error("probes file '" + path.string() + "': metadata says " + meta.at("layers") + " layers but weight has " +
+                std::to_string(probes.layers()));
+  return {std::move(probes), std::move(metadata)};
+}
+
+}  // namespace layerprobe

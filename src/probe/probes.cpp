@@ -1,0 +1,190 @@
+#include "layerprobe/probe/probes.hpp"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+
+#include "layerprobe/core/common.hpp"
+
+namespace layerprobe {
+
+LayerProbes::LayerProbes(int64_t layers, int64_t hidden, const ProbeOptions& options, uint64_t seed)
+    : options_(options) {
+  auto generator = torch::make_generator<torch::CPUGeneratorImpl>(seed);
+  weight_ = torch::empty({layers, 2, hidden}, torch::kFloat32);
+  weight_.normal_(0.0, options.init_std, generator);
+  bias_ = torch::zeros({layers, 2}, torch::kFloat32);
+  set_optimizer_state(torch::zeros_like(weight_), torch::zeros_like(weight_), torch::zeros_like(bias_),
+                      torch::zeros_like(bias_));
+}
+
+LayerProbes::LayerProbes(torch::Tensor weight, torch::Tensor bias, const ProbeOptions& options)
+    : options_(options), weight_(weight.to(torch::kFloat32).contiguous()), bias_(bias.to(torch::kFloat32).contiguous()) {
+  if (weight_.dim() != 3 || weight_.size(1) != 2 || bias_.dim() != 2 || bias_.size(0) != weight_.size(0) ||
+      bias_.size(1) != 2)
+    throw Error("probe tensors have the wrong shapes: weight " + c10::str(weight_.sizes()) + ", bias " +
+                c10::str(bias_.sizes()) + " (expected [L,2,H] and [L,2])");
+  set_optimizer_state(torch::zeros_like(weight_), torch::zeros_like(weight_), torch::zeros_like(bias_),
+                      torch::zeros_like(bias_));
+}
+
+void LayerProbes::set_optimizer_state(torch::Tensor exp_avg_w, torch::Tensor exp_avg_sq_w, torch::Tensor exp_avg_b,
+                                      torch::Tensor exp_avg_sq_b) {
+  auto check = [](const torch::Tensor& t, const torch::Tensor& like, const char* name) {
+    if (t.sizes() != like.sizes())
+      throw Error(std::string("probe optimiser state '") + name + "' has shape " + c10::str(t.sizes()) +
+                  ", expected " + c10::str(like.sizes()));
+  };
+  check(exp_avg_w, weight_, "exp_avg_weight");
+  check(exp_avg_sq_w, weight_, "exp_avg_sq_weight");
+  check(exp_avg_b, bias_, "exp_avg_bias");
+  check(exp_avg_sq_b, bias_, "exp_avg_sq_bias");
+  auto like = [&](const torch::Tensor& t) { return t.to(weight_.device(), torch::kFloat32).contiguous(); };
+  exp_avg_w_ = like(exp_avg_w);
+  exp_avg_sq_w_ = like(exp_avg_sq_w);
+  exp_avg_b_ = like(exp_avg_b);
+  exp_avg_sq_b_ = like(exp_avg_sq_b);
+}
+
+void LayerProbes::to(torch::Device device) {
+  for (auto* t : {&weight_, &bias_, &exp_avg_w_, &exp_avg_sq_w_, &exp_avg_b_, &exp_avg_sq_b_}) *t = t->to(device);
+}
+
+namespace {
+// hidden [L,B,T,H], weight [L,2,H], bias [L,2] -> [L,B,T,2]
+torch::Tensor probe_logits(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& bias) {
+  auto L = hidden.size(0), B = hidden.size(1), T = hidden.size(2), H = hidden.size(3);
+  auto flat = hidden.reshape({L, B * T, H});
+  auto logits = torch::baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2));
+  return logits.view({L, B, T, 2});
+}
+}  // namespace
+
+torch::Tensor LayerProbes::score(const torch::Tensor& hidden) const {
+  return probe_logits(hidden.to(torch::kFloat32), weight_, bias_);
+}
+
+namespace {
+
+uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Calls keep(i, kept) for every element i < n; each 64-bit draw decides two
+// elements (its low and high halves against a 32-bit threshold).
+template <typename Keep>
+void for_each_dropout_decision(int64_t n, double p, uint64_t seed, Keep keep) {
+  const auto threshold = static_cast<uint64_t>(std::llround(p * 4294967296.0));
+  const uint64_t key = mix64(seed + 0x9e3779b97f4a7c15ULL);
+  at::parallel_for(0, (n + 1) / 2, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const uint64_t draw = mix64(key + static_cast<uint64_t>(pair) * 0x9e3779b97f4a7c15ULL);
+      keep(2 * pair, (draw & 0xffffffffULL) >= threshold);
+      if (2 * pair + 1 < n) keep(2 * pair + 1, (draw >> 32) >= threshold);
+    }
+  });
+}
+
+torch::Tensor apply_dropout(const torch::Tensor& hidden, double p, uint64_t seed) {
+  if (p <= 0) return hidden;
+  if (hidden.is_cuda()) {
+    auto generator = at::globalContext().defaultGenerator(hidden.device());
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_current_seed(seed);
+    }
+    return hidden * torch::empty_like(hidden).bernoulli_(1.0 - p, generator) / (1.0 - p);
+  }
+  auto input = hidden.contiguous();
+  auto output = torch::empty_like(input);
+  const float* in = input.data_ptr<float>();
+  float* out = output.data_ptr<float>();
+  const auto scale = static_cast<float>(1.0 / (1.0 - p));
+  for_each_dropout_decision(input.numel(), p, seed,
+                            [&](int64_t i, bool kept) { out[i] = kept ? in[i] * scale : 0.0f; });
+  return output;
+}
+
+torch::Tensor masked_log_softmax(const torch::Tensor& logits, const torch::Tensor& attention_mask) {
+  auto padding = attention_mask.eq(0);
+  return torch::log_softmax(logits.masked_fill(padding, -std::numeric_limits<float>::infinity()), -1);
+}
+
+// Index [..., B, 1] of each row's target position, broadcast over leading dims.
+torch::Tensor target_index(const torch::Tensor& log_probs, const torch::Tensor& targets) {
+  std::vector<int64_t> index_shape(log_probs.dim(), 1);
+  index_shape[log_probs.dim() - 2] = targets.size(0);
+  auto sizes = log_probs.sizes().vec();
+  sizes.back() = 1;
+  return targets.view(index_shape).expand(sizes);
+}
+
+struct LossAndGradient {
+  torch::Tensor loss;      // [...]
+  torch::Tensor gradient;  // d(loss) / d(logits), [..., B, T]
+};
+
+// The mean over B of -log softmax[target] and its gradient, softmax - onehot
+// over B (zero at padding, where the softmax is zero).
+LossAndGradient masked_cross_entropy_with_gradient(const torch::Tensor& logits, const torch::Tensor& attention_mask,
+                                                   const torch::Tensor& targets) {
+  auto log_probs = masked_log_softmax(logits, attention_mask);
+  auto index = target_index(log_probs, targets);
+  auto loss = -log_probs.gather(-1, index).squeeze(-1).mean(-1);
+  auto gradient = log_probs.exp().scatter_add_(-1, index, torch::full(index.sizes(), -1.0f, log_probs.options()));
+  return {loss, gradient.div_(static_cast<double>(targets.size(0)))};
+}
+
+}  // namespace
+
+torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed) {
+  auto mask = torch::empty(sizes, torch::kBool);
+  bool* data = mask.data_ptr<bool>();
+  for_each_dropout_decision(mask.numel(), p, seed, [&](int64_t i, bool kept) { data[i] = kept; });
+  return mask;
+}
+
+torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& attention_mask,
+                                   const torch::Tensor& targets) {
+  auto log_probs = masked_log_softmax(logits, attention_mask);
+  return -log_probs.gather(-1, target_index(log_probs, targets)).squeeze(-1).mean(-1);
+}
+
+ProbeStepResult LayerProbes::train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                                        const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                                        uint64_t dropout_seed) {
+  torch::InferenceMode inference;
+  const int64_t L = hidden.size(0), B = hidden.size(1), T = hidden.size(2), H = hidden.size(3);
+  auto dropped = apply_dropout(hidden.to(torch::kFloat32), options_.dropout, dropout_seed).reshape({L, B * T, H});
+  auto logits = probe_logits(dropped.view({L, B, T, H}), weight_, bias_);  // [L,B,T,2]
+  auto start = masked_cross_entropy_with_gradient(logits.select(-1, 0), attention_mask, start_positions);
+  auto end = masked_cross_entropy_with_gradient(logits.select(-1, 1), attention_mask, end_positions);
+  // loss = (start + end) / 2 per layer; layers and heads are independent.
+  auto grad_logits = torch::stack({start.gradient, end.gradient}, -1).mul_(0.5).view({L, B * T, 2});
+  auto grad_w = torch::bmm(grad_logits.transpose(1, 2), dropped);  // [L,2,H]
+  auto grad_b = grad_logits.sum(1);                                 // [L,2]
+  // clip_grad_norm_ per (layer, head) over that head's weight and bias.
+  auto norm = (grad_w.pow(2).sum(-1) + grad_b.pow(2)).sqrt();  // [L,2]
+  auto coef = (options_.max_grad_norm / (norm + 1e-6)).clamp_max(1.0);
+  apply_adamw(grad_w * coef.unsqueeze(-1), grad_b * coef);
+  return {(start.loss + end.loss) / 2};
+}
+
+void LayerProbes::apply_adamw(const torch::Tensor& grad_w, const torch::Tensor& grad_b) {
+  // transformers' AdamW with correct_bias=False, as the original study used.
+  auto update = [&](torch::Tensor& param, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq, const torch::Tensor& grad) {
+    exp_avg.mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
+    exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
+    auto denom = exp_avg_sq.sqrt().add_(options_.eps);
+    param.addcdiv_(exp_avg, denom, -options_.learning_rate);
+    if (options_.weight_decay > 0) param.add_(param, -options_.learning_rate * options_.weight_decay);
+  };
+  update(weight_, exp_avg_w_, exp_avg_sq_w_, grad_w);
+  update(bias_, exp_avg_b_, exp_avg_sq_b_, grad_b);
+}
+
+}  // namespace layerprobe

@@ -1,0 +1,230 @@
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <map>
+#include <optional>
+
+#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/core/device.hpp"
+#include "layerprobe/core/precision.hpp"
+#include "layerprobe/probe/experiment.hpp"
+#include "layerprobe/squad/features.hpp"
+#include "layerprobe/train/finetune.hpp"
+#include "layerprobe/model/model_dir.hpp"
+#include "layerprobe/probe/probe_store.hpp"
+#include "layerprobe/probe/workflow.hpp"
+#include "layerprobe/core/progress.hpp"
+#include "layerprobe/squad/squad.hpp"
+#include "layerprobe/text/albert_tokenizer.hpp"
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch,
+                                   const std::string& precision) {
+  torch::InferenceMode inference;
+  PrecisionScope autocast(precision, batch.input_ids.device());
+  auto output = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, true);
+  std::vector<torch::Tensor> layers(output.hidden_states.begin() + 1, output.hidden_states.end());
+  return torch::stack(layers).to(torch::kFloat);  // autocast may leave them bf16/fp16
+}
+
+namespace {
+
+// One model being probed: its encoder, its probes and how far it got.
+struct ProbeRun {
+  std::string kind;
+  fs::path model_dir;
+  LoadedModel model;
+  std::optional<LayerProbes> probes;
+  int done_epochs = 0;
+  int64_t features_seen = 0;
+};
+
+nlohmann::json training_options_json(const ProbeTrainOptions& o) {
+  nlohmann::json json = {{"train_file", fs::absolute(o.train_file).lexically_normal().string()},
+          {"batch_size", o.batch_size},
+          {"learning_rate", o.learning_rate},
+          {"max_seq_length", o.max_seq_length},
+          {"doc_stride", o.doc_stride},
+          {"max_query_length", o.max_query_length},
+          {"seed", o.seed},
+          {"max_train_features", o.max_train_features},
+          {"vocab", o.vocab.empty() ? "" : fs::absolute(o.vocab).lexically_normal().string()},
+          {"dropout", ProbeOptions{}.dropout},
+          {"optimizer", "AdamW(betas=(0.9,0.999), eps=1e-8, weight_decay=0, correct_bias=False), clip 1.0 per head"},
+          {"padding_masked", true}};
+  // Recorded only when not fp32, so probes saved before the option existed still resume.
+  if (o.precision != "fp32") json["precision"] = o.precision;
+  return json;
+}
+
+ProbeOptions probe_options(const ProbeTrainOptions& o) {
+  ProbeOptions options;
+  options.learning_rate = o.learning_rate;
+  return options;
+}
+
+// Picks up the last epoch already saved for this run, so a rerun resumes.
+void resume(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann::json& training_options) {
+  for (int epoch = options.epochs; epoch >= 1; --epoch) {
+    auto path = probes_file(options.output_dir, run.kind, epoch);
+    if (!fs::exists(path)) continue;
+    auto stored = load_probes(path, probe_options(options));
+    auto model_path = fs::absolute(run.model_dir).lexically_normal().string();
+    if (stored.metadata.model_path != model_path || stored.metadata.training_options != training_options)
+      throw Error("'" + path.string() + "' was trained with other settings (model '" + stored.metadata.model_path +
+                  "', options " + stored.metadata.training_options.dump() +
+                  "); pass --overwrite to start again, or another --output-dir");
+    run.probes.emplace(std::move(stored.probes));
+    run.done_epochs = epoch;
+    run.features_seen = stored.metadata.features_seen;
+    spdlog::info("{}: resuming after epoch {} ({})", run.kind, epoch, path.string());
+    return;
+  }
+}
+
+// Each batch's dropout masks follow from (seed, epoch, model, batch), so a
+// resumed run repeats them exactly.
+uint64_t dropout_seed(uint64_t seed, int epoch, const std::string& kind, size_t batch) {
+  return ((seed * 7919ULL + static_cast<uint64_t>(epoch)) * 104729ULL + (kind == "fine_tuned" ? 1 : 0)) * 1000003ULL +
+         batch;
+}
+
+std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, const AlbertTokenizer& tokenizer) {
+  SquadLoadOptions load;
+  load.is_training = true;
+  auto dataset = load_squad(options.train_file, load);
+  if (dataset.skipped) spdlog::warn("{}: skipped {} training examples whose answer does not match the context",
+                                    options.train_file.string(), dataset.skipped);
+  FeatureOptions feature_options;
+  feature_options.max_seq_length = options.max_seq_length;
+  feature_options.doc_stride = options.doc_stride;
+  feature_options.max_query_length = options.max_query_length;
+  feature_options.is_training = true;
+  feature_options.decoding_fields = false;
+  auto features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
+  if (options.max_train_features > 0 && static_cast<int64_t>(features.size()) > options.max_train_features)
+    features.resize(static_cast<size_t>(options.max_train_features));
+  spdlog::info("{}: {} examples -> {} training features", options.train_file.string(), dataset.examples.size(),
+               features.size());
+  if (features.empty()) throw Error("no training features from '" + options.train_file.string() + "'");
+  return features;
+}
+
+void check_same_tokenizer(const std::vector<ProbeRun>& runs, const fs::path& vocab) {
+  if (runs.size() < 2) return;
+  if (read_file(tokenizer_file(runs[0].model_dir, vocab)) != read_file(tokenizer_file(runs[1].model_dir, vocab)))
+    throw Error("the two models use different spiece.model vocabularies ('" + runs[0].model_dir.string() + "', '" +
+                runs[1].model_dir.string() + "'); train them in separate probe_train runs");
+}
+
+void save_epoch(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
+                const torch::Tensor& loss_sum, int64_t features) {
+  auto mean = (loss_sum / static_cast<double>(features)).to(torch::kCPU, torch::kDouble).contiguous();
+  ProbeMetadata metadata;
+  metadata.kind = run.kind;
+  metadata.model_path = fs::absolute(run.model_dir).lexically_normal().string();
+  metadata.model_config = run.model.config.to_json();
+  metadata.training_options = training_options;
+  metadata.epoch = epoch;
+  metadata.features_seen = run.features_seen;
+  metadata.mean_loss.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
+  auto path = probes_file(options.output_dir, run.kind, epoch);
+  save_probes(path, *run.probes, metadata);
+  run.done_epochs = epoch;
+  spdlog::info("{} epoch {}: mean loss layer 1 {:.4f}, layer {} {:.4f} -> {}", run.kind, epoch, metadata.mean_loss.front(),
+               metadata.mean_loss.size(), metadata.mean_loss.back(), path.string());
+}
+
+void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>& features,
+                 const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
+                 torch::Device device) {
+  const auto batches = shuffled_length_pooled_batches(features, static_cast<size_t>(options.batch_size), options.seed,
+                                                      epoch);
+  std::vector<torch::Tensor> loss_sums;
+  for (auto* run : active) loss_sums.push_back(torch::zeros({run->probes->layers()}, torch::kDouble));
+  ProgressMeter progress("epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs),
+                         static_cast<int64_t>(features.size()) * static_cast<int64_t>(active.size()));
+  std::string resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
+  for (size_t b = 0; b < batches.size(); ++b) {
+    throw_if_stop_requested(resume_hint);
+    std::vector<const SquadFeature*> rows;
+    for (size_t i : batches[b]) rows.push_back(&features[i]);
+    auto batch = make_batch(rows).to(device);
+    std::vector<int64_t> starts, ends;
+    for (const auto* f : rows) {
+      starts.push_back(f->start_position);
+      ends.push_back(f->end_position);
+    }
+    auto start_positions = torch::tensor(starts, torch::kInt64).to(device);
+    auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
+    std::string detail;
+    for (size_t k = 0; k < active.size(); ++k) {
+      auto hidden = probed_hidden_states(active[k]->model.model, batch, options.precision);
+      auto result = active[k]->probes->train_step(hidden, batch.attention_mask, start_positions, end_positions,
+                                                  dropout_seed(options.seed, epoch, active[k]->kind, b));
+      auto loss = result.loss.to(torch::kCPU, torch::kDouble);
+      loss_sums[k] += loss * static_cast<double>(rows.size());
+      active[k]->features_seen += static_cast<int64_t>(rows.size());
+      detail += (detail.empty() ? "" : ", ") + active[k]->kind + " loss L" + std::to_string(loss.size(0)) + " " +
+                fmt::format("{:.3f}", loss[-1].item<double>());
+    }
+    progress.advance(static_cast<int64_t>(rows.size() * active.size()), detail);
+  }
+  progress.finish();
+  for (size_t k = 0; k < active.size(); ++k)
+    save_epoch(*active[k], options, training_options, epoch, loss_sums[k], static_cast<int64_t>(features.size()));
+}
+
+}  // namespace
+
+void train_probes(const ProbeTrainOptions& input_options) {
+  ProbeTrainOptions options = input_options;
+  if (options.train_file.empty()) options.train_file = squad_dir() / "train-v2.0.json";
+  if (options.epochs < 1) throw Error("EPOCHS must be at least 1", 2);
+  if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
+  auto device = parse_device(options.device);
+  check_precision(options.precision, device);
+  std::vector<ProbeRun> runs;
+  for (const auto& kind : options.kinds) {
+    check_probe_kind(kind);
+    auto dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
+    require_model_dir(dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", options.vocab);
+    runs.push_back(ProbeRun{kind, dir, {}, std::nullopt, 0, 0});
+  }
+  require_squad_file(options.train_file, "--train-file");
+  check_same_tokenizer(runs, options.vocab);
+  auto training_options = training_options_json(options);
+  for (auto& run : runs) {
+    if (!options.overwrite) resume(run, options, training_options);
+  }
+  int first_epoch = options.epochs + 1;
+  for (const auto& run : runs) first_epoch = std::min(first_epoch, run.done_epochs + 1);
+  if (first_epoch > options.epochs) {
+    spdlog::info("all {} epochs are already trained in '{}'; pass --overwrite to train again", options.epochs,
+                 options.output_dir.string());
+    return;
+  }
+  for (auto& run : runs) {
+    run.model = load_checkpoint(run.model_dir);
+    run.model.model->to(device);
+    run.model.model->eval();
+    if (!run.probes) run.probes.emplace(run.model.config.num_hidden_layers, run.model.config.hidden_size,
+                                        probe_options(options), options.seed);
+    run.probes->to(device);
+  }
+  AlbertTokenizer tokenizer(tokenizer_file(runs.front().model_dir, options.vocab));
+  auto features = training_features(options, tokenizer);
+  for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
+    std::vector<ProbeRun*> active;
+    for (auto& run : runs)
+      if (run.done_epochs < epoch) active.push_back(&run);
+    train_epoch(active, features, options, training_options, epoch, device);
+  }
+}
+
+}  // namespace layerprobe

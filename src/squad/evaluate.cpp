@@ -1,0 +1,80 @@
+#include "layerprobe/squad/evaluate.hpp"
+
+#include <torch/torch.h>
+
+#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/metrics.hpp"
+#include "layerprobe/core/precision.hpp"
+#include "layerprobe/core/progress.hpp"
+#include "layerprobe/core/python_str.hpp"
+
+namespace layerprobe {
+
+namespace {
+
+std::vector<float> row_values(const torch::Tensor& matrix, int64_t row) {
+  const float* data = matrix.data_ptr<float>() + row * matrix.size(1);
+  return std::vector<float>(data, data + matrix.size(1));
+}
+
+}  // namespace
+
+std::vector<FeatureLogits> compute_feature_logits(AlbertForQuestionAnswering& model,
+                                                  const std::vector<SquadFeature>& features,
+                                                  const LogitsOptions& options, const torch::Device& device) {
+  if (options.batch_size < 1) throw Error("--per_gpu_eval_batch_size must be at least 1", 2);
+  model->eval();
+  torch::InferenceMode inference;
+  std::vector<FeatureLogits> logits;
+  logits.reserve(features.size());
+  BatchOptions batch_options;
+  batch_options.pad_to = options.pad_to;
+  const auto batch_size = static_cast<size_t>(options.batch_size);
+  ProgressMeter progress("evaluating", static_cast<int64_t>(features.size()));
+  for (size_t begin = 0; begin < features.size(); begin += batch_size) {
+    std::vector<const SquadFeature*> rows;
+    for (size_t i = begin; i < std::min(features.size(), begin + batch_size); ++i) rows.push_back(&features[i]);
+    const EncoderBatch batch = make_batch(rows, batch_options).to(device);
+    auto output = [&] {
+      PrecisionScope autocast(options.autocast ? "fp16" : "fp32", device);
+      return model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
+    }();
+    auto start = output.start_logits.to(torch::kCPU, torch::kFloat).contiguous();
+    auto end = output.end_logits.to(torch::kCPU, torch::kFloat).contiguous();
+    for (int64_t r = 0; r < static_cast<int64_t>(rows.size()); ++r)
+      logits.push_back(FeatureLogits{row_values(start, r), row_values(end, r)});
+    progress.advance(static_cast<int64_t>(rows.size()));
+  }
+  progress.finish();
+  return logits;
+}
+
+nlohmann::ordered_json squad_evaluate(const std::filesystem::path& dataset_file,
+                                      const std::vector<QuestionPrediction>& predictions) {
+  const GoldDataset gold = load_gold_dataset(dataset_file);
+  PredictionMap answers;
+  NaProbMap no_answer_probs;
+  for (const QuestionPrediction& prediction : predictions) {
+    answers.set(prediction.qas_id, prediction.text);
+    no_answer_probs.set(prediction.qas_id, 0.0);
+  }
+  EvalOptions options;
+  options.na_probs = &no_answer_probs;
+  // HF skips questions without a prediction (only possible for an empty context).
+  options.allow_missing = true;
+  return evaluate_squad(gold, answers, options).to_json();
+}
+
+std::string python_dict_repr(const nlohmann::ordered_json& flat_object) {
+  std::string out = "{";
+  for (const auto& [key, value] : flat_object.items()) {
+    if (out.size() > 1) out += ", ";
+    out += "'" + key + "': ";
+    if (value.is_number_float()) out += python_float_repr(value.get<double>());
+    else out += value.dump();
+  }
+  return out + "}";
+}
+
+}  // namespace layerprobe

@@ -1,0 +1,426 @@
+#include "layerprobe/train/finetune.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
+#include "layerprobe/core/progress.hpp"
+#include "layerprobe/io/safetensors.hpp"
+
+namespace layerprobe {
+
+namespace fs = std::filesystem;
+
+torch::Tensor qa_loss(const torch::Tensor& start_logits, const torch::Tensor& end_logits,
+                      const torch::Tensor& start_positions, const torch::Tensor& end_positions) {
+  // Targets outside the window (never produced by our features, but possible
+  // in HF) are clamped onto the ignored index.
+  const int64_t ignored_index = start_logits.size(1);
+  auto options = torch::nn::functional::CrossEntropyFuncOptions().ignore_index(ignored_index);
+  auto start_loss = torch::nn::functional::cross_entropy(start_logits, start_positions.clamp(0, ignored_index), options);
+  auto end_loss = torch::nn::functional::cross_entropy(end_logits, end_positions.clamp(0, ignored_index), options);
+  return (start_loss + end_loss) / 2;
+}
+
+double linear_schedule_factor(int64_t step, int64_t warmup_steps, double total_steps) {
+  if (step < warmup_steps) return static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps));
+  return std::max(0.0, (total_steps - static_cast<double>(step)) /
+                           std::max(1.0, total_steps - static_cast<double>(warmup_steps)));
+}
+
+bool excluded_from_weight_decay(const std::string& parameter_name) {
+  return parameter_name.find("bias") != std::string::npos ||
+         parameter_name.find("LayerNorm.weight") != std::string::npos;
+}
+
+// --- AdamW -------------------------------------------------------------------------
+
+AdamW::AdamW(const torch::OrderedDict<std::string, torch::Tensor>& named_parameters, double weight_decay,
+             double epsilon, double beta1, double beta2)
+    : epsilon_(epsilon), beta1_(beta1), beta2_(beta2) {
+  for (const auto& item : named_parameters) {
+    if (!item.value().requires_grad()) continue;
+    slots_.push_back(Slot{item.key(), item.value(), excluded_from_weight_decay(item.key()) ? 0.0 : weight_decay,
+                          torch::Tensor(), torch::Tensor(), 0});
+  }
+}
+
+void AdamW::step(double learning_rate) {
+  torch::NoGradGuard no_grad;
+  for (Slot& slot : slots_) {
+    const torch::Tensor& grad = slot.parameter.grad();
+    if (!grad.defined()) continue;
+    if (!slot.exp_avg.defined()) {
+      slot.exp_avg = torch::zeros_like(slot.parameter);
+      slot.exp_avg_sq = torch::zeros_like(slot.parameter);
+    }
+    ++slot.steps;
+    slot.exp_avg.mul_(beta1_).add_(grad, 1.0 - beta1_);
+    slot.exp_avg_sq.mul_(beta2_).addcmul_(grad, grad, 1.0 - beta2_);
+    torch::Tensor denom = slot.exp_avg_sq.sqrt().add_(epsilon_);
+    const double bias_correction1 = 1.0 - std::pow(beta1_, static_cast<double>(slot.steps));
+    const double bias_correction2 = 1.0 - std::pow(beta2_, static_cast<double>(slot.steps));
+    const double step_size = learning_rate * std::sqrt(bias_correction2) / bias_correction1;
+    slot.parameter.addcdiv_(slot.exp_avg, denom, -step_size);
+    if (slot.weight_decay > 0.0) slot.parameter.add_(slot.parameter, -learning_rate * slot.weight_decay);
+  }
+}
+
+std::map<std::string, torch::Tensor> AdamW::state_tensors() const {
+  std::map<std::string, torch::Tensor> tensors;
+  for (const Slot& slot : slots_) {
+    if (!slot.exp_avg.defined()) continue;
+    tensors["exp_avg." + slot.name] = slot.exp_avg.detach().to(torch::kCPU);
+    tensors["exp_avg_sq." + slot.name] = slot.exp_avg_sq.detach().to(torch::kCPU);
+    tensors["step." + slot.name] = torch::tensor(slot.steps, torch::kInt64);
+  }
+  return tensors;
+}
+
+void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& tensors, const std::string& source) {
+  for (Slot& slot : slots_) {
+    auto avg = tensors.find("exp_avg." + slot.name);
+    auto avg_sq = tensors.find("exp_avg_sq." + slot.name);
+    auto steps = tensors.find("step." + slot.name);
+    if (avg == tensors.end() && avg_sq == tensors.end() && steps == tensors.end()) {
+      slot.exp_avg = slot.exp_avg_sq = torch::Tensor();  // never updated (no gradient yet)
+      slot.steps = 0;
+      continue;
+    }
+    if (avg == tensors.end() || avg_sq == tensors.end() || steps == tensors.end())
+      throw Error(source + ": optimizer state of '" + slot.name + "' is incomplete");
+    if (avg->second.sizes() != slot.parameter.sizes() || avg_sq->second.sizes() != slot.parameter.sizes())
+      throw Error(source + ": optimizer state of '" + slot.name + "' has shape " + c10::str(avg->second.sizes()) +
+                  ", the parameter " + c10::str(slot.parameter.sizes()));
+    auto options = slot.parameter.options().requires_grad(false);
+    slot.exp_avg = avg->second.to(options).clone();
+    slot.exp_avg_sq = avg_sq->second.to(options).clone();
+    slot.steps = steps->second.item<int64_t>();
+  }
+}
+
+// --- checkpoints ------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kStateFile = "trainer_state.json";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr double kInitialLossScale = 65536.0;
+constexpr int64_t kLossScaleGrowthInterval = 2000;
+
+nlohmann::json state_to_json(const TrainerState& state) {
+  return {{"global_step", state.global_step}, {"epoch", state.epoch},
+          {"next_batch", state.next_batch},   {"loss_sum", state.loss_sum},
+          {"loss_scale", state.loss_scale},   {"scale_good_steps", state.scale_good_steps},
+          {"fingerprint", state.fingerprint}};
+}
+
+TrainerState read_trainer_state(const fs::path& path) {
+  try {
+    auto json = nlohmann::json::parse(read_file(path));
+    TrainerState state;
+    state.global_step = json.at("global_step").get<int64_t>();
+    state.epoch = json.at("epoch").get<int64_t>();
+    state.next_batch = json.at("next_batch").get<int64_t>();
+    state.loss_sum = json.at("loss_sum").get<double>();
+    state.loss_scale = json.at("loss_scale").get<double>();
+    state.scale_good_steps = json.at("scale_good_steps").get<int64_t>();
+    state.fingerprint = json.at("fingerprint");
+    return state;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path.string() + ": not a valid trainer state (" + e.what() + "); delete that checkpoint directory");
+  }
+}
+
+// FNV-1a over the training targets and token ids, so a resume notices other data.
+uint64_t features_checksum(const std::vector<SquadFeature>& features) {
+  uint64_t hash = 1469598103934665603ULL;
+  auto mix = [&hash](int64_t value) {
+    hash ^= static_cast<uint64_t>(value);
+    hash *= 1099511628211ULL;
+  };
+  for (const SquadFeature& feature : features) {
+    for (int64_t id : feature.input_ids) mix(id);
+    for (int64_t type : feature.token_type_ids) mix(type);
+    mix(feature.start_position);
+    mix(feature.end_position);
+  }
+  return hash;
+}
+
+// Checkpoints are numbered by updates; the epoch-<e> directories hold the same kind of state.
+int64_t checkpoint_step(const fs::path& dir) {
+  const fs::path state = dir / kStateFile;
+  if (!fs::is_regular_file(state) || !fs::is_regular_file(dir / kOptimizerFile) ||
+      !fs::is_regular_file(dir / "model.safetensors"))
+    return -1;
+  return read_trainer_state(state).global_step;
+}
+
+}  // namespace
+
+std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
+  if (!fs::is_directory(output_dir)) return std::nullopt;
+  std::optional<fs::path> best;
+  int64_t best_step = -1;
+  for (const auto& entry : fs::directory_iterator(output_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || (name.rfind("checkpoint-", 0) != 0 && name.rfind("epoch-", 0) != 0)) continue;
+    const int64_t step = checkpoint_step(entry.path());
+    // Ties (an epoch end that is also a save step) hold identical state.
+    if (step > best_step) {
+      best_step = step;
+      best = entry.path();
+    }
+  }
+  return best;
+}
+
+// --- training loop -------------------------------------------------------------------------
+
+namespace {
+
+class Trainer {
+ public:
+  Trainer(AlbertForQuestionAnswering& model, const AlbertConfig& config, const std::vector<SquadFeature>& features,
+          const FineTuneOptions& options, const torch::Device& device)
+      : model_(model),
+        config_(config),
+        features_(features),
+        options_(options),
+        device_(device),
+        fp16_(options.fp16 && device.is_cuda()),
+        optimizer_(model->named_parameters(), options.weight_decay, options.adam_epsilon) {
+    validate();
+    batches_per_epoch_ = (static_cast<int64_t>(features.size()) + options.batch_size - 1) / options.batch_size;
+    updates_per_epoch_ = batches_per_epoch_ / options.gradient_accumulation_steps;
+    if (updates_per_epoch_ == 0)
+      throw Error("only " + std::to_string(batches_per_epoch_) + " batches of training data, fewer than " +
+                      "--gradient_accumulation_steps " + std::to_string(options.gradient_accumulation_steps),
+                  2);
+    if (options.max_steps > 0) {
+      total_steps_ = static_cast<double>(options.max_steps);
+      epochs_ = options.max_steps / updates_per_epoch_ + 1;
+    } else {
+      total_steps_ = static_cast<double>(updates_per_epoch_) * options.num_train_epochs;
+      epochs_ = static_cast<int64_t>(options.num_train_epochs);
+    }
+    state_.loss_scale = kInitialLossScale;
+    state_.fingerprint = fingerprint();
+    if (options.fp16 && !device.is_cuda()) spdlog::warn("--fp16 needs CUDA; training in fp32 on the CPU");
+  }
+
+  FineTuneResult run() {
+    if (options_.resume) resume();
+    log_plan();
+    ProgressMeter progress("fine-tuning", remaining_steps(), "steps");
+    double logged_loss = state_.loss_sum;
+    while (state_.epoch < epochs_ && !finished()) {
+      const auto order = epoch_order(features_.size(), options_.seed, state_.epoch);
+      const int64_t usable_batches = updates_per_epoch_ * options_.gradient_accumulation_steps;
+      for (int64_t b = state_.next_batch; b < usable_batches && !finished(); ++b) {
+        if (b % options_.gradient_accumulation_steps == 0) stop_if_requested();
+        state_.loss_sum += train_batch(order, b);
+        state_.next_batch = b + 1;
+        if ((b + 1) % options_.gradient_accumulation_steps != 0) continue;
+        const double lr = update();
+        progress.advance(1, fmt::format("loss {:.4f}, lr {:.3g}", last_loss_, lr));
+        if (options_.logging_steps > 0 && state_.global_step % options_.logging_steps == 0) {
+          spdlog::info("step {}: mean loss {:.4f} over the last {} steps, lr {:.4g}", state_.global_step,
+                       (state_.loss_sum - logged_loss) / static_cast<double>(options_.logging_steps),
+                       options_.logging_steps, lr);
+          logged_loss = state_.loss_sum;
+        }
+        if (options_.save_steps > 0 && state_.global_step % options_.save_steps == 0)
+          save("checkpoint-" + std::to_string(state_.global_step));
+      }
+      if (finished() && state_.next_batch < usable_batches) break;
+      ++state_.epoch;
+      state_.next_batch = 0;
+      if (options_.save_every_epoch) save("epoch-" + std::to_string(state_.epoch));
+    }
+    progress.finish();
+    model_->eval();
+    fs::create_directories(options_.output_dir);
+    save_checkpoint(model_, config_, options_.output_dir, options_.tokenizer_dir);
+    spdlog::info("saved the fine-tuned model to {}", options_.output_dir.string());
+    FineTuneResult result;
+    result.global_step = state_.global_step;
+    result.mean_loss = state_.global_step > 0 ? state_.loss_sum / static_cast<double>(state_.global_step) : 0.0;
+    return result;
+  }
+
+ private:
+  void validate() const {
+    if (features_.empty()) throw Error("no training features");
+    if (options_.batch_size < 1) throw Error("--per_gpu_train_batch_size must be at least 1", 2);
+    if (options_.gradient_accumulation_steps < 1) throw Error("--gradient_accumulation_steps must be at least 1", 2);
+    if (options_.max_steps <= 0 && options_.num_train_epochs <= 0)
+      throw Error("--num_train_epochs must be positive (or set --max_steps)", 2);
+  }
+
+  nlohmann::json fingerprint() const {
+    const auto& o = options_;
+    return {{"seed", o.seed},
+            {"per_gpu_train_batch_size", o.batch_size},
+            {"learning_rate", o.learning_rate},
+            {"gradient_accumulation_steps", o.gradient_accumulation_steps},
+            {"weight_decay", o.weight_decay},
+            {"adam_epsilon", o.adam_epsilon},
+            {"max_grad_norm", o.max_grad_norm},
+            {"num_train_epochs", o.num_train_epochs},
+            {"max_steps", o.max_steps},
+            {"warmup_steps", o.warmup_steps},
+            {"max_seq_length", o.max_seq_length},
+            {"pad_to_longest", o.pad_to_longest},
+            {"fp16", fp16_},
+            {"train_features", features_.size()},
+            {"features_checksum", features_checksum(features_)}};
+  }
+
+  bool finished() const { return options_.max_steps > 0 && state_.global_step >= options_.max_steps; }
+
+  int64_t remaining_steps() const {
+    int64_t planned = options_.max_steps > 0 ? options_.max_steps : epochs_ * updates_per_epoch_;
+    return std::max<int64_t>(0, planned - state_.global_step);
+  }
+
+  void log_plan() const {
+    spdlog::info("training on {} features: {} epochs of {} batches of {} (accumulating {}), {} optimizer steps",
+                 features_.size(), epochs_, batches_per_epoch_, options_.batch_size,
+                 options_.gradient_accumulation_steps, remaining_steps() + state_.global_step);
+  }
+
+  void resume() {
+    auto dir = latest_checkpoint(options_.output_dir);
+    if (!dir) {
+      spdlog::info("--resume: no checkpoint with a trainer state in '{}'; starting from the beginning",
+                   options_.output_dir.string());
+      return;
+    }
+    TrainerState stored = read_trainer_state(*dir / kStateFile);
+    if (stored.fingerprint != state_.fingerprint)
+      throw Error("cannot resume from '" + dir->string() + "': it was trained with other settings or data (" +
+                      stored.fingerprint.dump() + " vs now " + state_.fingerprint.dump() +
+                      "); rerun with its settings, or drop --resume and pass --overwrite_output_dir",
+                  2);
+    const fs::path weights = *dir / "model.safetensors";
+    load_state_dict(model_, read_weights(weights), weights.string());
+    const fs::path optimizer_file = *dir / kOptimizerFile;
+    optimizer_.load_state_tensors(read_safetensors(optimizer_file).tensors, optimizer_file.string());
+    state_ = stored;
+    spdlog::info("resuming from {} (step {}, epoch {}, batch {})", dir->string(), state_.global_step,
+                 state_.epoch + 1, state_.next_batch);
+  }
+
+  // Forward and backward over batch `b` of the epoch; returns the loss as
+  // run_squad adds it to tr_loss (divided by the accumulation steps).
+  double train_batch(const std::vector<size_t>& order, int64_t b) {
+    std::vector<const SquadFeature*> rows;
+    std::vector<int64_t> starts, ends;
+    const auto begin = static_cast<size_t>(b * options_.batch_size);
+    for (size_t i = begin; i < std::min(order.size(), begin + static_cast<size_t>(options_.batch_size)); ++i) {
+      rows.push_back(&features_[order[i]]);
+      starts.push_back(rows.back()->start_position);
+      ends.push_back(rows.back()->end_position);
+    }
+    BatchOptions batch_options;
+    batch_options.pad_to = options_.pad_to_longest ? 0 : options_.max_seq_length;
+    const EncoderBatch batch = make_batch(rows, batch_options).to(device_);
+    // Dropout masks depend only on (seed, batch number), so a resumed run draws the same ones.
+    torch::manual_seed(options_.seed * 1000003ULL + 7919ULL * static_cast<uint64_t>(state_.epoch * batches_per_epoch_ + b));
+    model_->train();
+    torch::Tensor loss;
+    {
+      // Autocast for the forward pass only, as torch.cuda.amp.autocast is used.
+      PrecisionScope autocast(fp16_ ? "fp16" : "fp32", device_);
+      auto output = model_->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
+      loss = qa_loss(output.start_logits.to(torch::kFloat), output.end_logits.to(torch::kFloat),
+                     torch::tensor(starts, torch::kInt64).to(device_), torch::tensor(ends, torch::kInt64).to(device_));
+    }
+    if (options_.gradient_accumulation_steps > 1) loss = loss / static_cast<double>(options_.gradient_accumulation_steps);
+    (fp16_ ? loss * state_.loss_scale : loss).backward();
+    const double value = loss.item<double>();
+    last_loss_ = value * static_cast<double>(options_.gradient_accumulation_steps);
+    if (!std::isfinite(value) && !fp16_)
+      throw Error("the training loss became " + std::to_string(value) + " at step " +
+                  std::to_string(state_.global_step + 1) + "; lower --learning_rate");
+    return value;
+  }
+
+  // Clip, AdamW step, schedule; returns the learning rate used. With fp16 an
+  // overflowing step is skipped and the loss scale halved (the schedule
+  // still advances, as with apex amp).
+  double update() {
+    const double lr = options_.learning_rate *
+                      linear_schedule_factor(state_.global_step, options_.warmup_steps, total_steps_);
+    auto parameters = model_->parameters();
+    if (fp16_) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : parameters)
+        if (p.grad().defined()) p.grad().mul_(1.0 / state_.loss_scale);
+    }
+    const double norm = torch::nn::utils::clip_grad_norm_(parameters, options_.max_grad_norm);
+    if (fp16_ && !std::isfinite(norm)) {
+      state_.loss_scale /= 2.0;
+      state_.scale_good_steps = 0;
+      spdlog::debug("fp16 overflow at step {}; loss scale now {}", state_.global_step + 1, state_.loss_scale);
+    } else {
+      optimizer_.step(lr);
+      if (fp16_ && ++state_.scale_good_steps == kLossScaleGrowthInterval) {
+        state_.loss_scale *= 2.0;
+        state_.scale_good_steps = 0;
+      }
+    }
+    model_->zero_grad();
+    ++state_.global_step;
+    return lr;
+  }
+
+  void save(const std::string& name) {
+    const fs::path dir = options_.output_dir / name;
+    fs::create_directories(dir);
+    save_checkpoint(model_, config_, dir, options_.tokenizer_dir);
+    write_safetensors(dir / kOptimizerFile, optimizer_.state_tensors());
+    // Written last: a directory without it is never resumed from.
+    write_file_atomically(dir / kStateFile, state_to_json(state_).dump(2) + "\n");
+    last_saved_step_ = state_.global_step;
+    spdlog::info("saved {}", dir.string());
+  }
+
+  // On SIGINT/SIGTERM: save where we are (between updates), then stop.
+  void stop_if_requested() {
+    if (!stop_requested()) return;
+    if (state_.global_step > 0 && last_saved_step_ != state_.global_step)
+      save("checkpoint-" + std::to_string(state_.global_step));
+    throw_if_stop_requested("Rerun the same command with --resume to continue from step " +
+                            std::to_string(state_.global_step) + ".");
+  }
+
+  AlbertForQuestionAnswering& model_;
+  const AlbertConfig& config_;
+  const std::vector<SquadFeature>& features_;
+  const FineTuneOptions& options_;
+  torch::Device device_;
+  bool fp16_;
+  AdamW optimizer_;
+  TrainerState state_;
+  int64_t batches_per_epoch_ = 0, updates_per_epoch_ = 0, epochs_ = 0;
+  double total_steps_ = 0.0;
+  double last_loss_ = 0.0;
+  int64_t last_saved_step_ = -1;
+};
+
+}  // namespace
+
+FineTuneResult fine_tune(AlbertForQuestionAnswering& model, const AlbertConfig& config,
+                         const std::vector<SquadFeature>& features, const FineTuneOptions& options,
+                         const torch::Device& device) {
+  return Trainer(model, config, features, options, device).run();
+}
+
+}  // namespace layerprobe
