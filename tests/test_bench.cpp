@@ -9,7 +9,9 @@
 #include "layerprobe/bench/bench.hpp"
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
-#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/model/family.hpp"
+#include "layerprobe/model/qa_model.hpp"
+#include "model/albert/albert.hpp"
 #include "layerprobe/io/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -21,11 +23,11 @@ namespace {
 using test_support::max_diff;
 
 // Runs `model` on the golden tiny inputs with the fast path on or off.
-EncoderOutput run_golden_inputs(AlbertForQuestionAnswering& model, bool fast) {
+EncoderOutput run_golden_inputs(QaModel& model, bool fast) {
   const auto ref = read_safetensors(test_support::shared_path("golden/albert-tiny/reference_outputs.safetensors")).tensors;
   set_fast_cpu_path(fast);
   torch::NoGradGuard no_grad;
-  EncoderOutput out = model(ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask"));
+  EncoderOutput out = model.forward({ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask")});
   set_fast_cpu_path(true);
   return out;
 }
@@ -34,13 +36,17 @@ LoadedModel golden_tiny() {
   return load_checkpoint(test_support::shared_path("golden/albert-tiny"));
 }
 
+AlbertForQuestionAnswering& albert(LoadedModel& loaded) {
+  return dynamic_cast<AlbertForQuestionAnswering&>(*loaded.model);
+}
+
 }  // namespace
 
 TEST(FastPath, MatchesTheReferenceOpsOnTheGoldenModel) {
   REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
   LoadedModel loaded = golden_tiny();
-  EncoderOutput fast = run_golden_inputs(loaded.model, true);
-  EncoderOutput reference = run_golden_inputs(loaded.model, false);
+  EncoderOutput fast = run_golden_inputs(*loaded.model, true);
+  EncoderOutput reference = run_golden_inputs(*loaded.model, false);
   ASSERT_EQ(fast.hidden_states.size(), reference.hidden_states.size());
   for (size_t i = 0; i < fast.hidden_states.size(); ++i)
     EXPECT_LE(max_diff(fast.hidden_states[i], reference.hidden_states[i]), 1e-5) << "hidden state " << i;
@@ -51,15 +57,15 @@ TEST(FastPath, MatchesTheReferenceOpsOnTheGoldenModel) {
 TEST(FastPath, FollowsParameterChanges) {
   REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
   LoadedModel loaded = golden_tiny();
-  EncoderOutput before = run_golden_inputs(loaded.model, true);  // prepares the fused weights
+  EncoderOutput before = run_golden_inputs(*loaded.model, true);  // prepares the fused weights
   {
     torch::NoGradGuard no_grad;
-    auto& layer = *loaded.model->albert->encoder->groups[0]->layers[0];
+    auto& layer = *albert(loaded).albert->encoder->groups[0]->layers[0];
     layer.attention->key->weight.mul_(1.5);
     layer.ffn->bias.add_(0.25);
   }
-  EncoderOutput fast = run_golden_inputs(loaded.model, true);
-  EncoderOutput reference = run_golden_inputs(loaded.model, false);
+  EncoderOutput fast = run_golden_inputs(*loaded.model, true);
+  EncoderOutput reference = run_golden_inputs(*loaded.model, false);
   EXPECT_GT(max_diff(fast.last_hidden_state(), before.last_hidden_state()), 1e-3);
   EXPECT_LE(max_diff(fast.last_hidden_state(), reference.last_hidden_state()), 1e-5);
 }
@@ -69,19 +75,35 @@ TEST(FastPath, NotUsedWhileTraining) {
   LoadedModel loaded = golden_tiny();
   loaded.model->train();
   const auto ref = read_safetensors(test_support::shared_path("golden/albert-tiny/reference_outputs.safetensors")).tensors;
-  EncoderOutput out = loaded.model(ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask"), false);
+  EncoderOutput out = loaded.model->forward({ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask")}, false);
   out.start_logits.sum().backward();
-  auto& layer = *loaded.model->albert->encoder->groups[0]->layers[0];
+  auto& layer = *albert(loaded).albert->encoder->groups[0]->layers[0];
   ASSERT_TRUE(layer.attention->query->weight.grad().defined());
   EXPECT_GT(layer.attention->query->weight.grad().abs().sum().item<double>(), 0);
 }
 
-TEST(Bench, FlopsCountEveryProduct) {
-  AlbertConfig config = AlbertConfig::albert_base_v2();
-  const double t = 200, h = 768, e = 128, i = 3072, layers = 12;
-  const double expected = 2 * (t * (e * h + 2 * h + layers * (4 * h * h + 2 * h * i)) + layers * 2 * t * t * h);
-  EXPECT_DOUBLE_EQ(forward_flops(config, 200), expected);
-  EXPECT_NEAR(forward_flops(config, 200) / 1e9, 35.5, 0.1);  // ~35 GFLOP at the dev set's mean length
+ModelConfig published(const std::string& name) {
+  nlohmann::json object = family_publishing(name).published.at(name);
+  return config_from_json(object, name);
+}
+
+TEST(Bench, FlopsCountEveryProductOfEachFamily) {
+  const double t = 200, h = 768, e = 128, i = 3072;
+  auto layer = [&](double layers) { return layers * (2 * t * (4 * h * h + 2 * h * i) + 2 * 2 * t * t * h); };
+  const double head = 2 * t * 2 * h;
+  EXPECT_DOUBLE_EQ(forward_flops(published("albert-base-v2"), 200), 2 * t * e * h + layer(12) + head);
+  EXPECT_NEAR(forward_flops(published("albert-base-v2"), 200) / 1e9, 35.5, 0.1);  // ~35 GFLOP at the dev set's mean length
+  EXPECT_DOUBLE_EQ(forward_flops(published("bert-base-uncased"), 200), layer(12) + head);
+  EXPECT_DOUBLE_EQ(forward_flops(published("distilbert-base-uncased"), 200), layer(6) + head);
+  EXPECT_DOUBLE_EQ(forward_flops(published("distilroberta-base"), 200), layer(6) + head);
+}
+
+TEST(Bench, PublishedParameterCounts) {
+  // Counted by hand from the published shapes (QA head and pooler included):
+  // BERT 23,837,184 embeddings + 12 x 7,087,872 + 590,592 pooler + 1,538 head.
+  EXPECT_EQ(model_family("bert").parameters(published("bert-base-uncased")), 109483778.0);
+  EXPECT_EQ(model_family("distilbert").parameters(published("distilbert-base-uncased")), 66364418.0);
+  EXPECT_EQ(model_family("albert").parameters(published("albert-base-v2")), 11685122.0);
 }
 
 namespace {
@@ -135,7 +157,7 @@ TEST(Bench, ProfileTimesTheOpsOfOneForwardPass) {
   const auto result = run_bench(options);
   std::map<std::string, double> seconds(result.forward_profile.begin(), result.forward_profile.end());
   // The fast path's products and attention, each called by the encoder itself.
-  for (const char* op : {"aten::mkldnn_linear", "aten::bmm", "aten::softmax", "aten::layer_norm"})
+  for (const char* op : {"aten::mkldnn_linear", "aten::matmul", "aten::softmax", "aten::layer_norm"})
     EXPECT_GT(seconds[op], 0) << op;
   double total = 0;
   for (const auto& [op, s] : result.forward_profile) total += s;

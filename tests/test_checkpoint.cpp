@@ -2,6 +2,8 @@
 
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/model/family.hpp"
+#include "layerprobe/text/tokenizer_registry.hpp"
 #include "layerprobe/io/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -10,23 +12,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-AlbertConfig saved_model_config() {
-  AlbertConfig config;
-  config.vocab_size = 50;
-  config.embedding_size = 8;
-  config.hidden_size = 16;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 2;
-  config.intermediate_size = 32;
-  config.extra = {{"custom_key", 7}, {"id2label", {{"0", "LABEL_0"}}}};
-  return config;
+// A small config of `model_type` with keys no family reads, as hub configs have.
+ModelConfig saved_model_config(const std::string& model_type = "albert") {
+  nlohmann::json object = {{"model_type", model_type}, {"vocab_size", 50}, {"custom_key", 7},
+                           {"id2label", {{"0", "LABEL_0"}}}};
+  const ConfigKeys& keys = model_family(model_type).keys;
+  object[keys.hidden_size] = 16;
+  object[keys.num_hidden_layers] = 2;
+  object[keys.num_attention_heads] = 2;
+  object[keys.intermediate_size] = 32;
+  if (model_type == "albert") object["embedding_size"] = 8;
+  return config_from_json(object, model_type + " test config");
 }
 
 // A saved random model in `dir`; returns the model.
-AlbertForQuestionAnswering save_random(const fs::path& dir, const AlbertConfig& config = saved_model_config()) {
+std::shared_ptr<QaModel> save_random(const fs::path& dir, const ModelConfig& config = saved_model_config()) {
   torch::manual_seed(1);
-  AlbertForQuestionAnswering model(config);
-  save_checkpoint(model, config, dir);
+  auto model = create_model(config);
+  save_checkpoint(*model, dir);
   return model;
 }
 
@@ -46,8 +49,8 @@ void edit_weights(const fs::path& dir, const std::function<void(TensorMap&)>& ed
   write_safetensors(dir / "model.safetensors", tensors);
 }
 
-void expect_same_parameters(const AlbertForQuestionAnswering& a, const AlbertForQuestionAnswering& b) {
-  auto pa = a->named_parameters(), pb = b->named_parameters();
+void expect_same_parameters(const QaModel& a, const QaModel& b) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
   ASSERT_EQ(pa.size(), pb.size());
   for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
 }
@@ -67,10 +70,51 @@ TEST(Checkpoint, SaveThenLoadRoundTrips) {
   EXPECT_TRUE(loaded.has_qa_head);
   EXPECT_EQ(loaded.weights_path, dir / "model.safetensors");
   EXPECT_FALSE(loaded.model->is_training());
-  expect_same_parameters(model, loaded.model);
-  EXPECT_EQ(loaded.config.extra.at("custom_key"), 7) << "unknown config keys must survive a re-save";
-  EXPECT_EQ(loaded.config.extra.at("architectures"), nlohmann::json({"AlbertForQuestionAnswering"}));
+  expect_same_parameters(*model, *loaded.model);
+  EXPECT_EQ(loaded.config.object.at("custom_key"), 7) << "unknown config keys must survive a re-save";
+  EXPECT_EQ(loaded.config.object.at("architectures"), nlohmann::json({"AlbertForQuestionAnswering"}));
   EXPECT_EQ(loaded.config.to_json().at("model_type"), "albert");
+}
+
+class EveryFamilyCheckpoint : public ::testing::TestWithParam<const char*> {};
+
+INSTANTIATE_TEST_SUITE_P(Families, EveryFamilyCheckpoint, ::testing::Values("albert", "bert", "distilbert", "roberta"));
+
+TEST_P(EveryFamilyCheckpoint, RoundTripsUnderTheFamilysKeysAndConfigNames) {
+  auto dir = test_support::scratch_dir(std::string("ckpt_family_") + GetParam());
+  const ModelConfig config = saved_model_config(GetParam());
+  auto model = save_random(dir, config);
+  const auto& family = model_family(GetParam());
+  auto saved = nlohmann::json::parse(read_file(dir / "config.json"));
+  EXPECT_EQ(saved.at("model_type"), GetParam());
+  EXPECT_EQ(saved.at(family.keys.hidden_size), 16);  // DistilBERT: "dim"
+  EXPECT_EQ(saved.at("architectures"), nlohmann::json({family.architecture}));
+  LoadedModel loaded = load_checkpoint(dir);
+  EXPECT_EQ(loaded.config.model_type, GetParam());
+  expect_same_parameters(*model, *loaded.model);
+  // A bare base model (no prefix, no QA head) loads too.
+  edit_weights(dir, [&](TensorMap& t) {
+    TensorMap bare;
+    const std::string prefix = family.base_prefix + ".";
+    for (auto& [key, tensor] : t)
+      if (key.rfind(prefix, 0) == 0) bare[key.substr(prefix.size())] = tensor;
+    t = bare;
+  });
+  LoadedModel bare = load_checkpoint(dir);
+  EXPECT_FALSE(bare.has_qa_head);
+}
+
+TEST_P(EveryFamilyCheckpoint, MissingTensorIsNamed) {
+  auto dir = test_support::scratch_dir(std::string("ckpt_family_missing_") + GetParam());
+  save_random(dir, saved_model_config(GetParam()));
+  std::string key;
+  edit_weights(dir, [&](TensorMap& t) {
+    for (const auto& [name, tensor] : t)
+      if (name.find("LayerNorm") != std::string::npos || name.find("layer_norm") != std::string::npos) key = name;
+    t.erase(key);
+  });
+  std::string message = load_error(dir);
+  EXPECT_NE(message.find("missing tensor '" + key + "'"), std::string::npos) << message;
 }
 
 TEST(Checkpoint, MissingDirectoryConfigOrWeightsNameTheFix) {
@@ -112,10 +156,10 @@ TEST(Checkpoint, UnknownActivationInConfig) {
   auto dir = test_support::scratch_dir("ckpt_activation");
   save_random(dir);
   auto json = nlohmann::json::parse(read_file(dir / "config.json"));
-  json["hidden_act"] = "swish";
+  json["hidden_act"] = "tanh";
   write_file_atomically(dir / "config.json", json.dump());
   std::string message = load_error(dir);
-  EXPECT_NE(message.find("unknown activation 'swish'"), std::string::npos) << message;
+  EXPECT_NE(message.find("unknown activation 'tanh'"), std::string::npos) << message;
   EXPECT_NE(message.find("config.json"), std::string::npos) << message;
 }
 
@@ -132,9 +176,9 @@ TEST(Checkpoint, AConfigClaimingAHugeModelIsRefusedBeforeAllocatingIt) {
 
 TEST(Checkpoint, InvalidConfigValuesNameTheKey) {
   auto dir = test_support::scratch_dir("ckpt_bad_config");
-  write_file_atomically(dir / "config.json", R"({"hidden_size": "big"})");
+  write_file_atomically(dir / "config.json", R"({"model_type": "albert", "hidden_size": "big"})");
   EXPECT_NE(load_error(dir).find("key 'hidden_size'"), std::string::npos);
-  write_file_atomically(dir / "config.json", R"({"hidden_size": 10, "num_attention_heads": 3})");
+  write_file_atomically(dir / "config.json", R"({"model_type": "bert", "hidden_size": 10, "num_attention_heads": 3})");
   EXPECT_NE(load_error(dir).find("not a multiple of num_attention_heads"), std::string::npos);
   write_file_atomically(dir / "config.json", "{not json");
   EXPECT_NE(load_error(dir).find("not valid JSON"), std::string::npos);
@@ -163,8 +207,8 @@ TEST(Checkpoint, BareAlbertModelKeysWithoutQaHeadAndExtraHeads) {
   EXPECT_GT(loaded.model->qa_outputs->weight.abs().sum().item<float>(), 0.f);
   EXPECT_LT(loaded.model->qa_outputs->weight.abs().max().item<float>(), 0.2f);
 
-  AlbertForQuestionAnswering fresh(saved_model_config());
-  auto report = load_state_dict(fresh, read_safetensors(dir / "model.safetensors").tensors, "x");
+  auto fresh = create_model(saved_model_config());
+  auto report = load_state_dict(*fresh, read_safetensors(dir / "model.safetensors").tensors, "x");
   EXPECT_EQ(report.unused, (std::vector<std::string>{"predictions.dense.weight", "sop_classifier.classifier.weight"}));
 }
 
@@ -193,17 +237,24 @@ TEST(Checkpoint, HalfAQaHeadIsAnError) {
 }
 
 TEST(Checkpoint, WeightsOptionAndTokenizerCopy) {
-  auto source = test_support::scratch_dir("ckpt_tok_source");
-  write_file_atomically(source / "spiece.model", "not really a model");
+  REQUIRE_SHARED("data/bert/vocab.txt");
   auto dir = test_support::scratch_dir("ckpt_weights_option");
   torch::manual_seed(3);
-  AlbertForQuestionAnswering model(saved_model_config());
-  save_checkpoint(model, saved_model_config(), dir, source);
-  EXPECT_EQ(read_file(dir / "spiece.model"), "not really a model");
+  auto model = create_model(saved_model_config("bert"));
+  save_checkpoint(*model, dir);
+  TokenizerRequest lower;
+  lower.do_lower_case = true;
+  save_tokenizer(*load_tokenizer(test_support::shared_path("data/bert/vocab.txt"), lower), dir);
+  EXPECT_EQ(read_file(dir / "vocab.txt"), read_file(test_support::shared_path("data/bert/vocab.txt")));
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "tokenizer_config.json")).at("do_lower_case"), true);
+  auto reread = load_tokenizer(dir);
+  EXPECT_EQ(reread->kind(), "wordpiece");
+  EXPECT_EQ(reread->settings().do_lower_case, std::optional<bool>(true));
+  EXPECT_EQ(reread->special_tokens().cls, "[CLS]");
   fs::rename(dir / "model.safetensors", dir / "other.safetensors");
   LoadedModel loaded = load_checkpoint(dir, fs::path("other.safetensors"));
   EXPECT_EQ(loaded.weights_path, dir / "other.safetensors");
-  expect_same_parameters(model, loaded.model);
+  expect_same_parameters(*model, *loaded.model);
   try {
     load_checkpoint(dir, fs::path("absent.bin"));
     FAIL();
@@ -221,6 +272,6 @@ TEST(Checkpoint, GoldenCheckpointsLoadWithQaHead) {
   for (const char* name : {"pytorch_model.bin", "pytorch_model_legacy.bin"}) {
     LoadedModel other = load_checkpoint(dir, dir / name);
     EXPECT_TRUE(other.has_qa_head);
-    expect_same_parameters(safetensors.model, other.model);
+    expect_same_parameters(*safetensors.model, *other.model);
   }
 }

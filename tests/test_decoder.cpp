@@ -3,10 +3,35 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/squad/decoder.hpp"
 #include "test_support.hpp"
+#include "text/albert_tokenizer.hpp"
 
 using namespace layerprobe;
 
 namespace {
+
+// The decoder needs only tokens -> text; SentencePiece pieces join as ALBERT's do.
+class PieceJoiner : public Tokenizer {
+ public:
+  PieceJoiner() : Tokenizer(SpecialTokens{"", "", "<unk>", "[SEP]", "<pad>", "[CLS]", ""}, {}) {}
+  std::string kind() const override { return "sentencepiece"; }
+  int64_t token_to_id(const std::string&) const override { return 0; }
+  std::string id_to_token(int64_t) const override { return "<unk>"; }
+  std::string convert_tokens_to_string(const std::vector<std::string>& tokens) const override {
+    return join_pieces(tokens);
+  }
+  int64_t vocab_size() const override { return 1; }
+  PairLayout pair_layout() const override { return {}; }
+  bool lowercases() const override { return true; }
+  std::vector<std::filesystem::path> files() const override { return {}; }
+
+ protected:
+  void tokenize_text(const std::u32string&, std::vector<std::string>&) const override {}
+};
+
+const PieceJoiner& pieces() {
+  static const PieceJoiner joiner;
+  return joiner;
+}
 
 // Context "Steve Smith's dog, Rex, barked." asked "who barked?".
 SquadExample make_example(const std::string& id = "q1") {
@@ -54,7 +79,7 @@ SquadFeature full_window(int example_index = 0) {
 FeatureLogits zero_logits(size_t n) { return {std::vector<float>(n, 0.f), std::vector<float>(n, 0.f)}; }
 
 QuestionPrediction decode_one(const SquadFeature& f, const FeatureLogits& l, DecodeOptions options = {}) {
-  auto predictions = decode_predictions({make_example()}, {f}, {l}, options);
+  auto predictions = decode_predictions({make_example()}, {f}, {l}, pieces(), options);
   EXPECT_EQ(predictions.size(), 1u);
   return predictions.at(0);
 }
@@ -152,7 +177,7 @@ TEST(Decoder, SpansStartOnlyWhereTheWindowHasMaximalContextAndNullIsTheSmallest)
   la.start[0] = 1, la.end[0] = 1;
   lb.start[7] = 3, lb.end[7] = 3;  // "rex" in B
   lb.start[0] = 0.5f, lb.end[0] = 0.5f;
-  auto predictions = decode_predictions({ex}, {a, b}, {la, lb}, DecodeOptions{});
+  auto predictions = decode_predictions({ex}, {a, b}, {la, lb}, pieces(), DecodeOptions{});
   ASSERT_EQ(predictions.size(), 1u);
   const auto& p = predictions[0];
   EXPECT_EQ(p.text, "Rex");
@@ -197,7 +222,7 @@ TEST(Decoder, PaddingLogitsTakeNbestSlotsAndNonceEntryAppears) {
 
 TEST(Decoder, ExampleWithoutFeaturesPredictsNoAnswer) {
   auto predictions = decode_predictions({make_example("a"), make_example("b")}, {full_window(1)},
-                                        {zero_logits(full_window().length())}, DecodeOptions{});
+                                        {zero_logits(full_window().length())}, pieces(), DecodeOptions{});
   ASSERT_EQ(predictions.size(), 2u);
   EXPECT_EQ(predictions[0].qas_id, "a");
   EXPECT_EQ(predictions[0].text, "");
@@ -208,11 +233,11 @@ TEST(Decoder, ExampleWithoutFeaturesPredictsNoAnswer) {
 TEST(Decoder, InconsistentInputsAreErrors) {
   SquadFeature f = full_window();
   FeatureLogits short_logits = zero_logits(f.length() - 1);
-  EXPECT_THROW(decode_predictions({make_example()}, {f}, {short_logits}, DecodeOptions{}), Error);
-  EXPECT_THROW(decode_predictions({make_example()}, {f}, {}, DecodeOptions{}), Error);
+  EXPECT_THROW(decode_predictions({make_example()}, {f}, {short_logits}, pieces(), DecodeOptions{}), Error);
+  EXPECT_THROW(decode_predictions({make_example()}, {f}, {}, pieces(), DecodeOptions{}), Error);
   SquadFeature orphan = full_window(3);
-  EXPECT_THROW(decode_predictions({make_example()}, {orphan}, {zero_logits(orphan.length())}, DecodeOptions{}), Error);
+  EXPECT_THROW(decode_predictions({make_example()}, {orphan}, {zero_logits(orphan.length())}, pieces(), DecodeOptions{}), Error);
   SquadFeature bad_word = full_window();
   bad_word.token_to_orig_map[5] = 99;
-  EXPECT_THROW(decode_predictions({make_example()}, {bad_word}, {zero_logits(f.length())}, DecodeOptions{}), Error);
+  EXPECT_THROW(decode_predictions({make_example()}, {bad_word}, {zero_logits(f.length())}, pieces(), DecodeOptions{}), Error);
 }

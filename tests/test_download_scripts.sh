@@ -36,6 +36,21 @@ for model in albert-tiny someone/only-bin; do
   head -c 5000 /dev/urandom >"$hub/$model/resolve/main/spiece.model"
 done
 head -c 300000 /dev/urandom >"$hub/albert-tiny/resolve/main/model.safetensors"
+# Other families: BERT (vocab.txt, no tokenizer_config.json on the hub), RoBERTa
+# (vocab.json + merges.txt, with a tokenizer_config.json), DistilBERT without a model_type.
+mkdir -p "$hub/bert-base-uncased/resolve/main" "$hub/someone/distilroberta-squad2/resolve/main" \
+  "$hub/someone/distilbert-untyped/resolve/main"
+echo '{"model_type": "bert"}' >"$hub/bert-base-uncased/resolve/main/config.json"
+printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n' >"$hub/bert-base-uncased/resolve/main/vocab.txt"
+echo '{"model_type": "roberta"}' >"$hub/someone/distilroberta-squad2/resolve/main/config.json"
+echo '{"<s>": 0}' >"$hub/someone/distilroberta-squad2/resolve/main/vocab.json"
+printf '#version: 0.2\n' >"$hub/someone/distilroberta-squad2/resolve/main/merges.txt"
+echo '{"do_lower_case": true, "max_len": 512}' >"$hub/someone/distilroberta-squad2/resolve/main/tokenizer_config.json"
+echo '{"dim": 64}' >"$hub/someone/distilbert-untyped/resolve/main/config.json"
+printf '[PAD]\n' >"$hub/someone/distilbert-untyped/resolve/main/vocab.txt"
+for model in bert-base-uncased someone/distilroberta-squad2 someone/distilbert-untyped; do
+  head -c 1000 /dev/urandom >"$hub/$model/resolve/main/model.safetensors"
+done
 head -c 200000 /dev/urandom >"$hub/someone/only-bin/resolve/main/pytorch_model.bin"
 for split in train dev; do
   cat >"$hub/squad/$split-v2.0.json" <<EOF
@@ -144,6 +159,18 @@ check "models: the resumed file is the hub's" same "$models/albert-tiny/model.sa
 head -c 1000 /dev/urandom >"$models/albert-tiny/spiece.model"
 run bash "$root/tools/download_models.sh" --dir "$models" albert-tiny
 check "models: a file of the wrong size is fetched again" same "$models/albert-tiny/spiece.model" "$hub/albert-tiny/resolve/main/spiece.model"
+
+run bash "$root/tools/download_models.sh" --dir "$models" bert-base-uncased someone/distilroberta-squad2 someone/distilbert-untyped
+check "models: every family downloads" test "$status" = 0
+check "models: BERT's vocab.txt" same "$models/bert-base-uncased/vocab.txt" "$hub/bert-base-uncased/resolve/main/vocab.txt"
+check "models: bert-base-uncased lower-cases as 2.5.1 builds it" \
+  test "$(cat "$models/bert-base-uncased/tokenizer_config.json")" = '{"do_lower_case": true}'
+for file in vocab.json merges.txt tokenizer_config.json; do
+  check "models: RoBERTa's $file" same "$models/someone/distilroberta-squad2/$file" "$hub/someone/distilroberta-squad2/resolve/main/$file"
+done
+check "models: no spiece.model for RoBERTa" test ! -e "$models/someone/distilroberta-squad2/spiece.model"
+check "models: the family from the name without a model_type" same "$models/someone/distilbert-untyped/vocab.txt" \
+  "$hub/someone/distilbert-untyped/resolve/main/vocab.txt"
 
 LAYERPROBE_MODELS_DIR=$work/env-models run bash "$root/tools/download_models.sh" albert-tiny
 check "models: LAYERPROBE_MODELS_DIR sets the directory" same "$work/env-models/albert-tiny/config.json" "$hub/albert-tiny/resolve/main/config.json"

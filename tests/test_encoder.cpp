@@ -1,16 +1,20 @@
+// The model interface over every family: parity with transformers 2.5.1 on
+// the golden tiny models (every weights format), the encode command, and HF
+// semantics that hold for all families (padding, dropout, the oneDNN path,
+// parameter counts, input checks).
 #include <torch/torch.h>
 
 #include <cstdlib>
 #include <iostream>
 #include <map>
-#include <regex>
 #include <sys/wait.h>
 
-#include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/device.hpp"
-#include "layerprobe/model/encoder.hpp"
 #include "layerprobe/io/safetensors.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/model/family.hpp"
+#include "layerprobe/model/qa_model.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;
@@ -22,23 +26,27 @@ constexpr double kGoldenTolerance = 1e-5;
 
 using test_support::max_diff;
 
-AlbertConfig small_config(int64_t layers, int64_t groups, int64_t inner) {
-  AlbertConfig config;
-  config.vocab_size = 40;
-  config.embedding_size = 8;
-  config.hidden_size = 16;
-  config.num_attention_heads = 4;
-  config.intermediate_size = 24;
-  config.num_hidden_layers = layers;
-  config.num_hidden_groups = groups;
-  config.inner_group_num = inner;
-  return config;
+// A small config of each family, as config.json would spell it.
+ModelConfig small_config(const std::string& model_type) {
+  nlohmann::json object;
+  if (model_type == "distilbert") {
+    object = {{"dim", 16}, {"n_heads", 4}, {"hidden_dim", 24}, {"n_layers", 2}, {"max_position_embeddings", 32},
+              {"dropout", 0.1}, {"attention_dropout", 0.1}, {"qa_dropout", 0.1}};
+  } else {
+    object = {{"hidden_size", 16}, {"num_attention_heads", 4}, {"intermediate_size", 24}, {"num_hidden_layers", 2},
+              {"max_position_embeddings", 32}, {"hidden_dropout_prob", 0.1}, {"attention_probs_dropout_prob", 0.1}};
+    if (model_type == "albert") object["embedding_size"] = 8;
+    if (model_type == "roberta") object.update({{"max_position_embeddings", 34}, {"type_vocab_size", 1}});
+  }
+  object["model_type"] = model_type;
+  object["vocab_size"] = 40;
+  return config_from_json(object, model_type + " test config");
 }
 
-// A random model whose LayerNorms are perturbed away from 1/0 as well.
-AlbertForQuestionAnswering random_model(const AlbertConfig& config, uint64_t seed) {
+// A random model whose LayerNorms are perturbed away from 1/0 as well, in eval mode.
+std::shared_ptr<QaModel> random_model(const ModelConfig& config, uint64_t seed) {
   torch::manual_seed(seed);
-  AlbertForQuestionAnswering model(config);
+  auto model = create_model(config);
   torch::NoGradGuard no_grad;
   for (auto& item : model->named_parameters())
     if (item.key().find("LayerNorm") != std::string::npos || item.key().find("layer_norm") != std::string::npos)
@@ -47,42 +55,34 @@ AlbertForQuestionAnswering random_model(const AlbertConfig& config, uint64_t see
   return model;
 }
 
-// Copies parameters into `to`, reading each from `from` under the name
-// rename(name) gives.
-void copy_parameters(const AlbertForQuestionAnswering& from, AlbertForQuestionAnswering& to,
-                     const std::function<std::string(const std::string&)>& rename) {
-  torch::NoGradGuard no_grad;
-  auto source = from->named_parameters();
-  for (auto& item : to->named_parameters()) item.value().copy_(source[rename(item.key())]);
-}
+int64_t pad_id(const ModelConfig& config) { return config.model_type == "roberta" ? 1 : 0; }
 
-std::string replace(std::string text, const std::string& from, const std::string& to) {
-  auto pos = text.find(from);
-  if (pos != std::string::npos) text.replace(pos, from.size(), to);
-  return text;
-}
-
-struct Inputs {
-  torch::Tensor ids, types, mask;
-};
-
-Inputs random_inputs(const AlbertConfig& config, int64_t batch, int64_t length, uint64_t seed) {
+// Ids of real tokens (never the padding id), two token types where the family
+// has them, the last 3 tokens of row 0 padding.
+EncoderBatch random_inputs(const ModelConfig& config, int64_t batch, int64_t length, uint64_t seed) {
   torch::manual_seed(seed);
-  Inputs in;
-  in.ids = torch::randint(config.vocab_size, {batch, length}, torch::kLong);
-  in.types = (torch::arange(length) >= length / 2).to(torch::kLong).expand({batch, length}).contiguous();
-  in.mask = torch::ones({batch, length}, torch::kLong);
-  in.mask.index_put_({0, torch::indexing::Slice(length - 3, torch::indexing::None)}, 0);
+  EncoderBatch in;
+  in.input_ids = torch::randint(2, config.vocab_size, {batch, length}, torch::kLong);
+  if (config.type_vocab_size > 1)
+    in.token_type_ids = (torch::arange(length) >= length / 2).to(torch::kLong).expand({batch, length}).contiguous();
+  in.attention_mask = torch::ones({batch, length}, torch::kLong);
+  using torch::indexing::Slice;
+  in.attention_mask.index_put_({0, Slice(length - 3, torch::indexing::None)}, 0);
+  in.input_ids.index_put_({0, Slice(length - 3, torch::indexing::None)}, pad_id(config));
   return in;
 }
 
-EncoderOutput run(AlbertForQuestionAnswering& model, const Inputs& in) {
+EncoderOutput run(QaModel& model, const EncoderBatch& in) {
   torch::NoGradGuard no_grad;
-  return model(in.ids, in.types, in.mask);
+  return model.forward(in);
 }
 
-// Runs probe_tools with `args`; returns its exit status, its log (stdout
-// and stderr) in `log`.
+EncoderBatch first_columns(const EncoderBatch& in, int64_t n) {
+  auto cut = [&](const torch::Tensor& t) { return t.defined() ? t.slice(1, 0, n) : t; };
+  return {cut(in.input_ids), cut(in.token_type_ids), cut(in.attention_mask)};
+}
+
+// Runs probe_tools with `args`; returns its exit status, its log (stdout and stderr) in `log`.
 int run_probe_tools(const std::string& args, std::string& log) {
   const fs::path exe = test_support::tool("probe_tools");
   if (!fs::exists(exe)) {
@@ -97,18 +97,29 @@ int run_probe_tools(const std::string& args, std::string& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+const char* const kFamilies[] = {"albert", "bert", "distilbert", "roberta"};
+
 }  // namespace
 
 // --- against transformers 2.5.1 --------------------------------------------------
 
-class GoldenEncoder : public ::testing::TestWithParam<const char*> {};
+struct GoldenCase {
+  const char* model;    // golden/<model>/
+  const char* weights;  // file in it
+};
+
+class GoldenEncoder : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(GoldenEncoder, MatchesTransformersWithin1e5) {
-  REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
-  const fs::path dir = test_support::shared_path("golden/albert-tiny");
-  LoadedModel loaded = load_checkpoint(dir, dir / GetParam());
+  const std::string model = GetParam().model;
+  REQUIRE_SHARED("golden/" + model + "/reference_outputs.safetensors");
+  const fs::path dir = test_support::shared_path("golden/" + model);
+  LoadedModel loaded = load_checkpoint(dir, dir / GetParam().weights);
+  EXPECT_TRUE(loaded.has_qa_head);
   const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
-  EncoderOutput out = run(loaded.model, {ref.at("input_ids"), ref.at("token_type_ids"), ref.at("attention_mask")});
+  EncoderBatch batch{ref.at("input_ids"), ref.count("token_type_ids") ? ref.at("token_type_ids") : torch::Tensor(),
+                     ref.at("attention_mask")};
+  EncoderOutput out = run(*loaded.model, batch);
 
   const torch::Tensor& hidden = ref.at("hidden_states");
   ASSERT_EQ(static_cast<int64_t>(out.hidden_states.size()), hidden.size(0));
@@ -122,18 +133,38 @@ TEST_P(GoldenEncoder, MatchesTransformersWithin1e5) {
   double end = max_diff(out.end_logits, ref.at("end_logits"));
   EXPECT_LE(start, kGoldenTolerance);
   EXPECT_LE(end, kGoldenTolerance);
-  std::cout << GetParam() << ": max |diff| hidden " << worst << ", start " << start << ", end " << end << "\n";
+  std::cout << model << "/" << GetParam().weights << ": max |diff| hidden " << worst << ", start " << start
+            << ", end " << end << "\n";
+  // The reference ops (fast path off) agree too.
+  set_fast_cpu_path(false);
+  EncoderOutput reference = run(*loaded.model, batch);
+  set_fast_cpu_path(true);
+  EXPECT_LE(max_diff(reference.hidden_states.back(), hidden[hidden.size(0) - 1]), kGoldenTolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(WeightFiles, GoldenEncoder,
-                         ::testing::Values("model.safetensors", "pytorch_model.bin", "pytorch_model_legacy.bin"));
+INSTANTIATE_TEST_SUITE_P(
+    WeightFiles, GoldenEncoder,
+    ::testing::Values(GoldenCase{"albert-tiny", "model.safetensors"}, GoldenCase{"albert-tiny", "pytorch_model.bin"},
+                      GoldenCase{"albert-tiny", "pytorch_model_legacy.bin"},
+                      GoldenCase{"bert-tiny", "model.safetensors"}, GoldenCase{"bert-tiny", "pytorch_model_legacy.bin"},
+                      GoldenCase{"distilbert-tiny", "model.safetensors"},
+                      GoldenCase{"roberta-tiny", "model.safetensors"}),
+    [](const ::testing::TestParamInfo<GoldenCase>& info) {
+      std::string name = std::string(info.param.model) + "_" + info.param.weights;
+      for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return name;
+    });
 
-TEST(EncodeCommand, WritesHiddenStatesAndLogitsMatchingTheReference) {
-  REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
-  const fs::path dir = test_support::shared_path("golden/albert-tiny");
-  const fs::path out = test_support::scratch_dir("encode_cli") / "out.safetensors";
+class EncodeCommand : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(EncodeCommand, WritesHiddenStatesAndLogitsMatchingTheReference) {
+  const std::string model = GetParam();
+  REQUIRE_SHARED("golden/" + model + "/reference_outputs.safetensors");
+  const fs::path dir = test_support::shared_path("golden/" + model);
+  const fs::path out = test_support::scratch_dir("encode_cli_" + model) / "out.safetensors";
   std::string err;
-  ASSERT_EQ(run_probe_tools("encode --model " + dir.string() + " --weights pytorch_model_legacy.bin --inputs " +
+  ASSERT_EQ(run_probe_tools("encode --model " + dir.string() + " --inputs " +
                                 (dir / "reference_outputs.safetensors").string() + " --output " + out.string() +
                                 " --batch-size 4",
                             err),
@@ -147,7 +178,23 @@ TEST(EncodeCommand, WritesHiddenStatesAndLogitsMatchingTheReference) {
   }
 }
 
-TEST(EncodeCommand, GpuWithoutCudaIsAUsageError) {
+INSTANTIATE_TEST_SUITE_P(Families, EncodeCommand,
+                         ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny"));
+
+TEST(EncodeCommandOptions, LegacyWeightsFileIsUsedWhenNamed) {
+  REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
+  const fs::path dir = test_support::shared_path("golden/albert-tiny");
+  const fs::path out = test_support::scratch_dir("encode_cli_legacy") / "out.safetensors";
+  std::string err;
+  ASSERT_EQ(run_probe_tools("encode --model " + dir.string() + " --weights pytorch_model_legacy.bin --inputs " +
+                                (dir / "reference_outputs.safetensors").string() + " --output " + out.string(),
+                            err),
+            0)
+      << err;
+  EXPECT_NE(read_safetensors(out).metadata.at("weights").find("pytorch_model_legacy.bin"), std::string::npos);
+}
+
+TEST(EncodeCommandOptions, GpuWithoutCudaIsAUsageError) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA is available here";
   try {
     parse_device("gpu");
@@ -161,7 +208,7 @@ TEST(EncodeCommand, GpuWithoutCudaIsAUsageError) {
   EXPECT_NE(err.find("no CUDA device"), std::string::npos) << err;
 }
 
-TEST(EncodeCommand, UnknownDeviceIsAUsageError) {
+TEST(EncodeCommandOptions, UnknownDeviceIsAUsageError) {
   EXPECT_EQ(parse_device("cpu"), torch::Device(torch::kCPU));
   try {
     parse_device("tpu");
@@ -171,150 +218,73 @@ TEST(EncodeCommand, UnknownDeviceIsAUsageError) {
   }
 }
 
-// --- HF semantics without references --------------------------------------------
+// --- HF semantics, every family --------------------------------------------------
 
-TEST(Encoder, ActivationsMatchTheirDefinitions) {
-  torch::Tensor x = torch::tensor({-1.0, 0.0, 1.0}, torch::kFloat64);
-  auto gelu = apply_activation(x, Activation::Gelu);
-  auto gelu_new = apply_activation(x, Activation::GeluNew);
-  EXPECT_NEAR(gelu[2].item<double>(), 0.8413447460685429, 1e-12);
-  EXPECT_NEAR(gelu[0].item<double>(), -0.15865525393145707, 1e-12);
-  EXPECT_NEAR(gelu_new[2].item<double>(), 0.8411919906082768, 1e-12);
-  EXPECT_TRUE(torch::equal(apply_activation(x, Activation::Relu), torch::tensor({0.0, 0.0, 1.0}, torch::kFloat64)));
-  EXPECT_THROW(parse_activation("swish"), Error);
-}
+class EveryFamily : public ::testing::TestWithParam<const char*> {};
 
-TEST(Encoder, LayerToGroupAssignmentFollowsHf) {
-  auto groups_of = [](int64_t layers, int64_t groups) {
-    std::vector<int64_t> out;
-    for (int64_t i = 0; i < layers; ++i) out.push_back(layer_group_index(i, layers, groups));
-    return out;
-  };
-  EXPECT_EQ(groups_of(4, 2), (std::vector<int64_t>{0, 0, 1, 1}));
-  EXPECT_EQ(groups_of(3, 2), (std::vector<int64_t>{0, 0, 1}));
-  EXPECT_EQ(groups_of(4, 3), (std::vector<int64_t>{0, 0, 1, 2}));
-  EXPECT_EQ(groups_of(5, 3), (std::vector<int64_t>{0, 0, 1, 1, 2}));
-  EXPECT_EQ(groups_of(12, 1), std::vector<int64_t>(12, 0));
-  EXPECT_EQ(groups_of(3, 3), (std::vector<int64_t>{0, 1, 2}));
-}
+INSTANTIATE_TEST_SUITE_P(Families, EveryFamily, ::testing::ValuesIn(kFamilies));
 
-TEST(Encoder, GroupedKeyLayoutIsHfs) {
-  AlbertForQuestionAnswering model(small_config(4, 2, 2));
-  auto params = model->named_parameters();
-  // embeddings 5 + mapping 2 + 2 groups x 2 inner layers x 16 + pooler 2 + qa 2
-  EXPECT_EQ(params.size(), 5u + 2u + 64u + 2u + 2u);
-  for (const char* key : {"albert.embeddings.word_embeddings.weight", "albert.embeddings.LayerNorm.bias",
-                          "albert.encoder.embedding_hidden_mapping_in.weight",
-                          "albert.encoder.albert_layer_groups.1.albert_layers.1.full_layer_layer_norm.weight",
-                          "albert.encoder.albert_layer_groups.1.albert_layers.0.attention.query.weight",
-                          "albert.encoder.albert_layer_groups.0.albert_layers.1.attention.dense.bias",
-                          "albert.encoder.albert_layer_groups.0.albert_layers.1.attention.LayerNorm.weight",
-                          "albert.encoder.albert_layer_groups.1.albert_layers.1.ffn.weight",
-                          "albert.encoder.albert_layer_groups.1.albert_layers.1.ffn_output.bias",
-                          "albert.pooler.weight", "qa_outputs.weight", "qa_outputs.bias"})
-    EXPECT_NE(params.find(key), nullptr) << key;
-  EXPECT_EQ(params["albert.encoder.albert_layer_groups.1.albert_layers.0.ffn.weight"].sizes(),
-            (std::vector<int64_t>{24, 16}));
-}
-
-TEST(Encoder, TwoIdenticalGroupsEqualOneGroup) {
-  auto one = random_model(small_config(4, 1, 1), 11);
-  auto two = random_model(small_config(4, 2, 1), 12);
-  copy_parameters(one, two, [](const std::string& name) {
-    return replace(name, "albert_layer_groups.1.", "albert_layer_groups.0.");
-  });
-  Inputs in = random_inputs(one->config(), 2, 9, 5);
-  auto a = run(one, in), b = run(two, in);
-  ASSERT_EQ(a.hidden_states.size(), 5u);
-  ASSERT_EQ(b.hidden_states.size(), 5u);
-  for (size_t i = 0; i < 5; ++i) EXPECT_LE(max_diff(a.hidden_states[i], b.hidden_states[i]), 1e-6) << i;
-  EXPECT_LE(max_diff(a.start_logits, b.start_logits), 1e-6);
-}
-
-TEST(Encoder, GroupsRunInHfOrder) {
-  auto grouped = random_model(small_config(4, 2, 1), 21);
-  auto first = random_model(small_config(2, 1, 1), 22);
-  copy_parameters(grouped, first, [](const std::string& name) { return name; });
-  Inputs in = random_inputs(grouped->config(), 2, 7, 6);
-  auto g = run(grouped, in), f = run(first, in);
-  // Layers 1-2 run group 0, so they equal a 2-layer model of group 0 ...
-  for (size_t i = 0; i < 3; ++i) EXPECT_LE(max_diff(g.hidden_states[i], f.hidden_states[i]), 1e-6) << i;
-  // ... and layers 3-4 run group 1 on that.
-  torch::NoGradGuard no_grad;
-  auto mask = additive_attention_mask(in.mask, torch::kFloat32);
-  auto& group1 = grouped->albert->encoder->groups[1];
-  auto h3 = group1(g.hidden_states[2], mask);
-  EXPECT_LE(max_diff(h3, g.hidden_states[3]), 1e-6);
-  EXPECT_LE(max_diff(group1(h3, mask), g.hidden_states[4]), 1e-6);
-  EXPECT_GT(max_diff(g.hidden_states[4], grouped->albert->encoder->groups[0](h3, mask)), 1e-3)
-      << "the groups should differ, or this test shows nothing";
-}
-
-TEST(Encoder, EachLayerStepRunsAllInnerLayers) {
-  auto inner = random_model(small_config(2, 1, 2), 31);
-  auto flat = random_model(small_config(4, 1, 1), 32);
-  // Both inner layers hold the flat model's one layer: 2 steps x 2 inner = 4 layers.
-  copy_parameters(flat, inner, [](const std::string& name) {
-    return replace(name, "albert_layers.1.", "albert_layers.0.");
-  });
-  Inputs in = random_inputs(flat->config(), 3, 6, 7);
-  auto a = run(inner, in), b = run(flat, in);
-  ASSERT_EQ(a.hidden_states.size(), 3u);
-  for (size_t i = 0; i < 3; ++i) EXPECT_LE(max_diff(a.hidden_states[i], b.hidden_states[2 * i]), 1e-6) << i;
-  EXPECT_LE(max_diff(a.end_logits, b.end_logits), 1e-6);
-}
-
-TEST(Encoder, UnevenGroupsAndOutputShapes) {
-  auto model = random_model(small_config(3, 2, 3), 41);
-  Inputs in = random_inputs(model->config(), 2, 5, 8);
-  auto out = run(model, in);
-  ASSERT_EQ(out.hidden_states.size(), 4u);
+TEST_P(EveryFamily, OutputShapesAndHiddenStateCount) {
+  auto model = random_model(small_config(GetParam()), 41);
+  auto in = random_inputs(model->config(), 2, 5, 8);
+  auto out = run(*model, in);
+  ASSERT_EQ(out.hidden_states.size(), 3u);
   for (const auto& h : out.hidden_states) EXPECT_EQ(h.sizes(), (std::vector<int64_t>{2, 5, 16}));
   EXPECT_EQ(out.start_logits.sizes(), (std::vector<int64_t>{2, 5}));
   torch::NoGradGuard no_grad;
-  auto last_only = model(in.ids, in.types, in.mask, /*collect_hidden_states=*/false);
+  auto last_only = model->forward(in, /*collect_hidden_states=*/false);
   ASSERT_EQ(last_only.hidden_states.size(), 1u);
   EXPECT_TRUE(torch::equal(last_only.hidden_states[0], out.hidden_states.back()));
 }
 
-TEST(Encoder, PaddingDoesNotChangeRealTokens) {
-  AlbertConfig config = small_config(2, 1, 1);
-  config.hidden_act = "gelu";
-  auto model = random_model(config, 51);
-  Inputs padded = random_inputs(config, 1, 8, 9);  // last 3 tokens of row 0 are padding
-  Inputs cut{padded.ids.slice(1, 0, 5), padded.types.slice(1, 0, 5), padded.mask.slice(1, 0, 5)};
-  auto a = run(model, padded), b = run(model, cut);
+TEST_P(EveryFamily, PaddingDoesNotChangeRealTokens) {
+  auto model = random_model(small_config(GetParam()), 51);
+  auto padded = random_inputs(model->config(), 1, 8, 9);  // last 3 tokens of row 0 are padding
+  auto a = run(*model, padded), b = run(*model, first_columns(padded, 5));
   for (size_t i = 0; i < a.hidden_states.size(); ++i)
     EXPECT_LE(max_diff(a.hidden_states[i].slice(1, 0, 5), b.hidden_states[i]), 1e-5) << i;
 }
 
-TEST(Encoder, TrainingModeHasDropoutAndGradients) {
-  AlbertConfig config = small_config(2, 1, 1);
-  config.hidden_dropout_prob = 0.2;
-  config.attention_probs_dropout_prob = 0.2;
-  auto model = random_model(config, 61);
-  Inputs in = random_inputs(config, 2, 6, 10);
+TEST_P(EveryFamily, ParameterCountIsTheFamilysFormula) {
+  auto model = random_model(small_config(GetParam()), 52);
+  double count = 0;
+  for (const auto& p : model->parameters()) count += static_cast<double>(p.numel());
+  EXPECT_EQ(count, model->family().parameters(model->config()));
+}
+
+TEST_P(EveryFamily, KeysCarryTheFamilysPrefixAndTheQaHead) {
+  auto model = random_model(small_config(GetParam()), 53);
+  const std::string prefix = model->family().base_prefix + ".";
+  for (const auto& item : model->named_parameters())
+    EXPECT_TRUE(item.key().rfind(prefix, 0) == 0 || item.key().rfind("qa_outputs.", 0) == 0) << item.key();
+  EXPECT_NE(model->named_parameters().find("qa_outputs.weight"), nullptr);
+}
+
+TEST_P(EveryFamily, TrainingModeHasDropoutAndGradients) {
+  auto model = random_model(small_config(GetParam()), 61);
+  auto in = random_inputs(model->config(), 2, 6, 10);
   model->train();
-  auto a = model(in.ids, in.types, in.mask), b = model(in.ids, in.types, in.mask);
+  auto a = model->forward(in), b = model->forward(in);
   EXPECT_GT(max_diff(a.start_logits, b.start_logits), 0.0) << "dropout should be active in train()";
   (a.start_logits.sum() + a.end_logits.sum()).backward();
-  auto grad = model->albert->encoder->groups[0]->layers[0]->ffn->weight.grad();
-  ASSERT_TRUE(grad.defined());
-  EXPECT_GT(grad.abs().sum().item<float>(), 0.f);
-  EXPECT_FALSE(model->qa_outputs->weight.grad().abs().sum().item<float>() == 0.f);
-
+  int64_t with_gradient = 0;
+  for (const auto& item : model->named_parameters())
+    if (item.value().grad().defined() && item.value().grad().abs().sum().item<float>() > 0) ++with_gradient;
+  EXPECT_GT(with_gradient, 10);
+  EXPECT_GT(model->qa_outputs->weight.grad().abs().sum().item<float>(), 0.f);
   model->eval();
-  auto c = run(model, in), d = run(model, in);
+  auto c = run(*model, in), d = run(*model, in);
   EXPECT_TRUE(torch::equal(c.start_logits, d.start_logits)) << "eval() must be deterministic";
 }
 
-TEST(Encoder, OneDnnTrainingGradientsEqualTheReferenceOps) {
-  auto model = random_model(small_config(3, 2, 1), 71);
-  Inputs in = random_inputs(model->config(), 3, 7, 12);
-  auto gradients = [&](bool fast) {
+TEST_P(EveryFamily, OneDnnPathEqualsTheReferenceOps) {
+  auto model = random_model(small_config(GetParam()), 71);
+  auto in = random_inputs(model->config(), 3, 7, 12);
+  auto forward_and_gradients = [&](bool fast) {
     set_fast_cpu_path(fast);
+    auto eval_out = run(*model, in);
     model->zero_grad();
-    auto out = model(in.ids, in.types, in.mask);
+    auto out = model->forward(in);
     torch::manual_seed(5);
     (out.start_logits * torch::randn_like(out.start_logits) + out.end_logits * torch::randn_like(out.end_logits))
         .sum()
@@ -325,9 +295,12 @@ TEST(Encoder, OneDnnTrainingGradientsEqualTheReferenceOps) {
       const auto& grad = item.value().grad();
       grads[item.key()] = grad.defined() ? grad.clone() : grad;
     }
-    return grads;
+    return std::make_pair(eval_out, grads);
   };
-  auto fast = gradients(true), reference = gradients(false);
+  auto [fast_out, fast] = forward_and_gradients(true);
+  auto [reference_out, reference] = forward_and_gradients(false);
+  for (size_t i = 0; i < fast_out.hidden_states.size(); ++i)
+    EXPECT_LE(max_diff(fast_out.hidden_states[i], reference_out.hidden_states[i]), 1e-5) << i;
   for (const auto& [name, grad] : reference) {
     if (!grad.defined()) {  // the pooler: not on the QA path
       EXPECT_FALSE(fast.at(name).defined()) << name;
@@ -338,23 +311,81 @@ TEST(Encoder, OneDnnTrainingGradientsEqualTheReferenceOps) {
   }
 }
 
-TEST(Encoder, InputsAreValidated) {
-  AlbertConfig config = small_config(1, 1, 1);
+TEST_P(EveryFamily, InputsAreValidated) {
+  const ModelConfig config = small_config(GetParam());
   auto ids = torch::zeros({2, 4}, torch::kLong);
-  auto expect_error = [&](const torch::Tensor& i, const torch::Tensor& t, const torch::Tensor& m,
-                          const std::string& text) {
+  auto expect_error = [&](const EncoderBatch& batch, const std::string& text) {
     try {
-      validate_encoder_inputs(config, i, t, m);
+      validate_encoder_inputs(config, batch);
       ADD_FAILURE() << "expected an Error containing " << text;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
     }
   };
-  validate_encoder_inputs(config, ids, ids, ids);
-  expect_error(ids + 40, ids, ids, "input_ids values must lie in [0, 40)");
-  expect_error(ids, ids + 2, ids, "token_type_ids values must lie in [0, 2)");
-  expect_error(ids, ids, ids.slice(1, 0, 3), "attention_mask has shape [2, 3]");
-  expect_error(ids, ids.to(torch::kFloat32), ids, "token_type_ids must be an integer tensor");
-  expect_error(torch::zeros({1, 600}, torch::kLong), torch::zeros({1, 600}, torch::kLong),
-               torch::zeros({1, 600}, torch::kLong), "at most 512");
+  validate_encoder_inputs(config, {ids, ids, ids});
+  validate_encoder_inputs(config, {ids, torch::Tensor(), ids});
+  expect_error({ids + 40, ids, ids}, "input_ids values must lie in [0, 40)");
+  expect_error({ids, ids, ids.slice(1, 0, 3)}, "attention_mask has shape [2, 3]");
+  expect_error({ids, ids.to(torch::kFloat32), ids}, "token_type_ids must be an integer tensor");
+  expect_error({torch::zeros({1, 40}, torch::kLong), torch::Tensor(), torch::zeros({1, 40}, torch::kLong)},
+               "at most " + std::to_string(config.max_position_embeddings - model_family(config.model_type).position_offset));
+  if (model_family(config.model_type).takes_token_type_ids)
+    expect_error({ids, ids + 2, ids}, "token_type_ids values must lie in [0, 2)");
+  else
+    validate_encoder_inputs(config, {ids, ids + 1, ids});  // ignored, as run_squad drops them
+}
+
+// --- per-family details ------------------------------------------------------------
+
+TEST(DistilBert, IgnoresTokenTypesAsRunSquadDropsThem) {
+  auto model = random_model(small_config("distilbert"), 81);
+  auto in = random_inputs(model->config(), 2, 6, 13);
+  auto with_types = in;
+  with_types.token_type_ids = torch::ones_like(in.input_ids);
+  EXPECT_TRUE(torch::equal(run(*model, in).start_logits, run(*model, with_types).start_logits));
+}
+
+TEST(Bert, TokenTypesChangeTheOutput) {
+  auto model = random_model(small_config("bert"), 82);
+  auto in = random_inputs(model->config(), 2, 6, 14);
+  auto zeros = in;
+  zeros.token_type_ids = torch::Tensor();
+  EXPECT_GT(max_diff(run(*model, in).start_logits, run(*model, zeros).start_logits), 1e-4);
+}
+
+TEST(Roberta, PositionsCountFromThePaddingId) {
+  auto model = random_model(small_config("roberta"), 83);
+  // A row padded on the left keeps its real tokens' positions 2, 3, ... (HF's
+  // create_position_ids_from_input_ids), so it matches the unpadded row.
+  EncoderBatch plain{torch::tensor({{5, 6, 7, 8}}, torch::kLong), {}, torch::ones({1, 4}, torch::kLong)};
+  EncoderBatch left{torch::tensor({{1, 5, 6, 7, 8}}, torch::kLong), {}, torch::tensor({{0, 1, 1, 1, 1}}, torch::kLong)};
+  auto a = run(*model, plain), b = run(*model, left);
+  EXPECT_LE(max_diff(a.hidden_states[0], b.hidden_states[0].slice(1, 1, 5)), 1e-6);
+  // 32 positions (34 - 2) fit; 33 do not.
+  EncoderBatch longest{torch::full({1, 32}, 5, torch::kLong), {}, torch::ones({1, 32}, torch::kLong)};
+  EXPECT_NO_THROW(run(*model, longest));
+  EncoderBatch too_long{torch::full({1, 33}, 5, torch::kLong), {}, torch::ones({1, 33}, torch::kLong)};
+  EXPECT_THROW(run(*model, too_long), Error);
+}
+
+TEST(DistilBert, SinusoidalPositionsAreFixed) {
+  nlohmann::json object = small_config("distilbert").to_json();
+  object["sinusoidal_pos_embds"] = true;
+  auto model = create_model(config_from_json(object, "test"));
+  auto table = model->named_parameters()["distilbert.embeddings.position_embeddings.weight"];
+  EXPECT_FALSE(table.requires_grad());
+  EXPECT_NEAR(table[0][0].item<double>(), 0.0, 1e-7);            // sin(0)
+  EXPECT_NEAR(table[0][1].item<double>(), 1.0, 1e-7);            // cos(0)
+  EXPECT_NEAR(table[3][2].item<double>(), std::sin(3.0 / std::pow(10000.0, 2.0 / 16)), 1e-6);
+  EXPECT_NEAR(table[3][3].item<double>(), std::cos(3.0 / std::pow(10000.0, 2.0 / 16)), 1e-6);
+}
+
+TEST(Families, UnknownModelTypeNamesTheKnownOnes) {
+  try {
+    config_from_json({{"model_type", "gpt2"}}, "x/config.json");
+    FAIL();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const char* family : kFamilies) EXPECT_NE(what.find(family), std::string::npos) << what;
+  }
 }

@@ -8,11 +8,13 @@
 
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/io/gzip.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/text/tokenizer_registry.hpp"
+#include "text/albert_tokenizer.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -21,9 +23,9 @@ AlbertTokenizer dev_tokenizer() { return AlbertTokenizer(test_support::shared_pa
 
 FeatureOptions options(int max_seq, int stride, int max_query, bool training, int threads = 0) {
   FeatureOptions o;
-  o.max_seq_length = max_seq;
-  o.doc_stride = stride;
-  o.max_query_length = max_query;
+  o.window.max_seq_length = max_seq;
+  o.window.doc_stride = stride;
+  o.window.max_query_length = max_query;
   o.is_training = training;
   o.threads = threads;
   return o;
@@ -45,26 +47,50 @@ SquadDataset numbered_context(int words, const std::string& answer, int answer_w
 
 }  // namespace
 
-TEST(Features, MatchTheGoldenDevFeatures) {
-  REQUIRE_SHARED("golden/features/dev_train_384_128_64.jsonl.gz");
-  REQUIRE_SHARED(test_support::kSpieceModel);
+// One family's tokenizer (a vocabulary file under ../shared/data, with
+// do_lower_case as from_pretrained passes it) and its golden feature file.
+struct GoldenFeatures {
+  const char* vocab;
+  const char* golden;
+  bool lower_case;
+  size_t features;
+};
+
+class FeaturesGolden : public ::testing::TestWithParam<GoldenFeatures> {};
+
+TEST_P(FeaturesGolden, MatchTheGoldenDevFeatures) {
+  const auto& param = GetParam();
+  REQUIRE_SHARED(param.golden);
+  REQUIRE_SHARED(param.vocab);
   REQUIRE_SHARED(test_support::kDevFile);
-  auto tokenizer = dev_tokenizer();
+  TokenizerRequest request;
+  if (param.lower_case) request.do_lower_case = true;
+  auto tokenizer = load_tokenizer(test_support::shared_path(param.vocab), request);
   auto data = load_squad(test_support::shared_path(test_support::kDevFile), {true});
-  auto features = convert_examples_to_features(data.examples, tokenizer, options(384, 128, 64, true));
-  std::istringstream golden(read_gzip_file(test_support::shared_path("golden/features/dev_train_384_128_64.jsonl.gz")));
+  auto features = convert_examples_to_features(data.examples, *tokenizer, options(384, 128, 64, true));
+  std::istringstream golden(read_gzip_file(test_support::shared_path(param.golden)));
   size_t lines = 0, mismatches = 0;
   for (std::string line; std::getline(golden, line); ++lines) {
     if (lines >= features.size()) continue;
     const auto& f = features[lines];
     if (feature_to_json_line(f, data.examples[static_cast<size_t>(f.example_index)].qas_id) != line &&
         ++mismatches <= 5)
-      ADD_FAILURE() << "feature " << lines << " differs from golden: " << line.substr(0, 80);
+      ADD_FAILURE() << "feature " << lines << " differs from golden: " << line.substr(0, 160);
   }
-  EXPECT_EQ(lines, 6398u);
-  EXPECT_EQ(features.size(), 6398u);
+  EXPECT_EQ(lines, param.features);
+  EXPECT_EQ(features.size(), param.features);
   EXPECT_EQ(mismatches, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Tokenizers, FeaturesGolden,
+    ::testing::Values(GoldenFeatures{test_support::kSpieceModel, "golden/features/dev_train_384_128_64.jsonl.gz", false, 6398},
+                      GoldenFeatures{"data/bert/vocab.txt", "golden/features/bert_dev_train_384_128_64.jsonl.gz", true, 6372},
+                      GoldenFeatures{"data/roberta/vocab.json", "golden/features/roberta_dev_train_384_128_64.jsonl.gz", false, 6687}),
+    [](const ::testing::TestParamInfo<GoldenFeatures>& info) {
+      // The vocabulary's folder: albert, bert or roberta.
+      return fs::path(info.param.vocab).parent_path().filename().string();
+    });
 
 TEST(Features, ThreadCountDoesNotChangeTheResult) {
   REQUIRE_SHARED(test_support::kSpieceModel);

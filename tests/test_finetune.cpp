@@ -10,7 +10,8 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/train/finetune.hpp"
 #include "layerprobe/squad/squad.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/model/family.hpp"
+#include "layerprobe/text/tokenizer_registry.hpp"
 #include "test_support.hpp"
 
 using namespace layerprobe;
@@ -78,34 +79,30 @@ TEST(AdamW, StepsAsTransformersAdamW) {
 
 namespace {
 
-AlbertConfig dropout_config() {
-  AlbertConfig config;
-  config.embedding_size = 16;
-  config.hidden_size = 32;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 2;
-  config.intermediate_size = 64;
-  config.hidden_dropout_prob = 0.1;
-  config.attention_probs_dropout_prob = 0.1;
-  return config;
+ModelConfig dropout_config() {
+  return config_from_json({{"model_type", "albert"}, {"vocab_size", 30000}, {"embedding_size", 16},
+                           {"hidden_size", 32}, {"num_hidden_layers", 2}, {"num_attention_heads", 2},
+                           {"intermediate_size", 64}, {"hidden_dropout_prob", 0.1},
+                           {"attention_probs_dropout_prob", 0.1}},
+                          "fine-tune test config");
 }
 
-std::vector<SquadFeature> dev_slice_features(const AlbertTokenizer& tokenizer) {
+std::vector<SquadFeature> dev_slice_features(const Tokenizer& tokenizer) {
   SquadLoadOptions load;
   load.is_training = true;
   auto dataset = load_squad(test_support::shared_path(test_support::kDevFile), load);
   dataset.examples.resize(24);
   FeatureOptions options;
-  options.max_seq_length = 128;
-  options.doc_stride = 64;
+  options.window.max_seq_length = 128;
+  options.window.doc_stride = 64;
   options.is_training = true;
   return convert_examples_to_features(dataset.examples, tokenizer, options);
 }
 
 // Mean loss over all features in eval mode (no dropout).
-double mean_loss(AlbertForQuestionAnswering& model, const std::vector<SquadFeature>& features) {
+double mean_loss(QaModel& model, const std::vector<SquadFeature>& features) {
   torch::NoGradGuard no_grad;
-  model->eval();
+  model.eval();
   std::vector<const SquadFeature*> rows;
   std::vector<int64_t> starts, ends;
   for (const auto& f : features) {
@@ -116,15 +113,15 @@ double mean_loss(AlbertForQuestionAnswering& model, const std::vector<SquadFeatu
   BatchOptions pad;
   pad.pad_to = 128;
   auto batch = make_batch(rows, pad);
-  auto out = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
+  auto out = model.forward(batch, false);
   return qa_loss(out.start_logits, out.end_logits, torch::tensor(starts), torch::tensor(ends)).item<double>();
 }
 
 // Saves a checkpoint in the middle of epoch 4 (of 10).
-FineTuneOptions training_options(const fs::path& output_dir, const fs::path& model_dir, int64_t save_steps) {
+FineTuneOptions training_options(const fs::path& output_dir, const Tokenizer& tokenizer, int64_t save_steps) {
   FineTuneOptions options;
   options.output_dir = output_dir;
-  options.tokenizer_dir = model_dir;
+  options.tokenizer = &tokenizer;
   options.batch_size = 4;
   options.gradient_accumulation_steps = 2;
   options.learning_rate = 2e-3;
@@ -148,40 +145,39 @@ TEST(FineTune, LossFallsSavedModelReloadsAndResumeIsBitIdentical) {
   const fs::path model_dir = scratch / "initial";
   fs::create_directories(model_dir);
   torch::manual_seed(3);
-  const AlbertConfig config = dropout_config();
-  save_checkpoint(AlbertForQuestionAnswering(config), config, model_dir);
+  save_checkpoint(*create_model(dropout_config()), model_dir);
   fs::copy_file(test_support::shared_path(test_support::kSpieceModel), model_dir / "spiece.model");
-  const AlbertTokenizer tokenizer(model_dir / "spiece.model");
-  const auto features = dev_slice_features(tokenizer);
+  const auto tokenizer = load_tokenizer(model_dir);
+  const auto features = dev_slice_features(*tokenizer);
   ASSERT_GE(features.size(), 40u);
 
   // Uninterrupted run.
   LoadedModel full = load_checkpoint(model_dir);
-  const double loss_before = mean_loss(full.model, features);
+  const double loss_before = mean_loss(*full.model, features);
   const int64_t updates_per_epoch = (static_cast<int64_t>(features.size()) + 3) / 4 / 2;
   const int64_t save_steps = 3 * updates_per_epoch + 2;
   const std::string checkpoint = "checkpoint-" + std::to_string(save_steps);
-  const auto options = training_options(scratch / "full", model_dir, save_steps);
-  const auto result = fine_tune(full.model, full.config, features, options, torch::kCPU);
+  const auto options = training_options(scratch / "full", *tokenizer, save_steps);
+  const auto result = fine_tune(*full.model, features, options, torch::kCPU);
   EXPECT_EQ(result.global_step, 10 * updates_per_epoch);
-  const double loss_after = mean_loss(full.model, features);
+  const double loss_after = mean_loss(*full.model, features);
   EXPECT_LT(loss_after, loss_before - 1.0) << "before " << loss_before << ", after " << loss_after;
 
   // The saved directory is a loadable HF model giving the same logits.
-  for (const char* name : {"config.json", "model.safetensors", "spiece.model"})
+  for (const char* name : {"config.json", "model.safetensors", "spiece.model", "tokenizer_config.json"})
     EXPECT_TRUE(fs::exists(options.output_dir / name)) << name;
   EXPECT_TRUE(fs::exists(options.output_dir / "epoch-1" / "trainer_state.json"));
   LoadedModel reloaded = load_checkpoint(options.output_dir);
-  EXPECT_EQ(mean_loss(reloaded.model, features), loss_after);
+  EXPECT_EQ(mean_loss(*reloaded.model, features), loss_after);
 
   // Resume from that checkpoint alone: the same final weights, bit for bit.
   const fs::path resumed_dir = scratch / "resumed";
   fs::create_directories(resumed_dir);
   fs::copy(options.output_dir / checkpoint, resumed_dir / checkpoint, fs::copy_options::recursive);
   LoadedModel resumed = load_checkpoint(model_dir);
-  auto resume_options = training_options(resumed_dir, model_dir, save_steps);
+  auto resume_options = training_options(resumed_dir, *tokenizer, save_steps);
   resume_options.resume = true;
-  const auto resumed_result = fine_tune(resumed.model, resumed.config, features, resume_options, torch::kCPU);
+  const auto resumed_result = fine_tune(*resumed.model, features, resume_options, torch::kCPU);
   EXPECT_EQ(resumed_result.global_step, result.global_step);
   EXPECT_DOUBLE_EQ(resumed_result.mean_loss, result.mean_loss);
   auto expected = full.model->named_parameters();
@@ -192,5 +188,5 @@ TEST(FineTune, LossFallsSavedModelReloadsAndResumeIsBitIdentical) {
   auto other = resume_options;
   other.learning_rate = 1e-3;
   LoadedModel again = load_checkpoint(model_dir);
-  EXPECT_THROW(fine_tune(again.model, again.config, features, other, torch::kCPU), Error);
+  EXPECT_THROW(fine_tune(*again.model, features, other, torch::kCPU), Error);
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/squad/predictions_io.hpp"
 #include "layerprobe/train/run_squad.hpp"
+#include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/squad/evaluate.hpp"
 #include "test_support.hpp"
 
@@ -33,13 +35,22 @@ int run_cli(const std::string& args, const fs::path& scratch, std::string& outpu
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// The golden model has no spiece.model: pair it with albert-base-v2's.
-fs::path tiny_model_dir(const fs::path& scratch) {
-  const fs::path dir = scratch / "albert-tiny";
+// A golden tiny model and the vocabulary its goldens were made with.
+struct GoldenRun {
+  const char* model;       // golden/<model>/
+  const char* model_type;  // --model_type
+  std::vector<const char*> vocab;  // files under ../shared/data to copy in
+  bool do_lower_case = true;       // as the golden run was made
+};
+
+// The golden models hold no tokenizer: pair each with its family's vocabulary.
+fs::path tiny_model_dir(const fs::path& scratch, const GoldenRun& run) {
+  const fs::path dir = scratch / run.model;
   fs::create_directories(dir);
   for (const char* name : {"config.json", "model.safetensors"})
-    fs::copy_file(test_support::shared_path("golden/albert-tiny") / name, dir / name);
-  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), dir / "spiece.model");
+    fs::copy_file(test_support::shared_path(std::string("golden/") + run.model) / name, dir / name);
+  for (const char* file : run.vocab)
+    fs::copy_file(test_support::shared_path(file), dir / fs::path(file).filename());
   return dir;
 }
 
@@ -52,18 +63,23 @@ std::pair<double, double> top_two_scores(const nlohmann::json& nbest, const std:
 
 }  // namespace
 
-TEST(RunSquad, EvalMatchesTransformers251OnAlbertTiny) {
-  REQUIRE_SHARED("golden/albert-tiny/run_squad_eval/predictions.json");
+class RunSquadGolden : public ::testing::TestWithParam<GoldenRun> {};
+
+TEST_P(RunSquadGolden, EvalMatchesTransformers251) {
+  const GoldenRun& run = GetParam();
+  const std::string golden_dir = std::string("golden/") + run.model + "/run_squad_eval";
+  REQUIRE_SHARED(golden_dir + "/predictions.json");
   REQUIRE_SHARED(test_support::kDevFile);
-  REQUIRE_SHARED(test_support::kSpieceModel);
-  const fs::path scratch = test_support::scratch_dir("run_squad_eval");
-  const fs::path model = tiny_model_dir(scratch), out = scratch / "out";
+  for (const char* file : run.vocab) REQUIRE_SHARED(file);
+  const fs::path scratch = test_support::scratch_dir(std::string("run_squad_eval_") + run.model);
+  const fs::path model = tiny_model_dir(scratch, run), out = scratch / "out";
   const fs::path dev = test_support::shared_path(test_support::kDevFile);
-  const fs::path golden = test_support::shared_path("golden/albert-tiny/run_squad_eval");
+  const fs::path golden = test_support::shared_path(golden_dir);
   // The original README's evaluation command, flags verbatim.
   std::string output;
-  const int status = run_cli("--model_type albert --model_name_or_path " + model.string() +
-                                 " --do_eval --overwrite_cache --do_lower_case --version_2_with_negative"
+  const int status = run_cli(std::string("--model_type ") + run.model_type + " --model_name_or_path " + model.string() +
+                                 " --do_eval --overwrite_cache" + (run.do_lower_case ? " --do_lower_case" : "") +
+                                 " --version_2_with_negative"
                                  " --predict_file " + dev.string() +
                                  " --per_gpu_train_batch_size 8 --num_train_epochs 3 --learning_rate 3e-5"
                                  " --max_seq_length 384 --doc_stride 128 --per_gpu_eval_batch_size 32 --output_dir " +
@@ -98,6 +114,8 @@ TEST(RunSquad, EvalMatchesTransformers251OnAlbertTiny) {
   double max_diff = 0.0;
   for (const auto& [id, value] : their_odds.items) max_diff = std::max(max_diff, std::abs(*our_odds.find(id) - value));
   EXPECT_LE(max_diff, 1e-4);
+  std::cout << run.model << ": " << same << " of " << theirs.size() << " predictions identical, null odds max |diff| "
+            << max_diff << "\n";
 
   // The official script on our files (with the null odds, as official_eval.json was made).
   const GoldDataset gold = load_gold_dataset(dev);
@@ -115,6 +133,39 @@ TEST(RunSquad, EvalMatchesTransformers251OnAlbertTiny) {
   EXPECT_EQ(results.at("total"), 6078);
   EXPECT_TRUE(results.contains("best_f1_thresh"));
   EXPECT_NE(output.find("Results: {'exact': "), std::string::npos) << output;
+  // HF's own squad_evaluate on its predictions, where the golden has it.
+  if (fs::exists(golden / "hf_squad_evaluate.json")) {
+    const auto hf = nlohmann::json::parse(read_file(golden / "hf_squad_evaluate.json"));
+    for (const char* key : {"exact", "f1", "HasAns_exact", "NoAns_exact"})
+      EXPECT_NEAR(results.at(key).get<double>(), hf.at(key).get<double>(), 0.05) << key;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, RunSquadGolden,
+    ::testing::Values(GoldenRun{"albert-tiny", "albert", {test_support::kSpieceModel}},
+                      GoldenRun{"bert-tiny", "bert", {"data/bert/vocab.txt"}},
+                      GoldenRun{"distilbert-tiny", "distilbert", {"data/bert/vocab.txt"}},
+                      GoldenRun{"roberta-tiny", "roberta", {"data/roberta/vocab.json", "data/roberta/merges.txt"}, false}),
+    [](const ::testing::TestParamInfo<GoldenRun>& info) { return std::string(info.param.model_type); });
+
+TEST(RunSquad, ModelTypeMustMatchTheModel) {
+  REQUIRE_SHARED("golden/bert-tiny/config.json");
+  const fs::path scratch = test_support::scratch_dir("run_squad_model_type");
+  const fs::path model = tiny_model_dir(scratch, GoldenRun{"bert-tiny", "bert", {"data/bert/vocab.txt"}});
+  std::string output;
+  EXPECT_EQ(run_cli("--model_type distilbert --model_name_or_path " + model.string() + " --do_eval "
+                    "--version_2_with_negative --predict_file " +
+                        test_support::shared_path(test_support::kDevFile).string() + " --output_dir " +
+                        (scratch / "out").string(),
+                    scratch, output),
+            2);
+  EXPECT_NE(output.find("is a bert model; pass --model_type bert"), std::string::npos) << output;
+  EXPECT_EQ(run_cli("--model_type gpt2 --model_name_or_path " + model.string() +
+                        " --do_eval --version_2_with_negative --output_dir " + (scratch / "out").string(),
+                    scratch, output),
+            2);
+  EXPECT_NE(output.find("supported: albert, bert, distilbert, roberta"), std::string::npos) << output;
 }
 
 TEST(RunSquad, UnknownFlagListsTheValidOnes) {
@@ -133,25 +184,25 @@ TEST(RunSquad, MissingHubModelNamesTheDownloadScript) {
   const fs::path scratch = test_support::scratch_dir("run_squad_missing_model");
   ::setenv("LAYERPROBE_MODELS_DIR", scratch.c_str(), 1);
   try {
-    resolve_model_path("twmkn9/albert-base-v2-squad2", "--model_name_or_path");
+    resolve_model_dir("twmkn9/albert-base-v2-squad2", "--model_name_or_path");
     FAIL() << "expected an Error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tools/download_models.sh twmkn9/albert-base-v2-squad2"), std::string::npos)
         << e.what();
   }
   fs::create_directories(scratch / "albert-base-v2");
-  EXPECT_EQ(resolve_model_path("albert-base-v2", "--model_name_or_path"), scratch / "albert-base-v2");
+  EXPECT_EQ(resolve_model_dir("albert-base-v2", "--model_name_or_path"), scratch / "albert-base-v2");
   ::unsetenv("LAYERPROBE_MODELS_DIR");
 }
 
-TEST(RunSquad, RequiresSquad2AndAlbert) {
+TEST(RunSquad, RequiresSquad2AndAKnownModelType) {
   RunSquadOptions options;
   options.model_name_or_path = "unused";
   options.output_dir = test_support::scratch_dir("run_squad_usage");
   options.do_eval = true;
   EXPECT_THROW(run_squad(options), Error);  // no --version_2_with_negative
   options.version_2_with_negative = true;
-  options.model_type = "bert";
+  options.model_type = "xlnet";
   EXPECT_THROW(run_squad(options), Error);
 }
 

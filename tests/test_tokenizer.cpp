@@ -1,4 +1,4 @@
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "text/albert_tokenizer.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -14,18 +14,18 @@ using Pieces = std::vector<std::string>;
 namespace {
 
 
-AlbertTokenizer albert(TokenizerOptions options = {}) {
+AlbertTokenizer albert(TokenizerSettings options = {}) {
   return AlbertTokenizer(test_support::shared_path(test_support::kSpieceModel), options);
 }
 
-TokenizerOptions cased() {
-  TokenizerOptions options;
+TokenizerSettings cased() {
+  TokenizerSettings options;
   options.do_lower_case = false;
   return options;
 }
 
-TokenizerOptions keep_accents() {
-  TokenizerOptions options;
+TokenizerSettings keep_accents() {
+  TokenizerSettings options;
   options.keep_accents = true;
   return options;
 }

@@ -103,3 +103,75 @@ TEST(Workflow, BadPositionalArgumentsAreUsageErrors) {
   EXPECT_EQ(run(tool("probe_predict") + " exper " + (dir / "nothing").string(), dir / "log"), 1);
   EXPECT_NE(read_file(dir / "log").find("does not exist"), std::string::npos) << read_file(dir / "log");
 }
+
+namespace {
+
+// The first `articles` articles of the dev file, as a smaller SQuAD 2.0 file.
+fs::path dev_subset(const fs::path& dir, size_t articles) {
+  auto json = nlohmann::json::parse(read_file(test_support::shared_path(test_support::kDevFile)));
+  json["data"].erase(json["data"].begin() + static_cast<std::ptrdiff_t>(articles), json["data"].end());
+  const fs::path path = dir / "dev-subset.json";
+  write_file_atomically(path, json.dump());
+  return path;
+}
+
+// A random model made by init-model (tiny widths, the published layer count).
+void init_model(const std::string& like, const fs::path& out, const std::string& extra, const fs::path& log) {
+  const std::string vocab = test_support::shared_path("data/bert/vocab.txt").string();
+  ASSERT_EQ(run(tool("probe_tools") + " init-model --like " + like + " --hidden-size 32 --heads 2 " +
+                    "--intermediate-size 64 --vocab " + vocab + " --lower-case --output " + out.string() + " " + extra,
+                log),
+            0)
+      << read_file(log);
+}
+
+}  // namespace
+
+TEST(Workflow, FinalStudyFormNamesABertModel) {
+  REQUIRE_SHARED("data/bert/vocab.txt");
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto dir = test_support::scratch_dir("workflow_named");
+  init_model("bert-base-uncased", dir / "models" / "bert-base-uncased", "--no-qa-head", dir / "init.log");
+  const std::string dev = dev_subset(dir, 1).string();
+  const std::string env = "cd " + dir.string() + " && LAYERPROBE_MODELS_DIR=" + (dir / "models").string() + " ";
+  ASSERT_EQ(run(env + tool("probe_train") + " bert-base-uncased cpu 1 --train-file " + dev + " --max-train-features 32",
+                dir / "train.log"),
+            0)
+      << read_file(dir / "train.log");
+  // Named after the model; probed as pretrained since the weights hold no QA head.
+  auto probes = dir / "bert-base-uncased" / "pretrained_epoch_1" / "pretrained_probes" / "probes.safetensors";
+  ASSERT_TRUE(fs::exists(probes)) << read_file(dir / "train.log");
+  EXPECT_EQ(load_probes(probes).probes.layers(), 12);
+  ASSERT_EQ(run(env + tool("probe_predict") + " bert-base-uncased cpu --dev-file " + dev, dir / "predict.log"), 0)
+      << read_file(dir / "predict.log");
+  ASSERT_EQ(run(env + tool("probe_evaluate") + " bert-base-uncased", dir / "evaluate.log"), 0)
+      << read_file(dir / "evaluate.log");
+  EXPECT_EQ(csv_rows(dir / "bert-base-uncased" / "pretrained_epoch_1" / "results.csv"), 13u);
+  EXPECT_EQ(csv_rows(dir / "bert-base-uncased" / "summary.csv"), 1u + 12);
+}
+
+TEST(Workflow, BothKindsOfDistilBertModels) {
+  REQUIRE_SHARED("data/bert/vocab.txt");
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto dir = test_support::scratch_dir("workflow_distilbert");
+  init_model("distilbert-base-uncased", dir / "pretrained", "--no-qa-head --seed 1", dir / "init1.log");
+  init_model("distilbert-base-uncased", dir / "fine_tuned", "--seed 2", dir / "init2.log");
+  const std::string dev = dev_subset(dir, 1).string();
+  auto exper = dir / "exper";
+  ASSERT_EQ(run(tool("probe_train") + " both cpu 1 --pretrained-model " + (dir / "pretrained").string() +
+                    " --fine-tuned-model " + (dir / "fine_tuned").string() + " --train-file " + dev +
+                    " --max-train-features 32 --output-dir " + exper.string(),
+                dir / "train.log"),
+            0)
+      << read_file(dir / "train.log");
+  for (const char* kind : {"pretrained", "fine_tuned"}) {
+    auto path = exper / (std::string(kind) + "_epoch_1") / (std::string(kind) + "_probes") / "probes.safetensors";
+    ASSERT_TRUE(fs::exists(path)) << path;
+    EXPECT_EQ(load_probes(path).probes.layers(), 6);
+  }
+  ASSERT_EQ(run(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev, dir / "predict.log"), 0)
+      << read_file(dir / "predict.log");
+  ASSERT_EQ(run(tool("probe_evaluate") + " exper " + exper.string(), dir / "evaluate.log"), 0)
+      << read_file(dir / "evaluate.log");
+  EXPECT_EQ(csv_rows(exper / "summary.csv"), 1u + 2 * 6);
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Downloads ALBERT models from the Hugging Face hub into models/<name>/:
-# config.json, spiece.model, and the weights (model.safetensors, or
-# pytorch_model.bin where a model has no safetensors file).
+# Downloads models of every supported family (ALBERT, BERT, DistilBERT, RoBERTa)
+# from the Hugging Face hub into models/<name>/: config.json, the tokenizer
+# files the family reads (spiece.model; vocab.txt; vocab.json + merges.txt),
+# tokenizer_config.json / special_tokens_map.json where the hub has them, and
+# the weights (model.safetensors, or pytorch_model.bin where a model has none).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=download_common.sh
@@ -11,11 +13,16 @@ usage() {
   cat <<EOF
 Usage: tools/download_models.sh [--dir DIR] [--revision REV] NAME...
 
-Downloads each hub model NAME (e.g. albert-base-v2, twmkn9/albert-base-v2-squad2,
-or any ALBERT model on the Hugging Face hub) into DIR/NAME/: config.json,
-spiece.model, and model.safetensors, or pytorch_model.bin when the model has no
-safetensors file. Sizes are checked against the hub's; an interrupted download
-resumes where it stopped when run again; complete files are not fetched twice.
+Downloads each hub model NAME (an ALBERT, BERT, DistilBERT or RoBERTa model, e.g.
+bert-base-uncased or twmkn9/distilroberta-base-squad2) into DIR/NAME/: config.json,
+its family's tokenizer files (ALBERT spiece.model; BERT and DistilBERT vocab.txt;
+RoBERTa vocab.json and merges.txt), tokenizer_config.json and
+special_tokens_map.json when the hub has them, and model.safetensors, or
+pytorch_model.bin when the model has no safetensors file. For bert-base-uncased
+and distilbert-base-uncased, whose hub repositories lack a tokenizer_config.json,
+it writes {"do_lower_case": true} as transformers 2.5.1 builds their tokenizers.
+Sizes are checked against the hub's; an interrupted download resumes where it
+stopped when run again; complete files are not fetched twice.
 
 Options:
   --dir DIR       where the models go (default: \$LAYERPROBE_MODELS_DIR or $root/models)
@@ -27,8 +34,11 @@ Environment:
                       fetched from <hub>/<name>/resolve/<revision>/<file>
   HF_TOKEN            access token, for private or gated models
 
-Example (the study's two models):
-  tools/download_models.sh albert-base-v2 twmkn9/albert-base-v2-squad2
+Example (the study's eight models):
+  tools/download_models.sh albert-base-v2 twmkn9/albert-base-v2-squad2 \
+    bert-base-uncased twmkn9/bert-base-uncased-squad2 \
+    distilbert-base-uncased twmkn9/distilbert-base-uncased-squad2 \
+    distilroberta-base twmkn9/distilroberta-base-squad2
 EOF
 }
 
@@ -55,8 +65,8 @@ for name in "${names[@]}"; do
     lp_usage_error "'$name' is not a hub model name like albert-base-v2 or owner/model"
 done
 
-LP_OFFLINE_HINT="Without a network, copy a model's config.json, spiece.model and model.safetensors
-(or pytorch_model.bin) into $dir/<name>/ by hand."
+LP_OFFLINE_HINT="Without a network, copy a model's config.json, tokenizer files (spiece.model, vocab.txt,
+or vocab.json + merges.txt) and model.safetensors (or pytorch_model.bin) into $dir/<name>/ by hand."
 if [[ -n ${HF_TOKEN:-} ]]; then LP_CURL_OPTS+=(-H "Authorization: Bearer $HF_TOKEN"); fi
 
 # Fetches file $3 of model $1 from $2 into directory $4; exits when the hub lacks it.
@@ -67,12 +77,51 @@ fetch_required() {
 a private or gated model needs HF_TOKEN"
 }
 
+# The model_type of config file $1, else (as transformers 2.5.1's AutoConfig)
+# the first family named in the model's name $2.
+model_type_of() {
+  local type
+  type=$(tr -d '\n' <"$1" | sed -n 's/.*"model_type"[[:space:]]*:[[:space:]]*"\([A-Za-z_]*\)".*/\1/p')
+  if [[ -z $type ]]; then
+    for pattern in distilbert albert roberta bert; do
+      if [[ $2 == *"$pattern"* ]]; then type=$pattern; break; fi
+    done
+  fi
+  echo "$type"
+}
+
+# The tokenizer files a family reads.
+tokenizer_files() {
+  case $1 in
+    albert) echo spiece.model ;;
+    bert | distilbert) echo vocab.txt ;;
+    roberta) echo vocab.json merges.txt ;;
+    *) return 1 ;;
+  esac
+}
+
+# Fetches file $3 of model $1 from $2 into $4 when the hub has it.
+fetch_optional() {
+  local rc=0
+  lp_fetch "$2/$3" "$4/$3" || rc=$?
+  ((rc == 0 || rc == 4)) || lp_die "$1: $2/$3: download failed (HTTP $LP_STATUS)"
+}
+
 download_model() {
-  local name=$1 target="$dir/$1" base="$hub/$1/resolve/$revision" rc=0
+  local name=$1 target="$dir/$1" base="$hub/$1/resolve/$revision" rc=0 type files file
   echo "$name -> $target"
   mkdir -p "$target" || lp_die "cannot create $target"
   fetch_required "$name" "$base" config.json "$target"
-  fetch_required "$name" "$base" spiece.model "$target"
+  type=$(model_type_of "$target/config.json" "$name")
+  files=$(tokenizer_files "$type") ||
+    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta)"
+  for file in $files; do fetch_required "$name" "$base" "$file" "$target"; done
+  fetch_optional "$name" "$base" tokenizer_config.json "$target"
+  fetch_optional "$name" "$base" special_tokens_map.json "$target"
+  case $name in
+    bert-base-uncased | distilbert-base-uncased | bert-large-uncased)
+      [[ -f $target/tokenizer_config.json ]] || echo '{"do_lower_case": true}' >"$target/tokenizer_config.json" ;;
+  esac
   lp_fetch "$base/model.safetensors" "$target/model.safetensors" || rc=$?
   if ((rc == 4)); then
     echo "  no model.safetensors; fetching pytorch_model.bin instead"

@@ -2,11 +2,13 @@
 //   probe_evaluate exper DIR   every DIR/<kind>_epoch_<e>/<kind>_preds, plus summary.csv and layers.svg
 //   probe_evaluate preds DIR   one preds dir; results.csv beside it
 //   probe_evaluate file DATA PRED   evaluate-v2.0.py on one prediction file
+//   probe_evaluate MODEL            the final study's form: exper ./<MODEL's last path component>
 
 #include <algorithm>
 #include <iostream>
 #include <tuple>
 
+#include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/experiment_eval.hpp"
 #include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/probe/report.hpp"
@@ -99,8 +101,21 @@ int run_file(const FileArgs& args) {
 
 }  // namespace
 
+// The final study's form names a model: `probe_evaluate bert-base-uncased` is
+// `probe_evaluate exper bert-base-uncased`.
+std::vector<std::string> arguments(int argc, char** argv) {
+  std::vector<std::string> words(argv, argv + argc);
+  if (words.size() > 1 && !words[1].empty() && words[1][0] != '-' && words[1] != "exper" && words[1] != "preds" &&
+      words[1] != "file") {
+    words[1] = model_experiment_dir(words[1]).string();
+    words.insert(words.begin() + 1, "exper");
+  }
+  return words;
+}
+
 int main(int argc, char** argv) {
-  CLI::App app{"Official SQuAD 2.0 evaluation (evaluate-v2.0.py numbers) of per-layer probe predictions"};
+  CLI::App app{"Official SQuAD 2.0 evaluation (evaluate-v2.0.py numbers) of per-layer probe predictions.\n"
+               "probe_evaluate MODEL is probe_evaluate exper ./<MODEL's last path component> (the final study's form)"};
   app.require_subcommand(1);
   bool verbose = false, quiet = false;
   tools::add_logging_flags(app, verbose, quiet);
@@ -123,7 +138,16 @@ int main(int argc, char** argv) {
   file->add_option("-o,--out-file", file_args.out_file, "Write the metrics JSON here instead of printing it");
   file->add_flag("--allow-missing", file_args.allow_missing, "Score questions without a prediction as \"\" instead of failing");
 
-  return tools::run_tool(app, argc, argv, [&] {
+  std::vector<std::string> words;
+  try {
+    words = arguments(argc, argv);
+  } catch (const Error& e) {
+    std::cerr << e.what() << "\n";
+    return e.exit_code();
+  }
+  std::vector<char*> pointers;
+  for (auto& word : words) pointers.push_back(word.data());
+  return tools::run_tool(app, static_cast<int>(pointers.size()), pointers.data(), [&] {
     tools::configure_logging(verbose, quiet);
     if (*exper) return run_exper(exper_args);
     if (*preds) return run_preds(preds_args);

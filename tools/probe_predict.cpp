@@ -1,9 +1,40 @@
 // probe_predict [exper|probes] DIR [cpu|gpu] — every layer's probe answers
-// the dev questions, as the original predict.py did.
+// the dev questions, as the original predict.py did; or, in the final study's
+// form, probe_predict MODEL [cpu|gpu] for the experiment named after MODEL.
+#include "layerprobe/model/model_dir.hpp"
+#include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/workflow.hpp"
 #include "tool_main.hpp"
 
 using namespace layerprobe;
+
+namespace {
+
+// Positionals: exper|probes DIR [device], or MODEL [device].
+void read_positionals(const std::vector<std::string>& words, const std::string& root, ProbePredictOptions& options) {
+  if (words.empty()) throw Error("expected exper DIR, probes DIR or a model name (see --help)", 2);
+  const bool seed_form = words[0] == "exper" || words[0] == "probes";
+  const size_t device_at = seed_form ? 2 : 1;
+  if (words.size() > device_at + 1 || (seed_form && words.size() < 2))
+    throw Error("expected exper DIR [cpu|gpu], probes DIR [cpu|gpu] or MODEL [cpu|gpu] (see --help)", 2);
+  if (words.size() == device_at + 1) {
+    options.device = words[device_at];
+    if (options.device != "cpu" && options.device != "gpu")
+      throw Error("device '" + options.device + "': expected cpu or gpu", 2);
+  }
+  if (seed_form) {
+    options.mode = words[0];
+    options.dir = words[1];
+    return;
+  }
+  options.mode = "exper";
+  options.dir = model_experiment_dir(words[0], root);
+  const auto model_dir = resolve_model_dir(words[0], "MODEL");
+  if (options.pretrained_model.empty()) options.pretrained_model = model_dir;
+  if (options.fine_tuned_model.empty()) options.fine_tuned_model = model_dir;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Predict dev-set answers with every layer's probe.\n"
@@ -11,17 +42,21 @@ int main(int argc, char** argv) {
   ProbePredictOptions options;
   int threads = 0;
   bool verbose = false, quiet = false;
-  app.add_option("mode", options.mode, "exper: every DIR/*_epoch_*/*_probes; probes: one probes directory")
+  std::vector<std::string> words;
+  std::string root = ".";
+  app.add_option("args", words,
+                 "exper DIR [cpu|gpu]: every DIR/*_epoch_*/*_probes; probes DIR [cpu|gpu]: one probes directory; "
+                 "MODEL [cpu|gpu]: the experiment named after MODEL (./<last path component>), with MODEL's "
+                 "weights (a hub name under models/, or a path)")
       ->required()
-      ->check(CLI::IsMember({"exper", "probes"}));
-  app.add_option("dir", options.dir, "Experiment or probes directory")->required();
-  app.add_option("device", options.device, "cpu or gpu")->check(CLI::IsMember({"cpu", "gpu"}))->capture_default_str();
+      ->expected(1, 3);
+  app.add_option("--experiments-root", root, "With MODEL: where its experiment directory lies")->capture_default_str();
   app.add_option("--dev-file", options.dev_file, "SQuAD 2.0 dev file [$SQUAD_DIR/dev-v2.0.json]");
   app.add_option("--pretrained-model", options.pretrained_model,
                  "Model for pretrained probes [the one recorded in the probes]");
   app.add_option("--fine-tuned-model", options.fine_tuned_model,
                  "Model for fine_tuned probes [the one recorded in the probes]");
-  app.add_option("--vocab", options.vocab, "SentencePiece model [the one the probes were trained with]");
+  app.add_option("--vocab", options.vocab, "Tokenizer vocabulary file or directory [the one the probes were trained with]");
   app.add_option("--batch-size", options.batch_size, "Features per encoder batch")->capture_default_str();
   app.add_option("--max-answer-length", options.max_answer_length, "Longest answer in tokens")->capture_default_str();
   app.add_option("--n-best-size", options.n_best_size, "Candidate starts and ends per window")->capture_default_str();
@@ -37,6 +72,7 @@ int main(int argc, char** argv) {
     tools::configure_logging(verbose, quiet);
     install_stop_handlers();
     configure_threads(threads);
+    read_positionals(words, root, options);
     predict_probes(options);
     return 0;
   });

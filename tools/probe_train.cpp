@@ -1,36 +1,60 @@
 // probe_train [pretrained|fine_tuned|both] [cpu|gpu] EPOCHS — train one probe
-// per layer on frozen models, as the original train.py did.
+// per layer on frozen models, as the original train.py did; or, in the final
+// study's form, probe_train MODEL [cpu|gpu] EPOCHS for one named model.
 #include "layerprobe/model/model_dir.hpp"
+#include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/workflow.hpp"
 #include "tool_main.hpp"
 
 using namespace layerprobe;
 
+namespace {
+
+// The final study's form: one model, probed in an experiment directory named after it.
+void use_named_model(const std::string& name, const std::string& kind, ProbeTrainOptions& options) {
+  std::filesystem::path dir;
+  try {
+    dir = resolve_model_dir(name, "MODEL");
+  } catch (const Error& e) {
+    throw Error(std::string("the first argument is pretrained, fine_tuned, both, or a model; ") + e.what(), 2);
+  }
+  const std::string probed_as = kind.empty() ? inferred_probe_kind(dir) : kind;
+  options.kinds = {probed_as};
+  (probed_as == "pretrained" ? options.pretrained_model : options.fine_tuned_model) = dir;
+  options.output_dir = model_experiment_dir(name, options.output_dir);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"Train a softmax-regression probe per layer of frozen ALBERT models on SQuAD 2.0.\n"
-               "Writes OUT/<kind>_epoch_<e>/<kind>_probes/probes.safetensors after each epoch; rerunning\n"
-               "the same command resumes after the last finished epoch."};
-  std::string which;
+  CLI::App app{"Train a softmax-regression probe per layer of frozen encoders (ALBERT, BERT, DistilBERT, RoBERTa)\n"
+               "on SQuAD 2.0. Writes OUT/<kind>_epoch_<e>/<kind>_probes/probes.safetensors after each epoch;\n"
+               "rerunning the same command resumes after the last finished epoch.\n"
+               "  probe_train both cpu 3                   --pretrained-model/--fine-tuned-model (ALBERT defaults)\n"
+               "  probe_train bert-base-uncased cpu 3      one model (hub name under models/, or a path); OUT is\n"
+               "                                           --output-dir/<name's last component>, e.g. ./bert-base-uncased"};
+  std::string which, kind;
   ProbeTrainOptions options;
   int threads = 0;
   bool verbose = false, quiet = false;
-  app.add_option("kind", which, "Which model's layers to probe")
-      ->required()
-      ->check(CLI::IsMember({"pretrained", "fine_tuned", "both"}));
+  app.add_option("what", which, "pretrained, fine_tuned or both; or a model (hub name or directory)")->required();
   app.add_option("device", options.device, "cpu or gpu")->required()->check(CLI::IsMember({"cpu", "gpu"}));
   app.add_option("epochs", options.epochs, "Number of epochs")->required()->check(CLI::PositiveNumber);
+  app.add_option("--kind", kind, "With a named model: probe it as pretrained or fine_tuned [fine_tuned when its "
+                                 "weights hold a QA head]")
+      ->check(CLI::IsMember({"pretrained", "fine_tuned"}));
   app.add_option("--pretrained-model", options.pretrained_model, "Pretrained model directory (HF layout)")
       ->capture_default_str();
   app.add_option("--fine-tuned-model", options.fine_tuned_model, "Fine-tuned model directory (HF layout)")
       ->capture_default_str();
   app.add_option("--train-file", options.train_file, "SQuAD 2.0 training file [$SQUAD_DIR/train-v2.0.json]");
-  app.add_option("--vocab", options.vocab, "SentencePiece model [<model>/spiece.model]");
-  app.add_option("--output-dir", options.output_dir, "Experiment directory")->capture_default_str();
+  app.add_option("--vocab", options.vocab, "Tokenizer vocabulary file or directory [the model's own]");
+  app.add_option("--output-dir", options.output_dir,
+                 "Experiment directory (with a named model: where its directory is made)")
+      ->capture_default_str();
   app.add_option("--batch-size", options.batch_size, "Features per batch")->capture_default_str();
   app.add_option("--learning-rate", options.learning_rate, "AdamW learning rate")->capture_default_str();
-  app.add_option("--max-seq-length", options.max_seq_length, "Tokens per window")->capture_default_str();
-  app.add_option("--doc-stride", options.doc_stride, "Window stride over the context")->capture_default_str();
-  app.add_option("--max-query-length", options.max_query_length, "Question tokens kept")->capture_default_str();
+  tools::add_window_options(app, options.window);
   app.add_option("--seed", options.seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
   app.add_option("--max-train-features", options.max_train_features, "Use only the first N features (0 = all)")
       ->capture_default_str();
@@ -44,8 +68,14 @@ int main(int argc, char** argv) {
     tools::configure_logging(verbose, quiet);
     install_stop_handlers();
     int used = configure_threads(threads);
-    options.kinds = which == "both" ? std::vector<std::string>{"pretrained", "fine_tuned"}
-                                    : std::vector<std::string>{which};
+    if (which == "both")
+      options.kinds = {"pretrained", "fine_tuned"};
+    else if (which == "pretrained" || which == "fine_tuned")
+      options.kinds = {which};
+    else
+      use_named_model(which, kind, options);
+    if (!kind.empty() && options.kinds.size() == 1 && options.kinds.front() != kind)
+      throw Error("--kind applies to a named model only", 2);
     tools::add_log_file(options.output_dir / "probe_train.log");
     spdlog::info("probe_train {} {} {} ({} threads)", which, options.device, options.epochs, used);
     train_probes(options);

@@ -1,4 +1,4 @@
-// run_squad — transformers 2.5.1's examples/run_squad.py for ALBERT, with its
+// run_squad — transformers 2.5.1's examples/run_squad.py for every family, with its
 // flags (underscored, as in the original) and defaults.
 #include <iostream>
 #include <set>
@@ -13,12 +13,12 @@ namespace {
 
 void add_options(CLI::App& app, RunSquadOptions& o) {
   FineTuneOptions& t = o.train;
-  app.add_option("--model_type", o.model_type, "Model type (albert)")->capture_default_str();
+  app.add_option("--model_type", o.model_type, "Model family: albert, bert, distilbert or roberta (must match the model's config.json)")->capture_default_str();
   app.add_option("--model_name_or_path", o.model_name_or_path,
                  "Hugging Face model directory, or a hub name looked up in models/<name>")
       ->required();
   app.add_option("--output_dir", o.output_dir, "Where the model, checkpoints and predictions are written")->required();
-  app.add_option("--tokenizer_name", o.tokenizer_name, "Directory (or hub name) with spiece.model [the model's]");
+  app.add_option("--tokenizer_name", o.tokenizer_name, "Directory (or hub name) with the family's tokenizer files [the model's]");
   app.add_option("--data_dir", o.data_dir, "Directory with train-v2.0.json / dev-v2.0.json, when the files are not given");
   app.add_option("--train_file", o.train_file, "SQuAD 2.0 training file");
   app.add_option("--predict_file", o.predict_file, "SQuAD 2.0 evaluation file");
@@ -26,9 +26,7 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
   app.add_option("--null_score_diff_threshold", o.null_score_diff_threshold,
                  "Predict no answer when null score - best span score exceeds this")
       ->capture_default_str();
-  app.add_option("--max_seq_length", o.max_seq_length, "Tokens per window")->capture_default_str();
-  app.add_option("--doc_stride", o.doc_stride, "Stride between windows over a long context")->capture_default_str();
-  app.add_option("--max_query_length", o.max_query_length, "Question tokens kept")->capture_default_str();
+  tools::add_window_options(app, o.window, "_");
   app.add_flag("--do_train", o.do_train, "Fine-tune on --train_file");
   app.add_flag("--do_eval", o.do_eval, "Evaluate on --predict_file");
   app.add_flag("--do_lower_case", o.do_lower_case, "Lowercase the text (uncased models such as ALBERT)");

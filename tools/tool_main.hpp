@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/squad/features.hpp"
 
 namespace layerprobe::tools {
 
@@ -21,6 +22,21 @@ namespace layerprobe::tools {
 inline void add_logging_flags(CLI::App& app, bool& verbose, bool& quiet) {
   app.add_flag("-v,--verbose", verbose, "Log debug messages");
   app.add_flag("-q,--quiet", quiet, "Log only warnings and errors");
+}
+
+// The window options (--max-seq-length, --doc-stride, --max-query-length);
+// `separator` "_" gives run_squad.py's spelling (--max_seq_length).
+inline void add_window_options(CLI::App& app, WindowOptions& window, const std::string& separator = "-") {
+  auto name = [&](std::string words) {
+    for (char& c : words)
+      if (c == ' ') c = separator[0];
+    return "--" + words;
+  };
+  app.add_option(name("max seq length"), window.max_seq_length, "Tokens per window (question, context, specials)")
+      ->capture_default_str();
+  app.add_option(name("doc stride"), window.doc_stride, "Context tokens between window starts")
+      ->capture_default_str();
+  app.add_option(name("max query length"), window.max_query_length, "Question tokens kept")->capture_default_str();
 }
 
 inline void configure_logging(bool verbose, bool quiet) {

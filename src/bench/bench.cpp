@@ -17,13 +17,15 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/squad/decoder.hpp"
 #include "layerprobe/core/device.hpp"
-#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/model/family.hpp"
+#include "layerprobe/model/qa_model.hpp"
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/core/precision.hpp"
 #include "layerprobe/probe/workflow.hpp"
 #include "layerprobe/probe/probes.hpp"
 #include "layerprobe/squad/squad.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/model/model_dir.hpp"
+#include "layerprobe/squad/encode_loop.hpp"
 
 namespace layerprobe {
 
@@ -109,34 +111,39 @@ std::vector<FeatureLogits> score_rows(const LayerProbes& probes, const torch::Te
   return out;
 }
 
-double predict_seconds(AlbertForQuestionAnswering& model, const LayerProbes& probes, const Sample& sample,
+double predict_seconds(QaModel& model, const Tokenizer& tokenizer, const LayerProbes& probes, const Sample& sample,
                        const std::vector<std::vector<const SquadFeature*>>& batches, const torch::Device& device,
                        const std::string& precision) {
+  BatchOptions padding;
+  padding.pad_id = tokenizer.pad_id();
   return timed(device, [&] {
     const auto layers = static_cast<size_t>(probes.layers());
     std::vector<std::vector<FeatureLogits>> logits(layers, std::vector<FeatureLogits>(sample.features.size()));
     for (const auto& rows : batches) {
-      auto hidden = probed_hidden_states(model, make_batch(rows).to(device), precision);
+      auto hidden = probed_hidden_states(model, make_batch(rows, padding).to(device), precision);
       auto scored = score_rows(probes, hidden, rows);
       for (size_t layer = 0; layer < layers; ++layer)
         for (size_t row = 0; row < rows.size(); ++row)
           logits[layer][static_cast<size_t>(rows[row] - sample.features.data())] =
               std::move(scored[layer * rows.size() + row]);
     }
-    for (const auto& layer_logits : logits) decode_predictions(sample.examples, sample.features, layer_logits, {});
+    DecodeOptions decode;
+    decode.do_lower_case = tokenizer.lowercases();
+    for (const auto& layer_logits : logits)
+      decode_predictions(sample.examples, sample.features, layer_logits, tokenizer, decode);
   });
 }
 
 // run_squad's step: forward in train mode, mean start/end cross-entropy,
 // backward and AdamW over every parameter.
-double train_step_seconds(AlbertForQuestionAnswering& model, const std::vector<std::vector<const SquadFeature*>>& batches,
-                          const torch::Device& device) {
-  model->train();
-  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(3e-5));
+double train_step_seconds(QaModel& model, const std::vector<std::vector<const SquadFeature*>>& batches,
+                          const BatchOptions& padding, const torch::Device& device) {
+  model.train();
+  torch::optim::AdamW optimizer(model.parameters(), torch::optim::AdamWOptions(3e-5));
   double total = timed(device, [&] {
     for (const auto& rows : batches) {
-      auto batch = make_batch(rows).to(device);
-      auto out = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
+      auto batch = make_batch(rows, padding).to(device);
+      auto out = model.forward(batch, false);
       auto loss = (torch::cross_entropy_loss(out.start_logits.to(torch::kFloat32), positions(rows, true, device)) +
                    torch::cross_entropy_loss(out.end_logits.to(torch::kFloat32), positions(rows, false, device))) /
                   2;
@@ -145,7 +152,7 @@ double train_step_seconds(AlbertForQuestionAnswering& model, const std::vector<s
       optimizer.step();
     }
   });
-  model->eval();
+  model.eval();
   return total;
 }
 
@@ -213,13 +220,8 @@ double peak_rss_mb() {
 
 }  // namespace
 
-double forward_flops(const AlbertConfig& c, int64_t tokens) {
-  const double t = static_cast<double>(tokens), h = static_cast<double>(c.hidden_size);
-  const double per_token_linear = static_cast<double>(c.embedding_size) * h + 2 * h +  // projection, QA head
-                                  static_cast<double>(c.num_hidden_layers) *
-                                      (4 * h * h + 2 * h * static_cast<double>(c.intermediate_size));
-  const double attention = static_cast<double>(c.num_hidden_layers) * 2 * t * t * h;  // QK^T and PV
-  return 2 * (t * per_token_linear + attention);
+double forward_flops(const ModelConfig& config, int64_t tokens) {
+  return model_family(config.model_type).forward_flops(config, tokens);
 }
 
 double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds) {
@@ -302,15 +304,16 @@ BenchResult run_bench(const BenchOptions& options) {
   set_fast_cpu_path(options.fast_path);
 
   LoadedModel loaded = load_checkpoint(options.model_dir);
-  AlbertForQuestionAnswering& model = loaded.model;
-  model->to(device);
-  model->eval();
-  AlbertTokenizer tokenizer(options.model_dir / "spiece.model");
+  QaModel& model = *loaded.model;
+  model.to(device);
+  model.eval();
+  const auto tokenizer_owner = load_model_tokenizer(options.model_dir);
+  const Tokenizer& tokenizer = *tokenizer_owner;
+  BatchOptions unpadded;
+  unpadded.pad_id = tokenizer.pad_id();
   auto dataset = load_squad(options.data_file);
   FeatureOptions feature_options;
-  feature_options.max_seq_length = options.max_seq_length;
-  feature_options.doc_stride = options.doc_stride;
-  feature_options.max_query_length = options.max_query_length;
+  feature_options.window = options.window;
   std::vector<SquadFeature> all_features;
   result.featurize_s = timed(torch::kCPU, [&] {
     all_features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
@@ -334,11 +337,7 @@ BenchResult run_bench(const BenchOptions& options) {
   LayerProbes probes(loaded.config.num_hidden_layers, loaded.config.hidden_size, ProbeOptions{}, 1);
   probes.to(device);
   {
-    auto forward_batch = [&](const EncoderBatch& batch) {
-      torch::InferenceMode inference;
-      PrecisionScope scope(options.precision, device);
-      model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, true);
-    };
+    auto forward_batch = [&](const EncoderBatch& batch) { encode_frozen(model, batch, options.precision, true); };
     auto forward = [&](const BatchOptions& padding) {
       return timed(device, [&] {
         for (const auto& rows : batches) forward_batch(make_batch(rows, padding).to(device));
@@ -350,14 +349,14 @@ BenchResult run_bench(const BenchOptions& options) {
       probes.train_step(hidden, batch.attention_mask, positions(rows, true, device), positions(rows, false, device),
                         dropout_seed++);
     };
-    forward({});  // warm-up: weight preparation, allocator, kernels
-    probe_train_batch(batches.front(), make_batch(batches.front()).to(device));  // and the optimiser's state
+    forward(unpadded);  // warm-up: weight preparation, allocator, kernels
+    probe_train_batch(batches.front(), make_batch(batches.front(), unpadded).to(device));  // and the optimiser's state
     // Forward alone and the probe_train step run on each batch one after the
     // other: a change in the machine's speed (another process, clocks) then
     // falls on both alike, and their ratio holds still from run to run.
     double forward_s = 0, probe_train_s = 0;
     for (const auto& rows : batches) {
-      const auto batch = make_batch(rows).to(device);
+      const auto batch = make_batch(rows, unpadded).to(device);
       forward_s += timed(device, [&] { forward_batch(batch); });
       probe_train_s += timed(device, [&] { probe_train_batch(rows, batch); });
     }
@@ -366,15 +365,15 @@ BenchResult run_bench(const BenchOptions& options) {
     spdlog::info("bench: forward {:.2f} features/s, probe_train step {:.2f} features/s", result.forward_fps,
                  result.probe_train_fps);
     if (options.profile) {
-      result.forward_profile_s = timed(device, [&] { result.forward_profile = profile_forward([&] { forward({}); }); });
+      result.forward_profile_s = timed(device, [&] { result.forward_profile = profile_forward([&] { forward(unpadded); }); });
       for (const auto& [op, seconds] : result.forward_profile)
         spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
     }
-    BatchOptions padded;
-    padded.pad_to = options.max_seq_length;
+    BatchOptions padded = unpadded;
+    padded.pad_to = options.window.max_seq_length;
     result.forward_padded_fps = n / forward(padded);
-    spdlog::info("bench: forward padded to {} {:.2f} features/s", options.max_seq_length, result.forward_padded_fps);
-    result.predict_fps = n / predict_seconds(model, probes, sample, batches, device, options.precision);
+    spdlog::info("bench: forward padded to {} {:.2f} features/s", padded.pad_to, result.forward_padded_fps);
+    result.predict_fps = n / predict_seconds(model, tokenizer, probes, sample, batches, device, options.precision);
     spdlog::info("bench: probe_predict with decoding {:.2f} features/s", result.predict_fps);
   }
   const int64_t mean_tokens = std::max<int64_t>(1, result.feature_tokens / result.features);
@@ -391,12 +390,12 @@ BenchResult run_bench(const BenchOptions& options) {
   if (options.train_features > 0) {
     Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
     auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
-    train_step_seconds(model, {train_batches.front()}, device);  // warm-up: optimiser state, allocator
+    train_step_seconds(model, {train_batches.front()}, unpadded, device);  // warm-up: optimiser state, allocator
     double flops = 0;
     for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
     result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
     result.train_step_fps = static_cast<double>(train_sample.features.size()) /
-                            train_step_seconds(model, train_batches, device);
+                            train_step_seconds(model, train_batches, unpadded, device);
     spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
   }
   result.peak_rss_mb = peak_rss_mb();

@@ -7,14 +7,13 @@
 
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/io/safetensors.hpp"
+#include "layerprobe/model/family.hpp"
 
 namespace layerprobe {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr const char* kBasePrefix = "albert.";
 
 bool starts_with(const std::string& text, const std::string& prefix) {
   return text.compare(0, prefix.size(), prefix) == 0;
@@ -53,23 +52,25 @@ TensorMap read_weights(const fs::path& path) {
   return read_torch_checkpoint(path);
 }
 
-StateDictReport load_state_dict(AlbertForQuestionAnswering& model, const TensorMap& file_tensors,
-                                const std::string& source) {
+StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, const std::string& source) {
+  const std::string base_prefix = model.family().base_prefix + ".";
+  const std::string pooler_prefix = model.pooler_prefix();
   TensorMap tensors;
   for (const auto& [key, tensor] : file_tensors) tensors[normalise_key(key)] = tensor;
-  // AlbertModel checkpoints have bare keys; the task heads' have "albert.".
+  // Base-model checkpoints (BertModel.save_pretrained) have bare keys; the task heads' have "<prefix>.".
   bool prefixed = false;
-  for (const auto& entry : tensors) prefixed = prefixed || starts_with(entry.first, kBasePrefix);
+  for (const auto& entry : tensors) prefixed = prefixed || starts_with(entry.first, base_prefix);
 
   StateDictReport report;
   std::set<std::string> used;
   std::vector<std::pair<std::string, torch::Tensor>> assignments;
   int head_found = 0, pooler_found = 0;
-  for (const auto& item : model->named_parameters()) {
+  for (const auto& item : model.named_parameters()) {
     const std::string& name = item.key();
     std::string file_key = name;
-    if (!prefixed && starts_with(name, kBasePrefix)) file_key = name.substr(std::string(kBasePrefix).size());
-    const bool head = starts_with(name, "qa_outputs."), pooler = starts_with(name, "albert.pooler.");
+    if (!prefixed && starts_with(name, base_prefix)) file_key = name.substr(base_prefix.size());
+    const bool head = starts_with(name, "qa_outputs.");
+    const bool pooler = !pooler_prefix.empty() && starts_with(name, pooler_prefix);
     auto it = tensors.find(file_key);
     if (it == tensors.end()) {
       if (head || pooler) continue;  // initialised fresh below
@@ -89,20 +90,20 @@ StateDictReport load_state_dict(AlbertForQuestionAnswering& model, const TensorM
   }
   // Each holds a weight and a bias: both or neither.
   if (head_found == 1) throw Error(source + ": 'qa_outputs' has only one of weight and bias");
-  if (pooler_found == 1) throw Error(source + ": the pooler has only one of weight and bias");
+  if (!pooler_prefix.empty() && pooler_found % 2 == 1) throw Error(source + ": the pooler has only one of weight and bias");
   report.has_qa_head = head_found == 2;
-  report.has_pooler = pooler_found == 2;
+  report.has_pooler = !pooler_prefix.empty() && pooler_found > 0;
 
   torch::NoGradGuard no_grad;
-  auto parameters = model->named_parameters();
+  auto parameters = model.named_parameters();
   for (const auto& [name, tensor] : assignments) parameters[name].copy_(tensor);
   if (!report.has_qa_head) {
     spdlog::info("{}: no qa_outputs in the checkpoint; the QA head is freshly initialised", source);
-    model->init_qa_head();
+    model.init_qa_head();
   }
   if (!report.has_pooler) {
     spdlog::debug("{}: no pooler in the checkpoint; freshly initialised (the QA head does not use it)", source);
-    model->init_pooler();
+    model.init_pooler();
   }
   for (const auto& entry : tensors)
     if (!used.count(entry.first)) report.unused.push_back(entry.first);
@@ -113,30 +114,20 @@ StateDictReport load_state_dict(AlbertForQuestionAnswering& model, const TensorM
   return report;
 }
 
-TensorMap model_state_dict(const AlbertForQuestionAnswering& model) {
+TensorMap model_state_dict(const QaModel& model) {
   TensorMap tensors;
-  for (const auto& item : model->named_parameters())
+  for (const auto& item : model.named_parameters())
     tensors[item.key()] = item.value().detach().to(torch::kCPU, torch::kFloat32);
   return tensors;
 }
 
 namespace {
 
-// Parameters the config describes (as a double: a hostile config may
-// overflow integers).
-double config_parameters(const AlbertConfig& c) {
-  const double E = c.embedding_size, H = c.hidden_size, I = c.intermediate_size;
-  const double embeddings = (static_cast<double>(c.vocab_size) + c.max_position_embeddings + c.type_vocab_size) * E +
-                            2 * E;
-  const double layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
-  return embeddings + E * H + H + static_cast<double>(c.num_hidden_groups) * c.inner_group_num * layer;
-}
-
-void check_config_fits_weights(const AlbertConfig& config, const TensorMap& tensors, const fs::path& config_path,
+void check_config_fits_weights(const ModelConfig& config, const TensorMap& tensors, const fs::path& config_path,
                                const fs::path& weights_path) {
   double stored = 0;
   for (const auto& item : tensors) stored += static_cast<double>(item.second.numel());
-  const double described = config_parameters(config);
+  const double described = model_family(config.model_type).parameters(config);
   // The pooler and QA head may be missing from the file; anything beyond that is a mismatch.
   const double slack = 2.0 * config.hidden_size * config.hidden_size + 1e6;
   if (described > stored + slack)
@@ -165,27 +156,20 @@ LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::p
   // Weights first: a config.json claiming a huge model must not allocate it.
   const TensorMap tensors = read_weights(loaded.weights_path);
   check_config_fits_weights(loaded.config, tensors, config_path, loaded.weights_path);
-  loaded.model = AlbertForQuestionAnswering(loaded.config);
-  loaded.has_qa_head = load_state_dict(loaded.model, tensors, loaded.weights_path.string()).has_qa_head;
+  loaded.model = create_model(loaded.config);
+  loaded.has_qa_head = load_state_dict(*loaded.model, tensors, loaded.weights_path.string()).has_qa_head;
   loaded.model->eval();
   spdlog::debug("loaded {} ({} layers, hidden {})", loaded.weights_path.string(), loaded.config.num_hidden_layers,
                 loaded.config.hidden_size);
   return loaded;
 }
 
-void save_checkpoint(const AlbertForQuestionAnswering& model, const AlbertConfig& config, const fs::path& dir,
-                     const std::optional<fs::path>& tokenizer_source_dir) {
-  AlbertConfig saved = config;
-  saved.extra["architectures"] = {"AlbertForQuestionAnswering"};
+void save_checkpoint(const QaModel& model, const fs::path& dir) {
+  ModelConfig saved = model.config();
+  saved.object["architectures"] = {model.family().architecture};
   // transformers' safetensors loader requires format=pt.
   write_safetensors(dir / "model.safetensors", model_state_dict(model), {{"format", "pt"}});
   save_config(saved, dir / "config.json");
-  if (tokenizer_source_dir) {
-    const fs::path spiece = *tokenizer_source_dir / "spiece.model";
-    std::error_code ec;
-    if (fs::exists(spiece) && !fs::equivalent(spiece.parent_path(), dir, ec))
-      write_file_atomically(dir / "spiece.model", read_file(spiece));
-  }
 }
 
 }  // namespace layerprobe

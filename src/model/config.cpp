@@ -1,6 +1,7 @@
 #include "layerprobe/model/config.hpp"
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/model/family.hpp"
 
 namespace layerprobe {
 
@@ -8,132 +9,165 @@ using nlohmann::json;
 
 namespace {
 
+const json& value_of(const ModelConfig& config, const std::string& key) {
+  auto it = config.object.find(key);
+  if (it == config.object.end() || it->is_null())
+    throw Error(config.source + ": key '" + key + "' is missing (the " + config.model_type + " family needs it)");
+  return *it;
+}
+
+[[noreturn]] void wrong_type(const ModelConfig& config, const std::string& key, const char* expected) {
+  throw Error(config.source + ": key '" + key + "' has invalid value " + value_of(config, key).dump() + " (" +
+              expected + " expected)");
+}
+
+// Reads a shared field under the family's key; an empty key leaves the fixed value.
 template <typename T>
-void read_field(const json& object, const char* key, T& field, const std::string& source) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return;  // HF falls back to the default too
-  try {
-    if constexpr (std::is_same_v<T, int64_t>) {
-      if (!it->is_number_integer()) throw Error("not an integer");
-    } else if constexpr (std::is_same_v<T, double>) {
-      if (!it->is_number()) throw Error("not a number");
-    } else {
-      if (!it->is_string()) throw Error("not a string");
-    }
-    field = it->get<T>();
-  } catch (const std::exception& e) {
-    throw Error(source + ": key '" + key + "' has invalid value " + it->dump() + " (" + e.what() + ")");
+void read_shared(ModelConfig& config, const std::string& key, T& field) {
+  if (key.empty()) return;
+  if constexpr (std::is_same_v<T, int64_t>) {
+    field = config.integer(key);
+  } else if constexpr (std::is_same_v<T, double>) {
+    field = config.number(key);
+  } else {
+    field = config.string(key);
   }
 }
 
-// The keys AlbertConfig owns; all others go to `extra`.
-constexpr const char* kKnownKeys[] = {
-    "vocab_size",          "embedding_size",      "hidden_size",
-    "num_hidden_layers",   "num_hidden_groups",   "num_attention_heads",
-    "intermediate_size",   "inner_group_num",     "hidden_act",
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
-    "type_vocab_size",     "initializer_range",   "layer_norm_eps"};
+template <typename T>
+void write_shared(json& object, const std::string& key, const T& field) {
+  if (!key.empty()) object[key] = field;
+}
+
+// transformers 2.5.1's AutoConfig without a model_type: the first family
+// whose name the model's path contains, in CONFIG_MAPPING's order.
+std::string infer_model_type(const json& object, const std::string& name_hint) {
+  for (const char* pattern : {"distilbert", "albert", "roberta", "bert"})
+    if (name_hint.find(pattern) != std::string::npos) return pattern;
+  // Beyond 2.5.1 (which gives up here): the architecture names the family.
+  auto architectures = object.find("architectures");
+  if (architectures != object.end() && architectures->is_array() && !architectures->empty() &&
+      architectures->front().is_string()) {
+    const std::string name = architectures->front().get<std::string>();
+    for (const auto* family : model_families()) {
+      std::string prefix = family->base_prefix;
+      if (name.size() > prefix.size() && std::equal(prefix.begin(), prefix.end(), name.begin(), [](char a, char b) {
+            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+          }))
+        return family->model_type;
+    }
+  }
+  return "";
+}
 
 }  // namespace
 
-AlbertConfig AlbertConfig::albert_base_v2() {
-  AlbertConfig config;
-  config.hidden_size = 768;
-  config.num_attention_heads = 12;
-  config.intermediate_size = 3072;
-  config.extra = {{"architectures", {"AlbertForMaskedLM"}}, {"model_type", "albert"},
-                  {"bos_token_id", 2}, {"eos_token_id", 3}, {"pad_token_id", 0},
-                  {"classifier_dropout_prob", 0.1}};
-  return config;
+int64_t ModelConfig::integer(const std::string& key) const {
+  const json& value = value_of(*this, key);
+  if (!value.is_number_integer()) wrong_type(*this, key, "an integer");
+  return value.get<int64_t>();
 }
 
-bool is_supported_activation(const std::string& name) {
-  return name == "gelu" || name == "gelu_new" || name == "relu";
+double ModelConfig::number(const std::string& key) const {
+  const json& value = value_of(*this, key);
+  if (!value.is_number()) wrong_type(*this, key, "a number");
+  return value.get<double>();
 }
 
-void AlbertConfig::validate(const std::string& source) const {
-  auto require_positive = [&](const char* key, int64_t value) {
+bool ModelConfig::boolean(const std::string& key) const {
+  const json& value = value_of(*this, key);
+  if (!value.is_boolean()) wrong_type(*this, key, "true or false");
+  return value.get<bool>();
+}
+
+std::string ModelConfig::string(const std::string& key) const {
+  const json& value = value_of(*this, key);
+  if (!value.is_string()) wrong_type(*this, key, "a string");
+  return value.get<std::string>();
+}
+
+json ModelConfig::to_json() const {
+  const ConfigKeys& k = model_family(model_type).keys;
+  json result = object;
+  result["model_type"] = model_type;
+  write_shared(result, k.vocab_size, vocab_size);
+  write_shared(result, k.hidden_size, hidden_size);
+  write_shared(result, k.num_hidden_layers, num_hidden_layers);
+  write_shared(result, k.num_attention_heads, num_attention_heads);
+  write_shared(result, k.intermediate_size, intermediate_size);
+  write_shared(result, k.max_position_embeddings, max_position_embeddings);
+  write_shared(result, k.type_vocab_size, type_vocab_size);
+  write_shared(result, k.hidden_act, hidden_act);
+  write_shared(result, k.layer_norm_eps, layer_norm_eps);
+  write_shared(result, k.initializer_range, initializer_range);
+  return result;
+}
+
+void ModelConfig::validate() const {
+  const ConfigKeys& k = model_family(model_type).keys;
+  auto require_positive = [&](const std::string& key, int64_t value) {
     if (value <= 0) throw Error(source + ": key '" + key + "' must be positive, found " + std::to_string(value));
   };
-  require_positive("vocab_size", vocab_size);
-  require_positive("embedding_size", embedding_size);
-  require_positive("hidden_size", hidden_size);
-  require_positive("num_hidden_layers", num_hidden_layers);
-  require_positive("num_hidden_groups", num_hidden_groups);
-  require_positive("num_attention_heads", num_attention_heads);
-  require_positive("intermediate_size", intermediate_size);
-  require_positive("inner_group_num", inner_group_num);
-  require_positive("max_position_embeddings", max_position_embeddings);
-  require_positive("type_vocab_size", type_vocab_size);
+  require_positive(k.vocab_size, vocab_size);
+  require_positive(k.hidden_size, hidden_size);
+  require_positive(k.num_hidden_layers, num_hidden_layers);
+  require_positive(k.num_attention_heads, num_attention_heads);
+  require_positive(k.intermediate_size, intermediate_size);
+  require_positive(k.max_position_embeddings, max_position_embeddings);
+  if (!k.type_vocab_size.empty()) require_positive(k.type_vocab_size, type_vocab_size);
   if (hidden_size % num_attention_heads != 0)
-    throw Error(source + ": hidden_size " + std::to_string(hidden_size) +
-                " is not a multiple of num_attention_heads " + std::to_string(num_attention_heads));
+    throw Error(source + ": " + k.hidden_size + " " + std::to_string(hidden_size) + " is not a multiple of " +
+                k.num_attention_heads + " " + std::to_string(num_attention_heads));
   if (!is_supported_activation(hidden_act))
-    throw Error(source + ": key 'hidden_act' has unknown activation '" + hidden_act +
-                "' (supported: gelu, gelu_new, relu)");
-  auto require_probability = [&](const char* key, double value) {
-    if (!(value >= 0.0 && value < 1.0))
-      throw Error(source + ": key '" + key + "' must be in [0, 1), found " + std::to_string(value));
-  };
-  require_probability("hidden_dropout_prob", hidden_dropout_prob);
-  require_probability("attention_probs_dropout_prob", attention_probs_dropout_prob);
-  if (!(layer_norm_eps > 0.0)) throw Error(source + ": key 'layer_norm_eps' must be positive");
-  if (!(initializer_range >= 0.0)) throw Error(source + ": key 'initializer_range' must not be negative");
+    throw Error(source + ": key '" + k.hidden_act + "' has unknown activation '" + hidden_act +
+                "' (supported: gelu, gelu_new, relu, swish, mish)");
+  if (!(layer_norm_eps > 0.0)) throw Error(source + ": key '" + k.layer_norm_eps + "' must be positive");
+  if (!(initializer_range >= 0.0)) throw Error(source + ": key '" + k.initializer_range + "' must not be negative");
+  const ModelFamily& family = model_family(model_type);
+  if (family.validate) family.validate(*this);
 }
 
-AlbertConfig config_from_json(const json& object, const std::string& source) {
+ModelConfig config_from_json(const json& object, const std::string& source, const std::string& name_hint) {
   if (!object.is_object()) throw Error(source + ": expected a JSON object, found " + std::string(object.type_name()));
-  AlbertConfig config;
-  read_field(object, "vocab_size", config.vocab_size, source);
-  read_field(object, "embedding_size", config.embedding_size, source);
-  read_field(object, "hidden_size", config.hidden_size, source);
-  read_field(object, "num_hidden_layers", config.num_hidden_layers, source);
-  read_field(object, "num_hidden_groups", config.num_hidden_groups, source);
-  read_field(object, "num_attention_heads", config.num_attention_heads, source);
-  read_field(object, "intermediate_size", config.intermediate_size, source);
-  read_field(object, "inner_group_num", config.inner_group_num, source);
-  read_field(object, "hidden_act", config.hidden_act, source);
-  read_field(object, "hidden_dropout_prob", config.hidden_dropout_prob, source);
-  read_field(object, "attention_probs_dropout_prob", config.attention_probs_dropout_prob, source);
-  read_field(object, "max_position_embeddings", config.max_position_embeddings, source);
-  read_field(object, "type_vocab_size", config.type_vocab_size, source);
-  read_field(object, "initializer_range", config.initializer_range, source);
-  read_field(object, "layer_norm_eps", config.layer_norm_eps, source);
-  config.extra = object;
-  for (const char* key : kKnownKeys) config.extra.erase(key);
-  config.validate(source);
+  ModelConfig config;
+  config.source = source;
+  auto type = object.find("model_type");
+  if (type != object.end() && !type->is_string()) throw Error(source + ": key 'model_type' must be a string");
+  config.model_type = type != object.end() ? type->get<std::string>() : infer_model_type(object, name_hint);
+  if (config.model_type.empty())
+    throw Error(source + ": no 'model_type' key, and neither the path nor 'architectures' names a model family; "
+                "add e.g. \"model_type\": \"bert\"");
+  const ModelFamily& family = model_family(config.model_type);
+  const ConfigKeys& k = family.keys;
+  ModelConfig fixed = family.fixed;
+  config.object = family.defaults;
+  for (const auto& [key, value] : object.items())
+    if (!value.is_null()) config.object[key] = value;  // HF falls back to the default for null too
+  config.object["model_type"] = config.model_type;
+  config.type_vocab_size = fixed.type_vocab_size;
+  config.layer_norm_eps = fixed.layer_norm_eps;
+  read_shared(config, k.vocab_size, config.vocab_size);
+  read_shared(config, k.hidden_size, config.hidden_size);
+  read_shared(config, k.num_hidden_layers, config.num_hidden_layers);
+  read_shared(config, k.num_attention_heads, config.num_attention_heads);
+  read_shared(config, k.intermediate_size, config.intermediate_size);
+  read_shared(config, k.max_position_embeddings, config.max_position_embeddings);
+  read_shared(config, k.type_vocab_size, config.type_vocab_size);
+  read_shared(config, k.hidden_act, config.hidden_act);
+  read_shared(config, k.layer_norm_eps, config.layer_norm_eps);
+  read_shared(config, k.initializer_range, config.initializer_range);
+  config.validate();
   return config;
 }
 
-json AlbertConfig::to_json() const {
-  json object = extra;
-  object["vocab_size"] = vocab_size;
-  object["embedding_size"] = embedding_size;
-  object["hidden_size"] = hidden_size;
-  object["num_hidden_layers"] = num_hidden_layers;
-  object["num_hidden_groups"] = num_hidden_groups;
-  object["num_attention_heads"] = num_attention_heads;
-  object["intermediate_size"] = intermediate_size;
-  object["inner_group_num"] = inner_group_num;
-  object["hidden_act"] = hidden_act;
-  object["hidden_dropout_prob"] = hidden_dropout_prob;
-  object["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
-  object["max_position_embeddings"] = max_position_embeddings;
-  object["type_vocab_size"] = type_vocab_size;
-  object["initializer_range"] = initializer_range;
-  object["layer_norm_eps"] = layer_norm_eps;
-  if (!object.contains("model_type")) object["model_type"] = "albert";
-  return object;
-}
-
-AlbertConfig load_config(const std::filesystem::path& path) {
+ModelConfig load_config(const std::filesystem::path& path) {
   std::string text = read_file(path);
   json object = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (object.is_discarded()) throw Error(path.string() + ": not valid JSON");
-  return config_from_json(object, path.string());
+  return config_from_json(object, path.string(), std::filesystem::absolute(path).parent_path().string());
 }
 
-void save_config(const AlbertConfig& config, const std::filesystem::path& path) {
+void save_config(const ModelConfig& config, const std::filesystem::path& path) {
   write_file_atomically(path, config.to_json().dump(2) + "\n");
 }
 

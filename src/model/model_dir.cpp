@@ -3,12 +3,15 @@
 #include <cstdlib>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/model/config.hpp"
+#include "layerprobe/model/family.hpp"
 
 namespace layerprobe {
 
 namespace fs = std::filesystem;
 
 namespace {
+
 // models/<hub name> -> <hub name>, for the download hint.
 std::string hub_name(const fs::path& dir) {
   auto text = dir.lexically_normal().generic_string();
@@ -16,20 +19,46 @@ std::string hub_name(const fs::path& dir) {
   auto pos = text.find("models/");
   return pos == std::string::npos ? "<hub-model-name>" : text.substr(pos + 7);
 }
+
+std::string download_hint(const fs::path& dir) {
+  return "Download the model with `tools/download_models.sh " + hub_name(dir) + "`";
+}
+
 }  // namespace
 
-fs::path tokenizer_file(const fs::path& model_dir, const fs::path& vocab) {
-  return vocab.empty() ? model_dir / "spiece.model" : vocab;
+fs::path resolve_model_dir(const std::string& name_or_path, const std::string& option_name) {
+  // A local model directory first; a local directory without config.json (say
+  // the experiment directory named after the model) gives way to a downloaded model.
+  if (fs::is_regular_file(fs::path(name_or_path) / "config.json")) return name_or_path;
+  const char* env = std::getenv("LAYERPROBE_MODELS_DIR");
+  const fs::path models_dir = env && *env ? fs::path(env) : fs::path("models");
+  const fs::path downloaded = models_dir / name_or_path;
+  if (fs::is_directory(downloaded)) return downloaded;
+  if (fs::is_directory(name_or_path)) return name_or_path;
+  throw Error(option_name + " '" + name_or_path + "': no such directory, and no downloaded hub model at '" +
+              downloaded.string() + "'. Download it with `tools/download_models.sh " + name_or_path +
+              "` (or set LAYERPROBE_MODELS_DIR), or pass a local Hugging Face model directory");
 }
 
 void require_model_dir(const fs::path& dir, const std::string& option_name, const fs::path& vocab) {
-  for (const auto& file : {dir / "config.json", tokenizer_file(dir, vocab)}) {
-    if (!fs::is_regular_file(file))
-      throw Error("model not found: '" + file.string() + "' does not exist. Download the model with " +
-                  "`tools/download_models.sh " + hub_name(dir) + "`, or pass " + option_name +
-                  " DIR (a Hugging Face model directory with config.json, weights and spiece.model;" +
-                  " --vocab FILE names a spiece.model kept elsewhere)");
+  const fs::path config = dir / "config.json";
+  if (!fs::is_regular_file(config))
+    throw Error("model not found: '" + config.string() + "' does not exist. " + download_hint(dir) + ", or pass " +
+                option_name + " DIR (a Hugging Face model directory with config.json, weights and tokenizer files)");
+  if (!vocab.empty()) {
+    if (!fs::exists(vocab)) throw Error("tokenizer not found: --vocab '" + vocab.string() + "' does not exist");
+    return;
   }
+  const ModelFamily& family = model_family(load_config(config).model_type);
+  if (tokenizer_kind_in(dir, family.tokenizer).empty())
+    throw Error("model '" + dir.string() + "' has no " + family.tokenizer + " tokenizer files (the " +
+                family.model_type + " family's). " + download_hint(dir) + ", or pass --vocab FILE");
+}
+
+std::unique_ptr<Tokenizer> load_model_tokenizer(const fs::path& model_dir, const fs::path& vocab,
+                                                TokenizerRequest request) {
+  request.kind = model_family(load_config(model_dir / "config.json").model_type).tokenizer;
+  return load_tokenizer(vocab.empty() ? model_dir : vocab, request);
 }
 
 void require_squad_file(const fs::path& path, const std::string& option_name) {

@@ -18,6 +18,17 @@ void check_probe_kind(const std::string& kind) {
     throw Error("unknown model kind '" + kind + "': expected pretrained or fine_tuned", 2);
 }
 
+fs::path model_experiment_dir(const std::string& name_or_path, const fs::path& root) {
+  fs::path name = fs::path(name_or_path).lexically_normal();
+  if (name.filename().empty()) name = name.parent_path();
+  const std::string last = name.filename().string();
+  if (last.empty() || last == "." || last == "..")
+    throw Error("cannot name an experiment directory after '" + name_or_path +
+                    "': give the model as a hub name (bert-base-uncased) or a directory path",
+                2);
+  return root / last;
+}
+
 fs::path probes_dir(const fs::path& exper_dir, const std::string& kind, int epoch) {
   return exper_dir / (kind + "_epoch_" + std::to_string(epoch)) / (kind + "_probes");
 }

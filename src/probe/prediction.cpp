@@ -17,7 +17,8 @@
 #include "layerprobe/probe/workflow.hpp"
 #include "layerprobe/core/progress.hpp"
 #include "layerprobe/squad/squad.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/squad/encode_loop.hpp"
+#include "layerprobe/text/tokenizer.hpp"
 
 namespace layerprobe {
 
@@ -62,7 +63,7 @@ ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options)
   return ProbeSet{dir, kind, std::move(stored), model_dir, vocab, {}};
 }
 
-void check_fits(const ProbeSet& set, const AlbertConfig& config) {
+void check_fits(const ProbeSet& set, const ModelConfig& config) {
   if (set.stored.probes.layers() != config.num_hidden_layers || set.stored.probes.hidden_size() != config.hidden_size)
     throw Error("probes in '" + set.dir.string() + "' have " + std::to_string(set.stored.probes.layers()) +
                 " layers of width " + std::to_string(set.stored.probes.hidden_size()) + " but model '" +
@@ -70,57 +71,59 @@ void check_fits(const ProbeSet& set, const AlbertConfig& config) {
                 std::to_string(config.hidden_size) + "; pass the model they were trained on");
 }
 
-std::vector<SquadFeature> dev_features(const std::vector<SquadExample>& examples, const AlbertTokenizer& tokenizer,
+std::vector<SquadFeature> dev_features(const std::vector<SquadExample>& examples, const Tokenizer& tokenizer,
                                        const nlohmann::json& training_options) {
   FeatureOptions options;
-  options.max_seq_length = training_options.value("max_seq_length", 384);
-  options.doc_stride = training_options.value("doc_stride", 128);
-  options.max_query_length = training_options.value("max_query_length", 64);
+  options.window = WindowOptions::from_json(training_options);
   options.is_training = false;
   return convert_examples_to_features(examples, tokenizer, options);
 }
 
-// One encoder pass over the dev features; every probe set scores it.
-void score_features(AlbertForQuestionAnswering& model, const std::vector<SquadFeature>& features,
-                    std::vector<ProbeSet*>& sets, int batch_size, torch::Device device,
-                    const std::string& precision) {
-  for (auto* set : sets) set->logits.assign(set->stored.probes.layers(), std::vector<FeatureLogits>(features.size()));
-  ProgressMeter progress("predict", static_cast<int64_t>(features.size()));
-  for (const auto& indices : length_bucketed_batches(features, static_cast<size_t>(batch_size))) {
-    throw_if_stop_requested("Rerun the same command to predict again.");
-    std::vector<const SquadFeature*> rows;
-    for (size_t index : indices) rows.push_back(&features[index]);
-    auto hidden = probed_hidden_states(model, make_batch(rows).to(device), precision);
-    for (auto* set : sets) {
-      auto scores = set->stored.probes.score(hidden).to(torch::kCPU).contiguous();  // [L,B,T,2]
-      auto accessor = scores.accessor<float, 4>();
-      for (int64_t layer = 0; layer < scores.size(0); ++layer)
-        for (size_t row = 0; row < rows.size(); ++row) {
-          auto& out = set->logits[layer][indices[row]];
-          size_t length = rows[row]->length();
-          out.start.resize(length);
-          out.end.resize(length);
-          for (size_t t = 0; t < length; ++t) {
-            out.start[t] = accessor[layer][row][t][0];
-            out.end[t] = accessor[layer][row][t][1];
-          }
-        }
+// Copies one batch's [L,B,T,2] probe scores into the set's per-layer logits.
+void store_scores(ProbeSet& set, const LoopBatch& batch, const torch::Tensor& scores_on_device) {
+  auto scores = scores_on_device.to(torch::kCPU).contiguous();
+  auto accessor = scores.accessor<float, 4>();
+  for (int64_t layer = 0; layer < scores.size(0); ++layer)
+    for (size_t row = 0; row < batch.rows.size(); ++row) {
+      auto& out = set.logits[layer][batch.indices[row]];
+      const size_t length = batch.rows[row]->length();
+      out.start.resize(length);
+      out.end.resize(length);
+      for (size_t t = 0; t < length; ++t) {
+        out.start[t] = accessor[layer][row][t][0];
+        out.end[t] = accessor[layer][row][t][1];
+      }
     }
-    progress.advance(static_cast<int64_t>(rows.size()));
-  }
-  progress.finish();
+}
+
+// One encoder pass over the dev features; every probe set scores it.
+void score_features(QaModel& model, const std::vector<SquadFeature>& features, std::vector<ProbeSet*>& sets,
+                    const ProbePredictOptions& options, torch::Device device, int64_t pad_id) {
+  for (auto* set : sets) set->logits.assign(set->stored.probes.layers(), std::vector<FeatureLogits>(features.size()));
+  EncodeLoopOptions loop;
+  loop.label = "predict";
+  loop.padding.pad_id = pad_id;
+  loop.device = device;
+  loop.resume_hint = "Rerun the same command to predict again.";
+  for_each_batch(features, length_bucketed_batches(features, static_cast<size_t>(options.batch_size)), loop,
+                 [&](const LoopBatch& batch) {
+                   auto hidden = probed_hidden_states(model, batch.inputs, options.precision);
+                   for (auto* set : sets) store_scores(*set, batch, set->stored.probes.score(hidden));
+                   return std::string();
+                 });
 }
 
 void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
-                       const std::vector<SquadFeature>& features, const ProbePredictOptions& options,
-                       const std::string& dev_fingerprint) {
+                       const std::vector<SquadFeature>& features, const Tokenizer& tokenizer,
+                       const ProbePredictOptions& options, const std::string& dev_fingerprint) {
   DecodeOptions decode;
+  decode.do_lower_case = tokenizer.lowercases();
   decode.n_best_size = options.n_best_size;
   decode.max_answer_length = options.max_answer_length;
   decode.null_score_diff_threshold = options.null_score_diff_threshold;
   auto preds = preds_dir_for(set.dir, set.kind);
   for (size_t layer = 0; layer < set.logits.size(); ++layer) {
-    auto predictions = decode_predictions(examples, features, set.logits[layer], decode);
+    auto predictions = decode_predictions(examples, features, set.logits[layer], tokenizer, decode);
     auto name = std::to_string(layer + 1);
     write_predictions_csv(preds / ("pred_layer_" + name + ".csv"), predictions);
     write_predictions_json(preds / ("pred_layer_" + name + ".json"), predictions);
@@ -171,12 +174,12 @@ void predict_probes(const ProbePredictOptions& input_options) {
     }
     loaded.model->to(device);
     loaded.model->eval();
-    AlbertTokenizer tokenizer(tokenizer_file(model_dir, group.front()->vocab));
-    auto features = dev_features(dataset.examples, tokenizer, group.front()->stored.metadata.training_options);
+    const auto tokenizer = load_model_tokenizer(model_dir, group.front()->vocab);
+    auto features = dev_features(dataset.examples, *tokenizer, group.front()->stored.metadata.training_options);
     spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}", options.dev_file.string(),
                  dataset.examples.size(), features.size(), group.size(), model_dir.string());
-    score_features(loaded.model, features, group, options.batch_size, device, options.precision);
-    for (auto* set : group) write_predictions(*set, dataset.examples, features, options, dev_fingerprint);
+    score_features(*loaded.model, features, group, options, device, tokenizer->pad_id());
+    for (auto* set : group) write_predictions(*set, dataset.examples, features, *tokenizer, options, dev_fingerprint);
   }
 }
 

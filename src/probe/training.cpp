@@ -17,20 +17,12 @@
 #include "layerprobe/probe/workflow.hpp"
 #include "layerprobe/core/progress.hpp"
 #include "layerprobe/squad/squad.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/squad/encode_loop.hpp"
+#include "layerprobe/text/tokenizer.hpp"
 
 namespace layerprobe {
 
 namespace fs = std::filesystem;
-
-torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch,
-                                   const std::string& precision) {
-  torch::InferenceMode inference;
-  PrecisionScope autocast(precision, batch.input_ids.device());
-  auto output = model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, true);
-  std::vector<torch::Tensor> layers(output.hidden_states.begin() + 1, output.hidden_states.end());
-  return torch::stack(layers).to(torch::kFloat);  // autocast may leave them bf16/fp16
-}
 
 namespace {
 
@@ -48,9 +40,9 @@ nlohmann::json training_options_json(const ProbeTrainOptions& o) {
   nlohmann::json json = {{"train_file", fs::absolute(o.train_file).lexically_normal().string()},
           {"batch_size", o.batch_size},
           {"learning_rate", o.learning_rate},
-          {"max_seq_length", o.max_seq_length},
-          {"doc_stride", o.doc_stride},
-          {"max_query_length", o.max_query_length},
+          {"max_seq_length", o.window.max_seq_length},
+          {"doc_stride", o.window.doc_stride},
+          {"max_query_length", o.window.max_query_length},
           {"seed", o.seed},
           {"max_train_features", o.max_train_features},
           {"vocab", o.vocab.empty() ? "" : fs::absolute(o.vocab).lexically_normal().string()},
@@ -94,16 +86,14 @@ uint64_t dropout_seed(uint64_t seed, int epoch, const std::string& kind, size_t 
          batch;
 }
 
-std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, const AlbertTokenizer& tokenizer) {
+std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, const Tokenizer& tokenizer) {
   SquadLoadOptions load;
   load.is_training = true;
   auto dataset = load_squad(options.train_file, load);
   if (dataset.skipped) spdlog::warn("{}: skipped {} training examples whose answer does not match the context",
                                     options.train_file.string(), dataset.skipped);
   FeatureOptions feature_options;
-  feature_options.max_seq_length = options.max_seq_length;
-  feature_options.doc_stride = options.doc_stride;
-  feature_options.max_query_length = options.max_query_length;
+  feature_options.window = options.window;
   feature_options.is_training = true;
   feature_options.decoding_fields = false;
   auto features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
@@ -115,11 +105,22 @@ std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, co
   return features;
 }
 
+// One feature set serves both models only when they tokenize alike.
 void check_same_tokenizer(const std::vector<ProbeRun>& runs, const fs::path& vocab) {
   if (runs.size() < 2) return;
-  if (read_file(tokenizer_file(runs[0].model_dir, vocab)) != read_file(tokenizer_file(runs[1].model_dir, vocab)))
-    throw Error("the two models use different spiece.model vocabularies ('" + runs[0].model_dir.string() + "', '" +
-                runs[1].model_dir.string() + "'); train them in separate probe_train runs");
+  auto first = load_model_tokenizer(runs[0].model_dir, vocab), second = load_model_tokenizer(runs[1].model_dir, vocab);
+  auto same_files = [&] {
+    auto a = first->files(), b = second->files();
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (read_file(a[i]) != read_file(b[i])) return false;
+    return true;
+  };
+  if (first->kind() != second->kind() || first->lowercases() != second->lowercases() || !same_files())
+    throw Error("the two models tokenize differently ('" + runs[0].model_dir.string() + "': " + first->kind() +
+                (first->lowercases() ? ", lower-cased" : ", cased") + "; '" + runs[1].model_dir.string() +
+                "': " + second->kind() + (second->lowercases() ? ", lower-cased" : ", cased") +
+                "); train them in separate probe_train runs");
 }
 
 void save_epoch(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
@@ -140,47 +141,55 @@ void save_epoch(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann:
                metadata.mean_loss.size(), metadata.mean_loss.back(), path.string());
 }
 
+std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, std::vector<torch::Tensor>& loss_sums,
+                       const ProbeTrainOptions& options, int epoch) {
+  std::vector<int64_t> starts, ends;
+  for (const auto* f : batch.rows) {
+    starts.push_back(f->start_position);
+    ends.push_back(f->end_position);
+  }
+  const auto device = batch.inputs.input_ids.device();
+  auto start_positions = torch::tensor(starts, torch::kInt64).to(device);
+  auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
+  std::string detail;
+  for (size_t k = 0; k < active.size(); ++k) {
+    auto hidden = probed_hidden_states(*active[k]->model.model, batch.inputs, options.precision);
+    auto result = active[k]->probes->train_step(hidden, batch.inputs.attention_mask, start_positions, end_positions,
+                                                dropout_seed(options.seed, epoch, active[k]->kind, batch.number));
+    auto loss = result.loss.to(torch::kCPU, torch::kDouble);
+    loss_sums[k] += loss * static_cast<double>(batch.rows.size());
+    active[k]->features_seen += static_cast<int64_t>(batch.rows.size());
+    detail += (detail.empty() ? "" : ", ") + active[k]->kind + " loss L" + std::to_string(loss.size(0)) + " " +
+              fmt::format("{:.3f}", loss[-1].item<double>());
+  }
+  return detail;
+}
+
 void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>& features,
                  const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
-                 torch::Device device) {
+                 torch::Device device, int64_t pad_id) {
   const auto batches = shuffled_length_pooled_batches(features, static_cast<size_t>(options.batch_size), options.seed,
                                                       epoch);
   std::vector<torch::Tensor> loss_sums;
   for (auto* run : active) loss_sums.push_back(torch::zeros({run->probes->layers()}, torch::kDouble));
-  ProgressMeter progress("epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs),
-                         static_cast<int64_t>(features.size()) * static_cast<int64_t>(active.size()));
-  std::string resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
-  for (size_t b = 0; b < batches.size(); ++b) {
-    throw_if_stop_requested(resume_hint);
-    std::vector<const SquadFeature*> rows;
-    for (size_t i : batches[b]) rows.push_back(&features[i]);
-    auto batch = make_batch(rows).to(device);
-    std::vector<int64_t> starts, ends;
-    for (const auto* f : rows) {
-      starts.push_back(f->start_position);
-      ends.push_back(f->end_position);
-    }
-    auto start_positions = torch::tensor(starts, torch::kInt64).to(device);
-    auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
-    std::string detail;
-    for (size_t k = 0; k < active.size(); ++k) {
-      auto hidden = probed_hidden_states(active[k]->model.model, batch, options.precision);
-      auto result = active[k]->probes->train_step(hidden, batch.attention_mask, start_positions, end_positions,
-                                                  dropout_seed(options.seed, epoch, active[k]->kind, b));
-      auto loss = result.loss.to(torch::kCPU, torch::kDouble);
-      loss_sums[k] += loss * static_cast<double>(rows.size());
-      active[k]->features_seen += static_cast<int64_t>(rows.size());
-      detail += (detail.empty() ? "" : ", ") + active[k]->kind + " loss L" + std::to_string(loss.size(0)) + " " +
-                fmt::format("{:.3f}", loss[-1].item<double>());
-    }
-    progress.advance(static_cast<int64_t>(rows.size() * active.size()), detail);
-  }
-  progress.finish();
+  EncodeLoopOptions loop;
+  loop.label = "epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs);
+  loop.padding.pad_id = pad_id;
+  loop.device = device;
+  loop.resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
+  loop.units_per_feature = static_cast<int64_t>(active.size());
+  for_each_batch(features, batches, loop,
+                 [&](const LoopBatch& batch) { return train_step(active, batch, loss_sums, options, epoch); });
   for (size_t k = 0; k < active.size(); ++k)
     save_epoch(*active[k], options, training_options, epoch, loss_sums[k], static_cast<int64_t>(features.size()));
 }
 
 }  // namespace
+
+std::string inferred_probe_kind(const fs::path& model_dir) {
+  const TensorMap weights = read_weights(find_weights_file(model_dir));
+  return weights.count("qa_outputs.weight") ? "fine_tuned" : "pretrained";
+}
 
 void train_probes(const ProbeTrainOptions& input_options) {
   ProbeTrainOptions options = input_options;
@@ -217,13 +226,13 @@ void train_probes(const ProbeTrainOptions& input_options) {
                                         probe_options(options), options.seed);
     run.probes->to(device);
   }
-  AlbertTokenizer tokenizer(tokenizer_file(runs.front().model_dir, options.vocab));
-  auto features = training_features(options, tokenizer);
+  const auto tokenizer = load_model_tokenizer(runs.front().model_dir, options.vocab);
+  auto features = training_features(options, *tokenizer);
   for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
     std::vector<ProbeRun*> active;
     for (auto& run : runs)
       if (run.done_epochs < epoch) active.push_back(&run);
-    train_epoch(active, features, options, training_options, epoch, device);
+    train_epoch(active, features, options, training_options, epoch, device, tokenizer->pad_id());
   }
 }
 

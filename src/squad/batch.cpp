@@ -9,10 +9,6 @@
 
 namespace layerprobe {
 
-EncoderBatch EncoderBatch::to(const torch::Device& device) const {
-  return {input_ids.to(device), token_type_ids.to(device), attention_mask.to(device)};
-}
-
 EncoderBatch make_batch(const std::vector<const SquadFeature*>& features, const BatchOptions& options) {
   int64_t longest = 0;
   for (const SquadFeature* feature : features) {

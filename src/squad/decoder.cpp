@@ -9,7 +9,7 @@
 #include "layerprobe/text/basic_tokenizer.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/python_str.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/text/tokenizer.hpp"
 
 namespace layerprobe {
 
@@ -124,8 +124,9 @@ void validate(const std::vector<SquadExample>& examples, const std::vector<Squad
 class ExampleDecoder {
  public:
   ExampleDecoder(const SquadExample& example, std::vector<const SquadFeature*> features,
-                 std::vector<const FeatureLogits*> logits, const DecodeOptions& options)
-      : example_(example), features_(std::move(features)), logits_(std::move(logits)), options_(options) {}
+                 std::vector<const FeatureLogits*> logits, const Tokenizer& tokenizer, const DecodeOptions& options)
+      : example_(example), features_(std::move(features)), logits_(std::move(logits)), tokenizer_(tokenizer),
+        options_(options) {}
 
   QuestionPrediction decode() {
     std::vector<Candidate> candidates = collect_candidates();
@@ -197,7 +198,7 @@ class ExampleDecoder {
   std::string span_text(const Candidate& c) const {
     const SquadFeature& f = *features_[c.feature];
     std::vector<std::string> pieces(f.tokens.begin() + c.start_index, f.tokens.begin() + c.end_index + 1);
-    const std::string tok_text = join_words(python_split(join_pieces(pieces)));
+    const std::string tok_text = join_words(python_split(tokenizer_.convert_tokens_to_string(pieces)));
     const auto first_word = static_cast<size_t>(f.token_to_orig_map[static_cast<size_t>(c.start_index)]);
     const auto last_word = static_cast<size_t>(f.token_to_orig_map[static_cast<size_t>(c.end_index)]);
     std::vector<std::string> words;
@@ -219,6 +220,7 @@ class ExampleDecoder {
   const SquadExample& example_;
   std::vector<const SquadFeature*> features_;
   std::vector<const FeatureLogits*> logits_;
+  const Tokenizer& tokenizer_;
   const DecodeOptions& options_;
   double score_null_ = 1000000.0;  // HF's "large and positive" start value
   size_t null_feature_ = 0;
@@ -230,7 +232,7 @@ class ExampleDecoder {
 
 std::vector<QuestionPrediction> decode_predictions(const std::vector<SquadExample>& examples,
                                                    const std::vector<SquadFeature>& features,
-                                                   const std::vector<FeatureLogits>& logits,
+                                                   const std::vector<FeatureLogits>& logits, const Tokenizer& tokenizer,
                                                    const DecodeOptions& options) {
   if (options.n_best_size < 1 || options.max_answer_length < 1)
     throw Error("decoder: n_best_size and max_answer_length must be positive", 2);
@@ -247,7 +249,7 @@ std::vector<QuestionPrediction> decode_predictions(const std::vector<SquadExampl
       fs.push_back(&features[i]);
       ls.push_back(&logits[i]);
     }
-    predictions.push_back(ExampleDecoder(examples[ex], std::move(fs), std::move(ls), options).decode());
+    predictions.push_back(ExampleDecoder(examples[ex], std::move(fs), std::move(ls), tokenizer, options).decode());
   }
   return predictions;
 }

@@ -2,11 +2,9 @@
 
 #include <torch/torch.h>
 
-#include "layerprobe/squad/batch.hpp"
+#include "layerprobe/squad/encode_loop.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/squad/metrics.hpp"
-#include "layerprobe/core/precision.hpp"
-#include "layerprobe/core/progress.hpp"
 #include "layerprobe/core/python_str.hpp"
 
 namespace layerprobe {
@@ -20,33 +18,26 @@ std::vector<float> row_values(const torch::Tensor& matrix, int64_t row) {
 
 }  // namespace
 
-std::vector<FeatureLogits> compute_feature_logits(AlbertForQuestionAnswering& model,
-                                                  const std::vector<SquadFeature>& features,
+std::vector<FeatureLogits> compute_feature_logits(QaModel& model, const std::vector<SquadFeature>& features,
                                                   const LogitsOptions& options, const torch::Device& device) {
   if (options.batch_size < 1) throw Error("--per_gpu_eval_batch_size must be at least 1", 2);
-  model->eval();
-  torch::InferenceMode inference;
+  model.eval();
   std::vector<FeatureLogits> logits;
   logits.reserve(features.size());
-  BatchOptions batch_options;
-  batch_options.pad_to = options.pad_to;
-  const auto batch_size = static_cast<size_t>(options.batch_size);
-  ProgressMeter progress("evaluating", static_cast<int64_t>(features.size()));
-  for (size_t begin = 0; begin < features.size(); begin += batch_size) {
-    std::vector<const SquadFeature*> rows;
-    for (size_t i = begin; i < std::min(features.size(), begin + batch_size); ++i) rows.push_back(&features[i]);
-    const EncoderBatch batch = make_batch(rows, batch_options).to(device);
-    auto output = [&] {
-      PrecisionScope autocast(options.autocast ? "fp16" : "fp32", device);
-      return model->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
-    }();
-    auto start = output.start_logits.to(torch::kCPU, torch::kFloat).contiguous();
-    auto end = output.end_logits.to(torch::kCPU, torch::kFloat).contiguous();
-    for (int64_t r = 0; r < static_cast<int64_t>(rows.size()); ++r)
+  EncodeLoopOptions loop;
+  loop.label = "evaluating";
+  loop.padding = BatchOptions{options.pad_to, options.pad_id};
+  loop.device = device;
+  loop.resume_hint = "Nothing was written; rerun the same command.";
+  auto batches = sequential_batches(features.size(), static_cast<size_t>(options.batch_size));
+  for_each_batch(features, batches, loop, [&](const LoopBatch& batch) {
+    auto output = encode_frozen(model, batch.inputs, options.precision, false);
+    auto start = output.start_logits.to(torch::kCPU).contiguous();
+    auto end = output.end_logits.to(torch::kCPU).contiguous();
+    for (int64_t r = 0; r < static_cast<int64_t>(batch.rows.size()); ++r)
       logits.push_back(FeatureLogits{row_values(start, r), row_values(end, r)});
-    progress.advance(static_cast<int64_t>(rows.size()));
-  }
-  progress.finish();
+    return std::string();
+  });
   return logits;
 }
 

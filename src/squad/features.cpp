@@ -11,15 +11,12 @@
 
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/python_str.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/text/tokenizer.hpp"
 
 namespace layerprobe {
 
 namespace {
 
-// [CLS] query [SEP] ... [SEP]: tokens before the context, and in all.
-constexpr int kTokensBeforeContext = 2;
-constexpr int kAddedTokens = 3;
 constexpr int kFirstUniqueId = 1000000000;
 
 // The sub-tokenised context, shared by all questions on one paragraph.
@@ -35,7 +32,7 @@ struct ContextTokens {
 // tokenises the same way, and most words recur across paragraphs.
 class WordTokenizer {
  public:
-  explicit WordTokenizer(const AlbertTokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  explicit WordTokenizer(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
 
   ContextTokens tokenize_context(const std::vector<std::string>& words) {
     ContextTokens context;
@@ -67,7 +64,7 @@ class WordTokenizer {
     return cache_.emplace(text, std::move(word)).first->second;
   }
 
-  const AlbertTokenizer& tokenizer_;
+  const Tokenizer& tokenizer_;
   std::unordered_map<std::string, Word> cache_;
 };
 
@@ -137,32 +134,32 @@ int python_at(const std::vector<int>& values, int index) {
 
 class ExampleConverter {
  public:
-  ExampleConverter(const AlbertTokenizer& tokenizer, const FeatureOptions& options)
-      : tokenizer_(tokenizer), options_(options), cls_(tokenizer.cls_id()), sep_(tokenizer.sep_id()),
-        pad_(tokenizer.pad_id()) {
-    auto pieces = tokenizer.convert_ids_to_tokens({cls_, sep_});
-    cls_piece_ = pieces[0];
-    sep_piece_ = pieces[1];
-  }
+  ExampleConverter(const Tokenizer& tokenizer, const FeatureOptions& options)
+      : tokenizer_(tokenizer), options_(options), layout_(tokenizer.pair_layout()), cls_(tokenizer.cls_id()),
+        sep_(tokenizer.sep_id()), pad_(tokenizer.pad_id()),
+        before_query_tokens_(tokenizer.convert_ids_to_tokens(layout_.before_query)),
+        between_tokens_(tokenizer.convert_ids_to_tokens(layout_.between)),
+        after_context_tokens_(tokenizer.convert_ids_to_tokens(layout_.after_context)) {}
 
   std::vector<SquadFeature> convert(const SquadExample& example, int example_index, const ContextTokens& context) const {
     std::vector<SquadFeature> features;
     if (context.tokens.empty()) return features;  // HF's window loop never runs
     auto query = tokenizer_.encode(example.question_text);
-    if (static_cast<int>(query.size()) > options_.max_query_length) query.resize(options_.max_query_length);
+    const WindowOptions& window = options_.window;
+    if (static_cast<int>(query.size()) > window.max_query_length) query.resize(window.max_query_length);
     if (query.empty())
       throw Error("question '" + example.qas_id + "' has no tokens (text: '" + example.question_text +
                   "'); HF cannot featurise it either: fix or remove the question");
-    int room = options_.max_seq_length - static_cast<int>(query.size()) - kAddedTokens;
+    int room = window.max_seq_length - static_cast<int>(query.size()) - layout_.added_tokens();
     if (room <= 0)
       throw Error("question '" + example.qas_id + "': " + std::to_string(query.size()) +
                   " question tokens leave no room for context in max_seq_length " +
-                  std::to_string(options_.max_seq_length) + "; raise it or lower max_query_length");
+                  std::to_string(window.max_seq_length) + "; raise it or lower max_query_length");
     Target target = answer_target(example, context);
-    auto query_pieces = tokenizer_.convert_ids_to_tokens(query);
-    auto windows = context_windows(static_cast<int>(context.tokens.size()), room, options_.doc_stride);
+    auto query_tokens = tokenizer_.convert_ids_to_tokens(query);
+    auto windows = context_windows(static_cast<int>(context.tokens.size()), room, window.doc_stride);
     for (size_t w = 0; w < windows.size(); ++w) {
-      features.push_back(window_feature(example, example_index, context, query, query_pieces, windows, w));
+      features.push_back(window_feature(example, example_index, context, query, query_tokens, windows, w));
       set_positions(features.back(), example, target, windows[w], static_cast<int>(query.size()));
     }
     return features;
@@ -187,53 +184,52 @@ class ExampleConverter {
     return target;
   }
 
+  // Ids with their tokens, outside the context (token_to_orig_map -1, never max context).
+  static void append_outside(SquadFeature& f, std::vector<std::string>& tokens, const std::vector<int64_t>& ids,
+                             const std::vector<std::string>& id_tokens, int64_t token_type) {
+    f.input_ids.insert(f.input_ids.end(), ids.begin(), ids.end());
+    tokens.insert(tokens.end(), id_tokens.begin(), id_tokens.end());
+    f.token_type_ids.insert(f.token_type_ids.end(), ids.size(), token_type);
+    f.token_to_orig_map.insert(f.token_to_orig_map.end(), ids.size(), -1);
+    f.token_is_max_context.insert(f.token_is_max_context.end(), ids.size(), 0);
+  }
+
   SquadFeature window_feature(const SquadExample& example, int example_index, const ContextTokens& context,
-                              const std::vector<int64_t>& query, const std::vector<std::string>& query_pieces,
+                              const std::vector<int64_t>& query, const std::vector<std::string>& query_tokens,
                               const std::vector<Window>& windows, size_t w) const {
     const Window& window = windows[w];
     SquadFeature f;
     f.example_index = example_index;
     f.paragraph_len = window.length;
     f.is_impossible = example.is_impossible;
-    int offset = static_cast<int>(query.size()) + kTokensBeforeContext;
-    std::vector<std::string> pieces;
-    f.input_ids.push_back(cls_);
-    pieces.push_back(cls_piece_);
-    f.input_ids.insert(f.input_ids.end(), query.begin(), query.end());
-    pieces.insert(pieces.end(), query_pieces.begin(), query_pieces.end());
-    f.input_ids.push_back(sep_);
-    pieces.push_back(sep_piece_);
-    f.token_type_ids.assign(static_cast<size_t>(offset), 0);
-    f.token_to_orig_map.assign(static_cast<size_t>(offset), -1);
-    f.token_is_max_context.assign(static_cast<size_t>(offset), 0);
+    std::vector<std::string> tokens;
+    append_outside(f, tokens, layout_.before_query, before_query_tokens_, 0);
+    append_outside(f, tokens, query, query_tokens, 0);
+    append_outside(f, tokens, layout_.between, between_tokens_, 0);
     for (int i = 0; i < window.length; ++i) {
       size_t t = static_cast<size_t>(window.start + i);
       f.input_ids.push_back(context.ids[t]);
-      pieces.push_back(context.id_pieces[t]);
-      f.token_type_ids.push_back(1);
+      tokens.push_back(context.id_pieces[t]);
+      f.token_type_ids.push_back(layout_.context_token_type);
       f.token_to_orig_map.push_back(context.tok_to_orig[t]);
       f.token_is_max_context.push_back(is_max_context(windows, w, window.start + i) ? 1 : 0);
     }
-    f.input_ids.push_back(sep_);
-    pieces.push_back(sep_piece_);
-    f.token_type_ids.push_back(1);
-    f.token_to_orig_map.push_back(-1);
-    f.token_is_max_context.push_back(0);
-    // HF reads the tokens of the ids before the first <pad> id, which a
-    // literal "<pad>" in the text also is.
-    auto first_pad = std::find(f.input_ids.begin(), f.input_ids.end(), pad_) - f.input_ids.begin();
-    pieces.resize(static_cast<size_t>(first_pad));
-    f.tokens = std::move(pieces);
+    append_outside(f, tokens, layout_.after_context, after_context_tokens_, layout_.context_token_type);
+    // HF reads the tokens of the ids before the first pad id, which a
+    // literal pad token in the text also is.
+    tokens.resize(static_cast<size_t>(std::find(f.input_ids.begin(), f.input_ids.end(), pad_) - f.input_ids.begin()));
+    f.tokens = std::move(tokens);
     set_p_mask(f);
     return f;
   }
 
-  // 1 outside the context and on every [SEP] id; 0 on the [CLS] (index 0).
+  // HF's p_mask: 1 where the token type is 0 and on every separator id; 0
+  // on the first classifier id (index 0 in every layout).
   void set_p_mask(SquadFeature& f) const {
     f.p_mask.resize(f.input_ids.size());
     for (size_t i = 0; i < f.input_ids.size(); ++i)
       f.p_mask[i] = (f.token_type_ids[i] == 0 || f.input_ids[i] == sep_) ? 1 : 0;
-    f.p_mask[0] = 0;
+    f.p_mask[static_cast<size_t>(std::find(f.input_ids.begin(), f.input_ids.end(), cls_) - f.input_ids.begin())] = 0;
   }
 
   void set_positions(SquadFeature& f, const SquadExample& example, const Target& target, const Window& window,
@@ -241,30 +237,22 @@ class ExampleConverter {
     if (!options_.is_training || example.is_impossible) return;
     int doc_end = window.start + window.length - 1;
     if (target.start >= window.start && target.end <= doc_end) {
-      int offset = query_length + kTokensBeforeContext - window.start;
+      int offset = query_length + layout_.tokens_before_context() - window.start;
       f.start_position = target.start + offset;
       f.end_position = target.end + offset;
-    } else {  // the answer is not in this window: target [CLS]
+    } else {  // the answer is not in this window: target the classifier token
       f.start_position = 0;
       f.end_position = 0;
       f.is_impossible = true;
     }
   }
 
-  const AlbertTokenizer& tokenizer_;
+  const Tokenizer& tokenizer_;
   const FeatureOptions& options_;
+  PairLayout layout_;
   int64_t cls_, sep_, pad_;
-  std::string cls_piece_, sep_piece_;
+  std::vector<std::string> before_query_tokens_, between_tokens_, after_context_tokens_;
 };
-
-void validate(const FeatureOptions& options) {
-  auto require = [](bool ok, const std::string& what) {
-    if (!ok) throw Error("invalid feature options: " + what, 2);
-  };
-  require(options.max_seq_length > kAddedTokens, "max_seq_length must exceed 3 (it holds [CLS] and two [SEP])");
-  require(options.doc_stride > 0, "doc_stride must be positive");
-  require(options.max_query_length > 0, "max_query_length must be positive");
-}
 
 template <typename T>
 void release(std::vector<T>& values) {
@@ -295,9 +283,9 @@ std::vector<std::pair<size_t, size_t>> context_groups(const std::vector<SquadExa
 }  // namespace
 
 std::vector<SquadFeature> convert_examples_to_features(const std::vector<SquadExample>& examples,
-                                                       const AlbertTokenizer& tokenizer,
+                                                       const Tokenizer& tokenizer,
                                                        const FeatureOptions& options) {
-  validate(options);
+  options.window.validate(tokenizer.pair_layout().added_tokens());
   ExampleConverter converter(tokenizer, options);
   auto groups = context_groups(examples);
   std::vector<std::vector<SquadFeature>> per_example(examples.size());
@@ -342,6 +330,28 @@ std::vector<SquadFeature> convert_examples_to_features(const std::vector<SquadEx
       features.push_back(std::move(feature));
     }
   return features;
+}
+
+void WindowOptions::validate(int layout_tokens) const {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw Error("invalid window options: " + what, 2);
+  };
+  require(max_seq_length > layout_tokens, "max_seq_length must exceed " + std::to_string(layout_tokens) +
+                                              " (the special tokens of a question/context window)");
+  require(doc_stride > 0, "doc_stride must be positive");
+  require(max_query_length > 0, "max_query_length must be positive");
+}
+
+nlohmann::json WindowOptions::to_json() const {
+  return {{"max_seq_length", max_seq_length}, {"doc_stride", doc_stride}, {"max_query_length", max_query_length}};
+}
+
+WindowOptions WindowOptions::from_json(const nlohmann::json& json) {
+  WindowOptions window;
+  window.max_seq_length = json.value("max_seq_length", window.max_seq_length);
+  window.doc_stride = json.value("doc_stride", window.doc_stride);
+  window.max_query_length = json.value("max_query_length", window.max_query_length);
+  return window;
 }
 
 namespace {

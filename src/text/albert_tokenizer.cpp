@@ -1,4 +1,4 @@
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "text/albert_tokenizer.hpp"
 
 #include <utf8proc.h>
 
@@ -45,48 +45,13 @@ std::u32string nfkd_without_combining(const std::u32string& text) {
   return out;
 }
 
-std::u32string preprocess_u32(std::u32string text, const TokenizerOptions& options) {
-  if (options.remove_space) text = join_words(python_split(text));
+std::u32string preprocess_u32(std::u32string text, const TokenizerSettings& settings) {
+  if (settings.remove_space) text = join_words(python_split(text));
   replace_all(text, U"``", U"\"");
   replace_all(text, U"''", U"\"");
-  if (!options.keep_accents) text = nfkd_without_combining(text);
-  if (options.do_lower_case) text = python_lower(text);
+  if (!settings.keep_accents) text = nfkd_without_combining(text);
+  if (settings.do_lower_case.value_or(true)) text = python_lower(text);
   return text;
-}
-
-// Python's str.rstrip() with no argument.
-std::u32string rstrip(std::u32string text) {
-  while (!text.empty() && python_isspace(text.back())) text.pop_back();
-  return text;
-}
-
-// Python's text.split(separator).
-std::vector<std::u32string> split_on(const std::u32string& text, const std::u32string& separator) {
-  std::vector<std::u32string> parts;
-  size_t pos = 0;
-  for (size_t hit; (hit = text.find(separator, pos)) != std::u32string::npos; pos = hit + separator.size())
-    parts.push_back(text.substr(pos, hit - pos));
-  parts.push_back(text.substr(pos));
-  return parts;
-}
-
-// transformers 2.5.1 tokenize()'s split_on_token: the text around each
-// occurrence of `token`, right-stripped, with `token` itself in between.
-std::vector<std::u32string> split_on_token(const std::u32string& token, const std::u32string& text) {
-  std::vector<std::u32string> result;
-  auto parts = split_on(text, token);
-  for (size_t i = 0; i < parts.size(); ++i) {
-    auto part = rstrip(parts[i]);
-    if (i == 0 && part.empty()) {
-      result.push_back(token);
-    } else if (i + 1 == parts.size()) {
-      if (!part.empty()) result.push_back(part);
-    } else {
-      if (!part.empty()) result.push_back(part);
-      result.push_back(token);
-    }
-  }
-  return result;
 }
 
 bool starts_with_space_mark(const std::string& piece) { return piece.compare(0, kSpaceMark.size(), kSpaceMark) == 0; }
@@ -111,36 +76,30 @@ bool ends_with_digit_comma(const std::string& piece) {
                                  UTF8PROC_CATEGORY_ND;
 }
 
-std::vector<std::u32string> to_u32(const std::vector<std::string>& texts) {
-  std::vector<std::u32string> out;
-  for (const auto& text : texts) out.push_back(utf8_to_u32(text));
-  return out;
+// ALBERT's special tokens (bos = cls, eos = sep).
+SpecialTokens albert_special_tokens() {
+  SpecialTokens specials;
+  specials.bos = specials.cls = "[CLS]";
+  specials.eos = specials.sep = "[SEP]";
+  specials.unk = "<unk>";
+  specials.pad = "<pad>";
+  specials.mask = "[MASK]";
+  return specials;
 }
 
 }  // namespace
 
-std::string albert_preprocess(const std::string& text, const TokenizerOptions& options) {
-  return u32_to_utf8(preprocess_u32(utf8_to_u32(text), options));
-}
-
-const std::vector<std::string>& AlbertTokenizer::special_tokens() {
-  // bos/cls, eos/sep, unk, pad, mask; none overlaps another, so the order in
-  // which HF splits on them (a Python set) cannot change the result.
-  static const std::vector<std::string> tokens{"[CLS]", "[SEP]", "<unk>", "<pad>", "[MASK]"};
-  return tokens;
+std::string albert_preprocess(const std::string& text, const TokenizerSettings& settings) {
+  return u32_to_utf8(preprocess_u32(utf8_to_u32(text), settings));
 }
 
 struct AlbertTokenizer::Impl {
-  Impl(const std::filesystem::path& model_path, TokenizerOptions opts)
-      : model(model_path), options(opts), special(to_u32(special_tokens())) {}
-
-  bool is_special(const std::u32string& text) const {
-    return std::find(special.begin(), special.end(), text) != special.end();
-  }
+  explicit Impl(const std::filesystem::path& model_path) : model(model_path) {}
 
   // AlbertTokenizer._tokenize on text without special tokens.
-  void sentencepiece_tokenize(const std::u32string& text, std::vector<std::string>& out) const {
-    for (auto& piece : model.encode(u32_to_utf8(preprocess_u32(text, options)))) {
+  void sentencepiece_tokenize(const std::u32string& text, const TokenizerSettings& settings,
+                              std::vector<std::string>& out) const {
+    for (auto& piece : model.encode(u32_to_utf8(preprocess_u32(text, settings)))) {
       if (!ends_with_digit_comma(piece)) {
         out.push_back(std::move(piece));
         continue;
@@ -160,77 +119,35 @@ struct AlbertTokenizer::Impl {
   }
 
   SentencePieceModel model;
-  TokenizerOptions options;
-  std::vector<std::u32string> special;
 };
 
-AlbertTokenizer::AlbertTokenizer(const std::filesystem::path& spiece_model, TokenizerOptions options)
-    : impl_(std::make_unique<Impl>(spiece_model, options)) {}
+AlbertTokenizer::AlbertTokenizer(const std::filesystem::path& spiece_model, TokenizerSettings settings)
+    : Tokenizer(albert_special_tokens(), std::move(settings)),
+      impl_(std::make_unique<Impl>(spiece_model)),
+      model_path_(spiece_model) {}
 AlbertTokenizer::~AlbertTokenizer() = default;
-AlbertTokenizer::AlbertTokenizer(AlbertTokenizer&&) noexcept = default;
-AlbertTokenizer& AlbertTokenizer::operator=(AlbertTokenizer&&) noexcept = default;
 
-std::string AlbertTokenizer::preprocess(const std::string& text) const { return albert_preprocess(text, impl_->options); }
+std::string AlbertTokenizer::preprocess(const std::string& text) const { return albert_preprocess(text, settings()); }
 
-std::vector<std::string> AlbertTokenizer::tokenize(const std::string& text) const {
-  auto chars = utf8_to_u32(text);
-  if (std::all_of(chars.begin(), chars.end(), python_isspace)) return {};
-  // split_on_tokens: cut the text at every special token, one token after the other.
-  std::vector<std::u32string> segments{chars};
-  for (const auto& token : impl_->special) {
-    std::vector<std::u32string> next;
-    for (const auto& segment : segments) {
-      if (impl_->is_special(segment)) {
-        next.push_back(segment);
-      } else {
-        auto parts = split_on_token(token, segment);
-        next.insert(next.end(), parts.begin(), parts.end());
-      }
-    }
-    segments.swap(next);
-  }
-  std::vector<std::string> pieces;
-  for (const auto& segment : segments) {
-    if (impl_->is_special(segment))
-      pieces.push_back(u32_to_utf8(segment));
-    else
-      impl_->sentencepiece_tokenize(segment, pieces);
-  }
-  return pieces;
+void AlbertTokenizer::tokenize_text(const std::u32string& text, std::vector<std::string>& out) const {
+  impl_->sentencepiece_tokenize(text, settings(), out);
 }
 
-std::vector<int64_t> AlbertTokenizer::convert_tokens_to_ids(const std::vector<std::string>& pieces) const {
-  std::vector<int64_t> ids;
-  ids.reserve(pieces.size());
-  for (const auto& piece : pieces) ids.push_back(impl_->model.piece_to_id(piece));
-  return ids;
+int64_t AlbertTokenizer::token_to_id(const std::string& token) const { return impl_->model.piece_to_id(token); }
+
+std::string AlbertTokenizer::id_to_token(int64_t id) const {
+  if (id < 0 || id >= vocab_size())
+    throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab_size()) +
+                " pieces");
+  return impl_->model.id_to_piece(static_cast<int>(id));
 }
 
-std::vector<std::string> AlbertTokenizer::convert_ids_to_tokens(const std::vector<int64_t>& ids) const {
-  std::vector<std::string> pieces;
-  pieces.reserve(ids.size());
-  for (int64_t id : ids) {
-    if (id < 0 || id >= vocab_size())
-      throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " +
-                  std::to_string(vocab_size()) + " pieces");
-    pieces.push_back(impl_->model.id_to_piece(static_cast<int>(id)));
-  }
-  return pieces;
+std::string AlbertTokenizer::convert_tokens_to_string(const std::vector<std::string>& tokens) const {
+  return join_pieces(tokens);
 }
 
-std::string AlbertTokenizer::convert_tokens_to_string(const std::vector<std::string>& pieces) const {
-  return join_pieces(pieces);
-}
+int64_t AlbertTokenizer::vocab_size() const { return impl_->model.size(); }
 
-std::vector<int64_t> AlbertTokenizer::encode(const std::string& text) const {
-  return convert_tokens_to_ids(tokenize(text));
-}
-
-int64_t AlbertTokenizer::cls_id() const { return impl_->model.piece_to_id("[CLS]"); }
-int64_t AlbertTokenizer::sep_id() const { return impl_->model.piece_to_id("[SEP]"); }
-int64_t AlbertTokenizer::pad_id() const { return impl_->model.piece_to_id("<pad>"); }
-int64_t AlbertTokenizer::unk_id() const { return impl_->model.unk_id(); }
-int AlbertTokenizer::vocab_size() const { return impl_->model.size(); }
-const TokenizerOptions& AlbertTokenizer::options() const { return impl_->options; }
+PairLayout AlbertTokenizer::pair_layout() const { return {{cls_id()}, {sep_id()}, {sep_id()}, 1}; }
 
 }  // namespace layerprobe

@@ -2,6 +2,7 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "layerprobe/core/python_str.hpp"
@@ -103,10 +104,12 @@ void split_on_punctuation(const std::u32string& word, std::vector<std::u32string
 
 }  // namespace
 
-std::vector<std::u32string> bert_basic_tokenize(const std::u32string& text, bool do_lower_case) {
+std::vector<std::u32string> bert_basic_tokenize(const std::u32string& text, bool do_lower_case,
+                                                const std::vector<std::u32string>& never_split) {
   std::vector<std::u32string> split_tokens;
   for (auto& token : python_split(clean_text(text))) {
-    if (do_lower_case) token = strip_accents(python_lower(token));
+    bool keep = std::find(never_split.begin(), never_split.end(), token) != never_split.end();
+    if (do_lower_case && !keep) token = strip_accents(python_lower(token));
     split_on_punctuation(token, split_tokens);
   }
   // HF re-splits " ".join(split_tokens), which drops the empty words a token

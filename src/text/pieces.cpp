@@ -1,4 +1,4 @@
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "text/albert_tokenizer.hpp"
 
 namespace layerprobe {
 

@@ -60,12 +60,13 @@ void SpecialTokens::apply(const std::map<std::string, std::string>& overrides, c
                                                         {"unk_token", &unk}, {"sep_token", &sep},
                                                         {"pad_token", &pad}, {"cls_token", &cls},
                                                         {"mask_token", &mask}};
-  for (const auto& [key, value] : overrides) {
+  for (const auto& entry : overrides) {
+    const std::string& key = entry.first;
     auto slot = std::find_if(std::begin(slots), std::end(slots), [&](const auto& s) { return key == s.first; });
     if (slot == std::end(slots))
       throw Error(source + ": unknown special token '" + key +
                   "' (known: bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token)");
-    *slot->second = value;
+    *slot->second = entry.second;
   }
 }
 

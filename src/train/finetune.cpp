@@ -10,6 +10,7 @@
 #include "layerprobe/core/precision.hpp"
 #include "layerprobe/core/progress.hpp"
 #include "layerprobe/io/safetensors.hpp"
+#include "layerprobe/text/tokenizer_registry.hpp"
 
 namespace layerprobe {
 
@@ -186,15 +187,14 @@ namespace {
 
 class Trainer {
  public:
-  Trainer(AlbertForQuestionAnswering& model, const AlbertConfig& config, const std::vector<SquadFeature>& features,
-          const FineTuneOptions& options, const torch::Device& device)
+  Trainer(QaModel& model, const std::vector<SquadFeature>& features, const FineTuneOptions& options,
+          const torch::Device& device)
       : model_(model),
-        config_(config),
         features_(features),
         options_(options),
         device_(device),
         fp16_(options.fp16 && device.is_cuda()),
-        optimizer_(model->named_parameters(), options.weight_decay, options.adam_epsilon) {
+        optimizer_(model.named_parameters(), options.weight_decay, options.adam_epsilon) {
     validate();
     batches_per_epoch_ = (static_cast<int64_t>(features.size()) + options.batch_size - 1) / options.batch_size;
     updates_per_epoch_ = batches_per_epoch_ / options.gradient_accumulation_steps;
@@ -244,9 +244,8 @@ class Trainer {
       if (options_.save_every_epoch) save("epoch-" + std::to_string(state_.epoch));
     }
     progress.finish();
-    model_->eval();
-    fs::create_directories(options_.output_dir);
-    save_checkpoint(model_, config_, options_.output_dir, options_.tokenizer_dir);
+    model_.eval();
+    save_model(options_.output_dir);
     spdlog::info("saved the fine-tuned model to {}", options_.output_dir.string());
     FineTuneResult result;
     result.global_step = state_.global_step;
@@ -330,15 +329,16 @@ class Trainer {
     }
     BatchOptions batch_options;
     batch_options.pad_to = options_.pad_to_longest ? 0 : options_.max_seq_length;
+    if (options_.tokenizer) batch_options.pad_id = options_.tokenizer->pad_id();
     const EncoderBatch batch = make_batch(rows, batch_options).to(device_);
     // Dropout masks depend only on (seed, batch number), so a resumed run draws the same ones.
     torch::manual_seed(options_.seed * 1000003ULL + 7919ULL * static_cast<uint64_t>(state_.epoch * batches_per_epoch_ + b));
-    model_->train();
+    model_.train();
     torch::Tensor loss;
     {
       // Autocast for the forward pass only, as torch.cuda.amp.autocast is used.
       PrecisionScope autocast(fp16_ ? "fp16" : "fp32", device_);
-      auto output = model_->forward(batch.input_ids, batch.token_type_ids, batch.attention_mask, false);
+      auto output = model_.forward(batch, false);
       loss = qa_loss(output.start_logits.to(torch::kFloat), output.end_logits.to(torch::kFloat),
                      torch::tensor(starts, torch::kInt64).to(device_), torch::tensor(ends, torch::kInt64).to(device_));
     }
@@ -358,7 +358,7 @@ class Trainer {
   double update() {
     const double lr = options_.learning_rate *
                       linear_schedule_factor(state_.global_step, options_.warmup_steps, total_steps_);
-    auto parameters = model_->parameters();
+    auto parameters = model_.parameters();
     if (fp16_) {
       torch::NoGradGuard no_grad;
       for (auto& p : parameters)
@@ -376,20 +376,26 @@ class Trainer {
         state_.scale_good_steps = 0;
       }
     }
-    model_->zero_grad();
+    model_.zero_grad();
     ++state_.global_step;
     return lr;
   }
 
   void save(const std::string& name) {
     const fs::path dir = options_.output_dir / name;
-    fs::create_directories(dir);
-    save_checkpoint(model_, config_, dir, options_.tokenizer_dir);
+    save_model(dir);
     write_safetensors(dir / kOptimizerFile, optimizer_.state_tensors());
     // Written last: a directory without it is never resumed from.
     write_file_atomically(dir / kStateFile, state_to_json(state_).dump(2) + "\n");
     last_saved_step_ = state_.global_step;
     spdlog::info("saved {}", dir.string());
+  }
+
+  // An HF model directory: config, weights and (when known) the tokenizer.
+  void save_model(const fs::path& dir) const {
+    fs::create_directories(dir);
+    save_checkpoint(model_, dir);
+    if (options_.tokenizer) save_tokenizer(*options_.tokenizer, dir);
   }
 
   // On SIGINT/SIGTERM: save where we are (between updates), then stop.
@@ -401,8 +407,7 @@ class Trainer {
                             std::to_string(state_.global_step) + ".");
   }
 
-  AlbertForQuestionAnswering& model_;
-  const AlbertConfig& config_;
+  QaModel& model_;
   const std::vector<SquadFeature>& features_;
   const FineTuneOptions& options_;
   torch::Device device_;
@@ -417,10 +422,9 @@ class Trainer {
 
 }  // namespace
 
-FineTuneResult fine_tune(AlbertForQuestionAnswering& model, const AlbertConfig& config,
-                         const std::vector<SquadFeature>& features, const FineTuneOptions& options,
+FineTuneResult fine_tune(QaModel& model, const std::vector<SquadFeature>& features, const FineTuneOptions& options,
                          const torch::Device& device) {
-  return Trainer(model, config, features, options, device).run();
+  return Trainer(model, features, options, device).run();
 }
 
 }  // namespace layerprobe

@@ -13,22 +13,12 @@
 #include "layerprobe/squad/predictions_io.hpp"
 #include "layerprobe/squad/squad.hpp"
 #include "layerprobe/squad/evaluate.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "layerprobe/model/family.hpp"
+#include "layerprobe/text/tokenizer_registry.hpp"
 
 namespace layerprobe {
 
 namespace fs = std::filesystem;
-
-fs::path resolve_model_path(const std::string& name_or_path, const std::string& option_name) {
-  if (fs::is_directory(name_or_path)) return name_or_path;
-  const char* env = std::getenv("LAYERPROBE_MODELS_DIR");
-  const fs::path models_dir = env && *env ? fs::path(env) : fs::path("models");
-  const fs::path downloaded = models_dir / name_or_path;
-  if (fs::is_directory(downloaded)) return downloaded;
-  throw Error(option_name + " '" + name_or_path + "': no such directory, and no downloaded hub model at '" +
-              downloaded.string() + "'. Download it with `tools/download_models.sh " + name_or_path +
-              "` (or set LAYERPROBE_MODELS_DIR), or pass a local Hugging Face model directory");
-}
 
 namespace {
 
@@ -40,9 +30,17 @@ fs::path data_file(const fs::path& given, const fs::path& data_dir, const char* 
   return path;
 }
 
+// The family --model_type names; a usage error (status 2) listing the known ones otherwise.
+const ModelFamily& requested_family(const std::string& model_type) {
+  try {
+    return model_family(model_type);
+  } catch (const Error& error) {
+    throw Error(std::string("--model_type: ") + error.what(), 2);
+  }
+}
+
 void validate(const RunSquadOptions& o) {
-  if (o.model_type != "albert")
-    throw Error("--model_type '" + o.model_type + "' is not supported: this run_squad implements ALBERT only", 2);
+  requested_family(o.model_type);
   if (!o.version_2_with_negative)
     throw Error("this run_squad decodes SQuAD 2.0 only: pass --version_2_with_negative", 2);
   if (!o.do_train && !o.do_eval) throw Error("nothing to do: pass --do_train and/or --do_eval", 2);
@@ -54,17 +52,23 @@ void validate(const RunSquadOptions& o) {
                 2);
 }
 
+// run_squad.py builds the model class of --model_type; a directory of another family would not load there.
+void check_model_type(const std::string& model_type, const ModelConfig& config, const fs::path& model_dir) {
+  if (config.model_type != model_type)
+    throw Error("--model_type " + model_type + " but '" + (model_dir / "config.json").string() + "' is a " +
+                    config.model_type + " model; pass --model_type " + config.model_type,
+                2);
+}
+
 torch::Device pick_device(const RunSquadOptions& o) {
   if (!o.no_cuda && torch::cuda::is_available()) return torch::Device(torch::kCUDA, 0);
   return torch::Device(torch::kCPU);
 }
 
-std::vector<SquadFeature> squad_features(const std::vector<SquadExample>& examples, const AlbertTokenizer& tokenizer,
+std::vector<SquadFeature> squad_features(const std::vector<SquadExample>& examples, const Tokenizer& tokenizer,
                                          const RunSquadOptions& o, bool is_training) {
   FeatureOptions options;
-  options.max_seq_length = o.max_seq_length;
-  options.doc_stride = o.doc_stride;
-  options.max_query_length = o.max_query_length;
+  options.window = o.window;
   options.is_training = is_training;
   options.decoding_fields = !is_training;
   options.threads = o.threads;
@@ -72,7 +76,7 @@ std::vector<SquadFeature> squad_features(const std::vector<SquadExample>& exampl
 }
 
 // The examples are dropped once featurised: training reads only the features.
-std::vector<SquadFeature> training_features(const AlbertTokenizer& tokenizer, const RunSquadOptions& o) {
+std::vector<SquadFeature> training_features(const Tokenizer& tokenizer, const RunSquadOptions& o) {
   const fs::path train_file = data_file(o.train_file, o.data_dir, "train-v2.0.json", "--train_file");
   SquadLoadOptions load;
   load.is_training = true;
@@ -86,14 +90,14 @@ std::vector<SquadFeature> training_features(const AlbertTokenizer& tokenizer, co
   return features;
 }
 
-void train(LoadedModel& loaded, const AlbertTokenizer& tokenizer, const RunSquadOptions& o,
+void train(LoadedModel& loaded, const Tokenizer& tokenizer, const RunSquadOptions& o,
            const torch::Device& device) {
   const auto features = training_features(tokenizer, o);
-  auto result = fine_tune(loaded.model, loaded.config, features, o.train, device);
+  auto result = fine_tune(*loaded.model, features, o.train, device);
   spdlog::info(" global_step = {}, average loss = {}", result.global_step, result.mean_loss);
 }
 
-nlohmann::ordered_json evaluate(LoadedModel& loaded, const AlbertTokenizer& tokenizer, const RunSquadOptions& o,
+nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer, const RunSquadOptions& o,
                                 const torch::Device& device) {
   const fs::path predict_file = data_file(o.predict_file, o.data_dir, "dev-v2.0.json", "--predict_file");
   const auto dataset = load_squad(predict_file);
@@ -102,15 +106,16 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const AlbertTokenizer& toke
                dataset.examples.size(), features.size(), o.per_gpu_eval_batch_size);
   LogitsOptions logits_options;
   logits_options.batch_size = o.per_gpu_eval_batch_size;
-  logits_options.pad_to = o.max_seq_length;
-  logits_options.autocast = o.fp16 && device.is_cuda();
-  const auto logits = compute_feature_logits(loaded.model, features, logits_options, device);
+  logits_options.pad_to = o.window.max_seq_length;
+  logits_options.pad_id = tokenizer.pad_id();
+  logits_options.precision = o.fp16 && device.is_cuda() ? "fp16" : "fp32";
+  const auto logits = compute_feature_logits(*loaded.model, features, logits_options, device);
   DecodeOptions decode;
   decode.n_best_size = o.n_best_size;
   decode.max_answer_length = o.max_answer_length;
   decode.null_score_diff_threshold = o.null_score_diff_threshold;
   decode.do_lower_case = o.do_lower_case;
-  const auto predictions = decode_predictions(dataset.examples, features, logits, decode);
+  const auto predictions = decode_predictions(dataset.examples, features, logits, tokenizer, decode);
   fs::create_directories(o.output_dir);
   write_predictions_json(o.output_dir / "predictions.json", predictions);
   write_nbest_json(o.output_dir / "nbest_predictions.json", predictions);
@@ -127,33 +132,31 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const AlbertTokenizer& toke
 nlohmann::ordered_json run_squad(RunSquadOptions options) {
   validate(options);
   const torch::Device device = pick_device(options);
-  const fs::path model_dir = resolve_model_path(options.model_name_or_path, "--model_name_or_path");
+  const fs::path model_dir = resolve_model_dir(options.model_name_or_path, "--model_name_or_path");
   const fs::path tokenizer_dir = options.tokenizer_name.empty()
                                      ? model_dir
-                                     : resolve_model_path(options.tokenizer_name, "--tokenizer_name");
-  if (!fs::is_regular_file(tokenizer_dir / "spiece.model"))
-    throw Error("no tokenizer: '" + (tokenizer_dir / "spiece.model").string() +
-                "' does not exist. Download the model with `tools/download_models.sh <hub-name>`, or pass "
-                "--tokenizer_name DIR (a directory with the model's spiece.model)");
-  TokenizerOptions tokenizer_options;
-  tokenizer_options.do_lower_case = options.do_lower_case;
-  AlbertTokenizer tokenizer(tokenizer_dir / "spiece.model", tokenizer_options);
+                                     : resolve_model_dir(options.tokenizer_name, "--tokenizer_name");
+  TokenizerRequest request;
+  request.kind = requested_family(options.model_type).tokenizer;
+  request.do_lower_case = options.do_lower_case;
+  const auto tokenizer = load_tokenizer(tokenizer_dir, request);
 
   // A fresh QA head is drawn from the seeded generator, as set_seed() precedes loading in HF.
   torch::manual_seed(options.train.seed);
   LoadedModel loaded = load_checkpoint(model_dir);
+  check_model_type(options.model_type, loaded.config, model_dir);
   loaded.model->to(device);
   spdlog::info("model {} ({} layers, hidden {}) on {}", model_dir.string(), loaded.config.num_hidden_layers,
                loaded.config.hidden_size, device.str());
   if (options.do_train) {
     options.train.output_dir = options.output_dir;
-    options.train.tokenizer_dir = tokenizer_dir;
-    options.train.max_seq_length = options.max_seq_length;
+    options.train.tokenizer = tokenizer.get();
+    options.train.max_seq_length = options.window.max_seq_length;
     options.train.fp16 = options.fp16;
-    train(loaded, tokenizer, options, device);
+    train(loaded, *tokenizer, options, device);
   }
   if (!options.do_eval) return nlohmann::ordered_json::object();
-  return evaluate(loaded, tokenizer, options, device);
+  return evaluate(loaded, *tokenizer, options, device);
 }
 
 }  // namespace layerprobe

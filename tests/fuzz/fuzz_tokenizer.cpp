@@ -1,7 +1,7 @@
 // The ALBERT tokenizer on arbitrary bytes (invalid UTF-8 included), with the
 // study's SentencePiece model.
 #include "fuzz_support.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
+#include "text/albert_tokenizer.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace layerprobe::fuzz;

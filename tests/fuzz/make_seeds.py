@@ -95,7 +95,8 @@ def main(shared, out):
                                                            {"format": "pt"}),
                         "probes.safetensors": probes_file()},
         "torch_checkpoint": {"legacy.bin": legacy_checkpoint(), "zip.bin": zip_checkpoint()},
-        "config": {"config.json": (golden / "albert-tiny" / "config.json").read_bytes()},
+        "config": {f"{family}.json": (golden / f"{family}-tiny" / "config.json").read_bytes()
+                   for family in ("albert", "bert", "distilbert")},
         "squad": {"dev-small.json": small_squad(dev).encode()},
         "predictions": {"predictions.json": first_entries(golden / "metrics" / "pred_perturbed.json", 8).encode(),
                         "na_probs.json": first_entries(golden / "metrics" / "na_probs_random.json", 8).encode(),
@@ -105,6 +106,16 @@ def main(shared, out):
     lines = (golden / "tokenizer" / "dev.jsonl").read_text().splitlines()
     seeds["tokenizer"] = {f"text{i:03d}.txt": json.loads(line)["text"].encode() for i, line in enumerate(lines[:100])}
     seeds["tokenizer"]["special.txt"] = "[CLS] 1,000 caf\u00e9 [MASK]\u3000x<unk>".encode()
+    # The first 2100 lines of BERT's vocabulary: the special tokens, punctuation, some words and ## pieces.
+    bert_vocab = (shared / "data" / "bert" / "vocab.txt").read_bytes().splitlines(keepends=True)
+    seeds["wordpiece_vocab"] = {"vocab.txt": b"".join(bert_vocab[:2100])}
+    # RoBERTa's first 300 merges and the tokens they make, then a text: vocab.json \0 merges.txt \0 text.
+    merges = (shared / "data" / "roberta" / "merges.txt").read_text(encoding="utf-8").split("\n")[:301]
+    tokens = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"] + ["".join(m.split()) for m in merges[1:]]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    files = json.dumps(vocab).encode() + b"\0" + ("\n".join(merges) + "\n").encode() + b"\0"
+    seeds["bpe_vocab"] = {f"text{i:03d}.bin": files + json.loads(line)["text"].encode() for i, line in enumerate(lines[:20])}
+    seeds["bpe_vocab"]["special.bin"] = files + "He's here </s> 1,000 caf\u00e9  \n\n<mask>\u3000x".encode()
     for target, files in seeds.items():
         folder = out / target
         folder.mkdir(parents=True, exist_ok=True)

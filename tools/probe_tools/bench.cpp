@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 
+#include "../tool_main.hpp"
 #include "commands.hpp"
 #include "layerprobe/bench/bench.hpp"
 #include "layerprobe/core/common.hpp"
@@ -62,15 +63,14 @@ void add_bench_command(CLI::App& app) {
       "a run_squad training step, FLOP utilisation against the measured GEMM peak, and peak memory");
   auto args = std::make_shared<BenchArgs>();
   auto& o = args->options;
-  command->add_option("--model", args->model_dir, "Model directory (config.json, weights, spiece.model)")->required();
+  command->add_option("--model", args->model_dir, "Model directory (config.json, weights, tokenizer files)")->required();
   command->add_option("--data", args->data_file, "SQuAD 2.0 json file to featurise and measure on")->required();
   command->add_option("--features", o.features, "Features measured, an even sample of the file's (0 = all)")
       ->capture_default_str();
   command->add_option("--train-features", o.train_features, "Of those, features run through the run_squad step (0 = skip)")
       ->capture_default_str();
   command->add_option("--batch-size", o.batch_size, "Batch size")->capture_default_str();
-  command->add_option("--max-seq-length", o.max_seq_length, "Window length, and the padded pass's length")
-      ->capture_default_str();
+  add_window_options(*command, o.window);
   command->add_option("--device", o.device, "cpu or gpu")->capture_default_str();
   command->add_option("--precision", o.precision, "fp32, bf16 or fp16 (encoder autocast, GPU only)")
       ->capture_default_str();

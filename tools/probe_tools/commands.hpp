@@ -4,6 +4,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+#include <memory>
+
+#include "layerprobe/text/tokenizer.hpp"
+
 namespace layerprobe::tools {
 
 // Each registers its subcommand on `app`; the subcommand's callback does the work.
@@ -15,5 +20,15 @@ void add_features_command(CLI::App& app);
 void add_encode_command(CLI::App& app);
 void add_init_model_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+
+// Where a subcommand's tokenizer comes from: a vocabulary file (--vocab) or a
+// model directory (--model), with the case and accent overrides.
+struct TokenizerChoice {
+  std::filesystem::path vocab, model;
+  bool cased = false, lower_case = false, keep_accents = false;
+};
+void add_tokenizer_options(CLI::App& command, TokenizerChoice& choice);
+// The tokenizer chosen; usage Error (status 2) when neither or both sources are given.
+std::unique_ptr<Tokenizer> open_tokenizer(const TokenizerChoice& choice);
 
 }  // namespace layerprobe::tools

@@ -39,13 +39,15 @@ void run_encode(const EncodeArgs& args) {
   if (args.batch_size <= 0) throw Error("--batch-size must be positive", 2);
   const SafetensorsFile inputs = read_safetensors(args.inputs);
   torch::Tensor input_ids = required_input(inputs, "input_ids", args.inputs);
-  torch::Tensor token_type_ids = required_input(inputs, "token_type_ids", args.inputs);
+  // Optional: families such as DistilBERT take none (a missing one embeds type 0).
+  auto types = inputs.tensors.find("token_type_ids");
+  torch::Tensor token_type_ids = types == inputs.tensors.end() ? torch::Tensor() : types->second;
   torch::Tensor attention_mask = required_input(inputs, "attention_mask", args.inputs);
 
   std::optional<std::filesystem::path> weights;
   if (!args.weights.empty()) weights = args.weights;
   LoadedModel loaded = load_checkpoint(args.model_dir, weights);
-  validate_encoder_inputs(loaded.config, input_ids, token_type_ids, attention_mask);
+  validate_encoder_inputs(loaded.config, EncoderBatch{input_ids, token_type_ids, attention_mask});
   if (!loaded.has_qa_head) spdlog::warn("{} has no QA head: start/end logits come from a random head", args.model_dir);
   loaded.model->to(device);
 
@@ -54,8 +56,11 @@ void run_encode(const EncodeArgs& args) {
   const int64_t rows = input_ids.size(0);
   for (int64_t begin = 0; begin < rows; begin += args.batch_size) {
     const int64_t end = std::min(rows, begin + args.batch_size);
-    auto slice = [&](const torch::Tensor& t) { return t.slice(0, begin, end).to(device, torch::kLong); };
-    EncoderOutput out = loaded.model(slice(input_ids), slice(token_type_ids), slice(attention_mask));
+    auto slice = [&](const torch::Tensor& t) {
+      return t.defined() ? t.slice(0, begin, end).to(device, torch::kLong) : torch::Tensor();
+    };
+    loaded.model->eval();
+    EncoderOutput out = loaded.model->forward(EncoderBatch{slice(input_ids), slice(token_type_ids), slice(attention_mask)});
     hidden_chunks.push_back(torch::stack(out.hidden_states).to(torch::kCPU));
     start_chunks.push_back(out.start_logits.to(torch::kCPU));
     end_chunks.push_back(out.end_logits.to(torch::kCPU));
@@ -82,8 +87,8 @@ void run_encode(const EncodeArgs& args) {
 void add_encode_command(CLI::App& app) {
   auto* command = app.add_subcommand(
       "encode",
-      "Run the ALBERT encoder (eval mode) over input_ids, token_type_ids and attention_mask ([B,T] I64 in a "
-      "safetensors file) and write hidden_states [layers+1,B,T,hidden], start_logits and end_logits [B,T] (F32)");
+      "Run a model's encoder (eval mode, any family) over input_ids, attention_mask and optionally "
+      "token_type_ids ([B,T] I64 in a safetensors file) and write hidden_states [layers+1,B,T,hidden], start_logits and end_logits [B,T] (F32)");
   auto args = std::make_shared<EncodeArgs>();
   command->add_option("--model", args->model_dir, "Model directory (config.json + weights, Hugging Face layout)")
       ->required();

@@ -1,4 +1,4 @@
-// probe_tools tokenize: JSONL texts -> ALBERT pieces and ids (HF AlbertTokenizer).
+// probe_tools tokenize: JSONL texts -> pieces and ids with any family's tokenizer (HF 2.5.1 semantics).
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -9,16 +9,14 @@
 
 #include "commands.hpp"
 #include "layerprobe/core/common.hpp"
-#include "layerprobe/text/albert_tokenizer.hpp"
 
 namespace layerprobe::tools {
 
 namespace {
 
 struct TokenizeArgs {
-  std::filesystem::path vocab, input, output;
-  bool cased = false;
-  bool keep_accents = false;
+  TokenizerChoice tokenizer;
+  std::filesystem::path input, output;
 };
 
 // A JSON array of strings as Python's json.dumps(..., ensure_ascii=False) writes it.
@@ -34,7 +32,7 @@ std::string python_json(const std::vector<int64_t>& values) {
   return out + "]";
 }
 
-std::string tokenize_line(const AlbertTokenizer& tokenizer, const std::string& line, const std::string& where) {
+std::string tokenize_line(const Tokenizer& tokenizer, const std::string& line, const std::string& where) {
   nlohmann::json record;
   try {
     record = nlohmann::json::parse(line);
@@ -50,10 +48,7 @@ std::string tokenize_line(const AlbertTokenizer& tokenizer, const std::string& l
 }
 
 void run_tokenize(const TokenizeArgs& args) {
-  TokenizerOptions options;
-  options.do_lower_case = !args.cased;
-  options.keep_accents = args.keep_accents;
-  AlbertTokenizer tokenizer(args.vocab, options);
+  const auto tokenizer = open_tokenizer(args.tokenizer);
   std::ifstream file;
   if (!args.input.empty()) {
     file.open(args.input);
@@ -65,7 +60,7 @@ void run_tokenize(const TokenizeArgs& args) {
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    out << tokenize_line(tokenizer, line, source + " line " + std::to_string(number));
+    out << tokenize_line(*tokenizer, line, source + " line " + std::to_string(number));
   }
   if (args.output.empty())
     std::cout << out.str() << std::flush;
@@ -77,15 +72,12 @@ void run_tokenize(const TokenizeArgs& args) {
 
 void add_tokenize_command(CLI::App& app) {
   auto* command = app.add_subcommand(
-      "tokenize", "Tokenise JSONL lines {\"text\": ...} with ALBERT's tokenizer (HF AlbertTokenizer, "
-                  "transformers 2.5.1) into {\"text\", \"pieces\", \"ids\"} lines");
+      "tokenize", "Tokenise JSONL lines {\"text\": ...} with a model's tokenizer (transformers 2.5.1's "
+                  "AlbertTokenizer, BertTokenizer or RobertaTokenizer) into {\"text\", \"pieces\", \"ids\"} lines");
   auto args = std::make_shared<TokenizeArgs>();
-  command->add_option("--vocab", args->vocab, "SentencePiece model, e.g. spiece.model of albert-base-v2")
-      ->required();
+  add_tokenizer_options(*command, args->tokenizer);
   command->add_option("--input", args->input, "JSONL input (default: standard input)");
   command->add_option("--output", args->output, "JSONL output (default: standard output)");
-  command->add_flag("--cased", args->cased, "Keep letter case (do_lower_case=False)");
-  command->add_flag("--keep-accents", args->keep_accents, "Keep accents (no NFKD / combining-mark removal)");
   command->callback([args] { run_tokenize(*args); });
 }
 

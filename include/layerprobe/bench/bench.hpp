@@ -13,18 +13,17 @@
 #include <vector>
 
 #include "layerprobe/model/config.hpp"
+#include "layerprobe/squad/features.hpp"
 
 namespace layerprobe {
 
 struct BenchOptions {
-  std::filesystem::path model_dir;  // config.json + weights + spiece.model
+  std::filesystem::path model_dir;  // config.json + weights + the family's tokenizer files
   std::filesystem::path data_file;  // SQuAD 2.0 json
   int64_t features = 128;           // features measured (an even sample of the file's); 0 = all
   int64_t train_features = 32;      // of those, how many the fine-tuning step runs over
   int batch_size = 8;
-  int max_seq_length = 384;
-  int doc_stride = 128;
-  int max_query_length = 64;
+  WindowOptions window;
   std::string device = "cpu";
   std::string precision = "fp32";  // fp32, bf16 or fp16 (autocast of the frozen encoder; GPU only)
   bool fast_path = true;           // false: the reference encoder ops (set_fast_cpu_path)
@@ -60,7 +59,7 @@ BenchResult run_bench(const BenchOptions& options);
 // tokens: embedding projection, every layer's linears and attention
 // products, and the QA head (embedding lookups, norms and activations are
 // not counted).
-double forward_flops(const AlbertConfig& config, int64_t tokens);
+double forward_flops(const ModelConfig& config, int64_t tokens);
 
 // GFLOP/s of an [rows,in] x [in,out] float32 product, measured for about
 // `seconds`, through oneDNN (mkldnn_linear on operands already in its layout,

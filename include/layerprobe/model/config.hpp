@@ -1,4 +1,7 @@
-// ALBERT model configuration as Hugging Face stores it in config.json.
+// A model's configuration as Hugging Face stores it in config.json, for every
+// encoder family: the fields all families share (read under each family's own
+// key names, e.g. DistilBERT's "dim" for hidden_size) plus the whole JSON
+// object, from which a family reads the keys only it has.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -9,48 +12,51 @@
 
 namespace layerprobe {
 
-// The fields transformers 2.5.1's AlbertConfig reads, with its defaults.
-// Keys the encoder does not use (id2label, architectures, ...) are kept in
-// `extra` so that re-saving a config loses nothing.
-struct AlbertConfig {
-  int64_t vocab_size = 30000;
-  int64_t embedding_size = 128;
-  int64_t hidden_size = 4096;
-  int64_t num_hidden_layers = 12;
-  int64_t num_hidden_groups = 1;
-  int64_t num_attention_heads = 64;
-  int64_t intermediate_size = 16384;
-  int64_t inner_group_num = 1;
-  std::string hidden_act = "gelu_new";
-  double hidden_dropout_prob = 0.0;
-  double attention_probs_dropout_prob = 0.0;
-  int64_t max_position_embeddings = 512;
-  int64_t type_vocab_size = 2;
-  double initializer_range = 0.02;
+struct ModelConfig {
+  std::string model_type;  // "albert", "bert", "distilbert", "roberta" (model/family.hpp)
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t intermediate_size = 0;
+  int64_t max_position_embeddings = 0;
+  int64_t type_vocab_size = 0;  // 0: the family takes no token type ids (DistilBERT)
+  std::string hidden_act;
   double layer_norm_eps = 1e-12;
-  nlohmann::json extra = nlohmann::json::object();
+  double initializer_range = 0.02;
+  // Every key: the file's, over the family's 2.5.1 defaults. to_json() writes
+  // the shared fields back into it under the family's key names.
+  nlohmann::json object = nlohmann::json::object();
+  std::string source = "model configuration";  // where it came from, for errors
 
-  // The published albert-base-v2 shape.
-  static AlbertConfig albert_base_v2();
+  // A family-only key of `object`; Error naming the key and source when it is
+  // missing or of the wrong type.
+  int64_t integer(const std::string& key) const;
+  double number(const std::string& key) const;
+  bool boolean(const std::string& key) const;
+  std::string string(const std::string& key) const;
 
-  // Throws Error naming `source` and the offending key when the values cannot
-  // describe a model (sizes not positive, hidden size not divisible by the
-  // head count, unknown activation, ...).
-  void validate(const std::string& source) const;
-
+  // The config as the family's config.json spells it.
   nlohmann::json to_json() const;
+  // Checks shared and family constraints again (after fields were changed in
+  // code); Error naming `source` and the key at fault.
+  void validate() const;
 };
 
-// Activations transformers 2.5.1 maps in ACT2FN and this encoder implements.
-bool is_supported_activation(const std::string& name);
-
-// Parses a config object; `source` names where it came from in errors.
-AlbertConfig config_from_json(const nlohmann::json& json, const std::string& source);
+// Parses a config object: picks the family by "model_type" (Error listing the
+// known ones), fills in its defaults and validates. `source` names it in errors.
+// Without a model_type, 2.5.1's AutoConfig takes the first family named in
+// the model's path (`name_hint`), then (beyond 2.5.1) in "architectures".
+ModelConfig config_from_json(const nlohmann::json& json, const std::string& source,
+                             const std::string& name_hint = "");
 
 // Reads and validates config.json (or any file in that format).
-AlbertConfig load_config(const std::filesystem::path& path);
+ModelConfig load_config(const std::filesystem::path& path);
 
-// Writes `config` as pretty-printed JSON, atomically.
-void save_config(const AlbertConfig& config, const std::filesystem::path& path);
+// Writes the config as pretty-printed JSON, atomically.
+void save_config(const ModelConfig& config, const std::filesystem::path& path);
+
+// The activations transformers 2.5.1 maps in ACT2FN and the encoders implement.
+bool is_supported_activation(const std::string& name);
 
 }  // namespace layerprobe

@@ -31,6 +31,12 @@ std::vector<std::filesystem::path> find_probes_dirs(const std::filesystem::path&
 // file when it cannot be read.
 std::string file_fingerprint(const std::filesystem::path& path);
 
+// The final study's form names a model instead of a kind (`probe_train
+// bert-base-uncased cpu 3`); its experiment directory is `root` / the name's
+// last path component, as train.py's model_prefix.split("/")[-1]. Usage
+// Error (status 2) for a name without one.
+std::filesystem::path model_experiment_dir(const std::string& name_or_path, const std::filesystem::path& root = ".");
+
 // The kind ("pretrained"/"fine_tuned") named by a path component, if any.
 std::optional<std::string> kind_from_path(const std::filesystem::path& path);
 

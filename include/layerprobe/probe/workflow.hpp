@@ -9,8 +9,7 @@
 
 #include <torch/torch.h>
 
-#include "layerprobe/squad/batch.hpp"
-#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/squad/features.hpp"
 
 namespace layerprobe {
 
@@ -21,18 +20,21 @@ struct ProbeTrainOptions {
   std::filesystem::path pretrained_model = "models/albert-base-v2";
   std::filesystem::path fine_tuned_model = "models/twmkn9/albert-base-v2-squad2";
   std::filesystem::path train_file;  // default $SQUAD_DIR/train-v2.0.json
-  std::filesystem::path vocab;       // default <model>/spiece.model
+  std::filesystem::path vocab;       // default: the model's own tokenizer files
   std::filesystem::path output_dir = ".";
   int batch_size = 8;
   double learning_rate = 5e-5;
-  int max_seq_length = 384;
-  int doc_stride = 128;
-  int max_query_length = 64;
+  WindowOptions window;
   uint64_t seed = 1;
   int64_t max_train_features = 0;  // 0 = all
   std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
   bool overwrite = false;
 };
+
+// The kind a model directory is probed as when the final study's form names it
+// without --kind: fine_tuned when its weights hold a QA head (qa_outputs.*),
+// else pretrained.
+std::string inferred_probe_kind(const std::filesystem::path& model_dir);
 
 // Trains, saves after each epoch, and resumes after the last saved epoch.
 void train_probes(const ProbeTrainOptions& options);
@@ -54,11 +56,5 @@ struct ProbePredictOptions {
 
 // Writes <kind>_preds/ beside every probes directory.
 void predict_probes(const ProbePredictOptions& options);
-
-// The model's hidden states 1..L for a batch, stacked [L,B,T,H] in float32
-// (index 0, the embedding output, is not probed). Runs without autograd, the
-// encoder at `precision` (precision.hpp) on the batch's device.
-torch::Tensor probed_hidden_states(AlbertForQuestionAnswering& model, const EncoderBatch& batch,
-                                   const std::string& precision = "fp32");
 
 }  // namespace layerprobe

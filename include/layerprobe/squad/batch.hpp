@@ -6,23 +6,16 @@
 #include <cstdint>
 #include <vector>
 
+#include "layerprobe/model/qa_model.hpp"
 #include "layerprobe/squad/features.hpp"
 
 namespace layerprobe {
-
-struct EncoderBatch {
-  torch::Tensor input_ids, token_type_ids, attention_mask;  // [B,T] int64
-
-  EncoderBatch to(const torch::Device& device) const;
-  int64_t size() const { return input_ids.size(0); }
-  int64_t length() const { return input_ids.size(1); }
-};
 
 struct BatchOptions {
   // 0: pad to the longest feature; otherwise pad every row to this length
   // (Error when a feature is longer).
   int64_t pad_to = 0;
-  int64_t pad_id = 0;
+  int64_t pad_id = 0;  // the tokenizer's pad_id()
 };
 
 // Rows in the order given; padding has id pad_id, token type 0, mask 0.

@@ -7,14 +7,18 @@
 #include <vector>
 
 #include "layerprobe/squad/features.hpp"
+#include "layerprobe/squad/prediction.hpp"
 #include "layerprobe/squad/squad.hpp"
 
 namespace layerprobe {
+
+class Tokenizer;
 
 struct DecodeOptions {
   int n_best_size = 20;
   int max_answer_length = 30;
   double null_score_diff_threshold = 0.0;
+  // get_final_text's: run_squad's --do_lower_case; probe_predict uses Tokenizer::lowercases().
   bool do_lower_case = true;
 };
 
@@ -25,28 +29,14 @@ struct FeatureLogits {
   std::vector<float> start, end;
 };
 
-// One entry of HF's nbest_predictions.json.
-struct NbestEntry {
-  std::string text;
-  double probability = 0.0;
-  double start_logit = 0.0;
-  double end_logit = 0.0;
-};
-
-struct QuestionPrediction {
-  std::string qas_id;
-  std::string text;  // final answer; "" = no answer
-  // score_null - best non-null start_logit - end_logit (HF's null_odds.json).
-  double null_odds = 0.0;
-  std::vector<NbestEntry> nbest;
-};
-
 // One prediction per example, in example order. `logits[i]` belongs to
 // `features[i]`; features are grouped by example_index in their given order.
-// Error naming the feature when sizes or indices are inconsistent.
+// A span's text is the tokenizer's convert_tokens_to_string of its tokens,
+// projected onto the context by get_final_text. Error naming the feature when
+// sizes or indices are inconsistent.
 std::vector<QuestionPrediction> decode_predictions(const std::vector<SquadExample>& examples,
                                                    const std::vector<SquadFeature>& features,
-                                                   const std::vector<FeatureLogits>& logits,
+                                                   const std::vector<FeatureLogits>& logits, const Tokenizer& tokenizer,
                                                    const DecodeOptions& options);
 
 // HF's get_final_text: projects the detokenised prediction `pred_text` back

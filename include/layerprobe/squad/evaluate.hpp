@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layerprobe/squad/decoder.hpp"
-#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/model/qa_model.hpp"
 #include "layerprobe/squad/features.hpp"
 
 namespace layerprobe {
@@ -24,11 +24,12 @@ struct LogitsOptions {
   // window padded to max_seq_length, and padding positions compete for the
   // n-best slots. 0 = each feature's own length.
   int64_t pad_to = 384;
-  bool autocast = false;  // CUDA mixed precision
+  int64_t pad_id = 0;             // the tokenizer's pad_id()
+  std::string precision = "fp32";  // the encoder's (core/precision.hpp)
 };
 
 // One FeatureLogits per feature, in order (the model in eval mode on `device`).
-std::vector<FeatureLogits> compute_feature_logits(AlbertForQuestionAnswering& model,
+std::vector<FeatureLogits> compute_feature_logits(QaModel& model,
                                                   const std::vector<SquadFeature>& features,
                                                   const LogitsOptions& options, const torch::Device& device);
 

@@ -1,6 +1,10 @@
 // Examples -> sliding-window features, as transformers 2.5.1's
-// squad_convert_examples_to_features builds them (kept unpadded).
+// squad_convert_examples_to_features builds them (kept unpadded), for any
+// tokenizer: the pair layout ([CLS] q [SEP] c [SEP], <s> q </s></s> c </s>, ...)
+// and token types come from Tokenizer::pair_layout().
 #pragma once
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <string>
@@ -10,12 +14,24 @@
 
 namespace layerprobe {
 
-class AlbertTokenizer;
+class Tokenizer;
 
-struct FeatureOptions {
+// The sliding-window settings (HF's max_seq_length, doc_stride,
+// max_query_length): one struct for every command that featurises.
+struct WindowOptions {
   int max_seq_length = 384;
   int doc_stride = 128;
   int max_query_length = 64;
+
+  // Error (exit code 2) naming the setting when one is out of range for `layout_tokens` special tokens.
+  void validate(int layout_tokens = 3) const;
+  nlohmann::json to_json() const;
+  // The keys to_json writes, each falling back to this struct's default.
+  static WindowOptions from_json(const nlohmann::json& json);
+};
+
+struct FeatureOptions {
+  WindowOptions window;
   bool is_training = false;
   int threads = 0;  // worker threads; 0 = all available cores
   // false: drop what only decoding reads (tokens, token_to_orig_map,
@@ -25,8 +41,9 @@ struct FeatureOptions {
   bool decoding_fields = true;
 };
 
-// One window `[CLS] question [SEP] context [SEP]`, unpadded (attention mask
-// is all ones over input_ids.size() tokens).
+// One window of the tokenizer's pair layout (`[CLS] question [SEP] context
+// [SEP]` for BERT-style tokenizers), unpadded (attention mask is all ones over
+// input_ids.size() tokens).
 struct SquadFeature {
   // Index into the examples vector it came from (HF renumbers only over
   // examples that produced features; they differ only for empty contexts).
@@ -42,7 +59,7 @@ struct SquadFeature {
   // Per token: 1 when this window gives the token its maximal context.
   std::vector<uint8_t> token_is_max_context;
   int paragraph_len = 0;
-  // Training targets (token indices; 0/0 = [CLS]).
+  // Training targets (token indices; 0/0 = the first token, [CLS] or <s>).
   int start_position = 0;
   int end_position = 0;
   bool is_impossible = false;
@@ -55,7 +72,7 @@ struct SquadFeature {
 // example with an empty context yields none. Error naming the question when
 // its tokens cannot fit a window (HF's assertion) or it has no tokens.
 std::vector<SquadFeature> convert_examples_to_features(const std::vector<SquadExample>& examples,
-                                                       const AlbertTokenizer& tokenizer,
+                                                       const Tokenizer& tokenizer,
                                                        const FeatureOptions& options);
 
 // One line (no newline) in the schema of the golden features files, as

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "layerprobe/squad/decoder.hpp"
+#include "layerprobe/squad/prediction.hpp"
 
 namespace layerprobe {
 

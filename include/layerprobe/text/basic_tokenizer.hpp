@@ -9,6 +9,9 @@ namespace layerprobe {
 
 // Cleans control characters, isolates CJK ideographs, lowercases and strips
 // accents (NFD, drop Mn) when `do_lower_case`, and splits off punctuation.
-std::vector<std::u32string> bert_basic_tokenize(const std::u32string& text, bool do_lower_case);
+// Words in `never_split` (as they stand after cleaning) keep their case and
+// accents: HF's never_split, which BertTokenizer sets to its special tokens.
+std::vector<std::u32string> bert_basic_tokenize(const std::u32string& text, bool do_lower_case,
+                                                const std::vector<std::u32string>& never_split = {});
 
 }  // namespace layerprobe

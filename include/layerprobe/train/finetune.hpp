@@ -1,4 +1,4 @@
-// Fine-tuning AlbertForQuestionAnswering on SQuAD features, as transformers
+// Fine-tuning a QaModel (any family) on SQuAD features, as transformers
 // 2.5.1's run_squad.py train() does: HF's QA loss, AdamW with its parameter
 // groups, a linear warmup/decay schedule, gradient accumulation and clipping,
 // with checkpoints that a stopped run resumes from bit for bit (on the CPU).
@@ -15,12 +15,13 @@
 #include <vector>
 
 #include "layerprobe/model/config.hpp"
-#include "layerprobe/model/encoder.hpp"
+#include "layerprobe/model/qa_model.hpp"
+#include "layerprobe/text/tokenizer.hpp"
 #include "layerprobe/squad/features.hpp"
 
 namespace layerprobe {
 
-// AlbertForQuestionAnswering 2.5.1's loss: targets clamped to [0, T], T (the
+// The <Family>ForQuestionAnswering 2.5.1 loss: targets clamped to [0, T], T (the
 // sequence length) ignored, mean of the start and end cross-entropies.
 torch::Tensor qa_loss(const torch::Tensor& start_logits, const torch::Tensor& end_logits,
                       const torch::Tensor& start_positions, const torch::Tensor& end_positions);
@@ -61,8 +62,9 @@ class AdamW {
 
 struct FineTuneOptions {
   std::filesystem::path output_dir;
-  // Copied into every saved model directory (spiece.model), when set.
-  std::optional<std::filesystem::path> tokenizer_dir;
+  // Saved (save_tokenizer) into every saved model directory, when set; it
+  // also gives the padding id (0 without it).
+  const Tokenizer* tokenizer = nullptr;
   int64_t batch_size = 8;  // --per_gpu_train_batch_size
   double learning_rate = 5e-5;
   int64_t gradient_accumulation_steps = 1;
@@ -108,8 +110,7 @@ std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::pa
 // checkpoint-<step>/, epoch-<e>/ and, at the end, the final model in
 // output_dir, each an HF model directory plus optimizer.safetensors and
 // trainer_state.json. Stops with Error (status 130) on SIGINT/SIGTERM.
-FineTuneResult fine_tune(AlbertForQuestionAnswering& model, const AlbertConfig& config,
-                         const std::vector<SquadFeature>& features, const FineTuneOptions& options,
+FineTuneResult fine_tune(QaModel& model, const std::vector<SquadFeature>& features, const FineTuneOptions& options,
                          const torch::Device& device);
 
 }  // namespace layerprobe

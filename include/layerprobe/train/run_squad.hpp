@@ -1,4 +1,4 @@
-// run_squad: transformers 2.5.1's examples/run_squad.py for ALBERT — fine-tune
+// run_squad: transformers 2.5.1's examples/run_squad.py for every registered family — fine-tune
 // on a SQuAD 2.0 train file and/or evaluate on a predict file — with its flags
 // and defaults.
 #pragma once
@@ -13,28 +13,23 @@
 namespace layerprobe {
 
 struct RunSquadOptions {
-  std::string model_type = "albert";
+  std::string model_type = "albert";  // a registered family (model/family.hpp)
   std::string model_name_or_path;
-  std::string tokenizer_name;  // directory (or hub name) with spiece.model; default: the model's
+  std::string tokenizer_name;  // directory (or hub name) with the family's tokenizer files; default: the model's
   std::filesystem::path output_dir;
   std::filesystem::path data_dir;  // train-v2.0.json / dev-v2.0.json when the files are not given
   std::filesystem::path train_file, predict_file;
   bool do_train = false, do_eval = false, do_lower_case = false, version_2_with_negative = false;
   double null_score_diff_threshold = 0.0;
-  int max_seq_length = 384, doc_stride = 128, max_query_length = 64;
+  WindowOptions window;
   int64_t per_gpu_eval_batch_size = 8;
   int n_best_size = 20, max_answer_length = 30;
   bool no_cuda = false, overwrite_output_dir = false, fp16 = false;
   int threads = 1;  // feature-conversion workers
-  // Training settings; its output_dir, tokenizer_dir and max_seq_length are
+  // Training settings; its output_dir, tokenizer and max_seq_length are
   // filled in from the fields above.
   FineTuneOptions train;
 };
-
-// A local directory as given; otherwise a hub name (albert-base-v2,
-// twmkn9/albert-base-v2-squad2) looked up as $LAYERPROBE_MODELS_DIR/<name>,
-// else models/<name>. Error naming tools/download_models.sh when neither exists.
-std::filesystem::path resolve_model_path(const std::string& name_or_path, const std::string& option_name);
 
 // Runs what the options ask for and returns the evaluation results (the keys
 // of 2.5.1's squad_evaluate; empty without do_eval). Evaluation writes

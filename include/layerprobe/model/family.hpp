@@ -1,0 +1,83 @@
+// The encoder families: one entry per transformers 2.5.1 model_type, saying
+// how its config.json names the shared fields, how to build its
+// ...ForQuestionAnswering module, which tokenizer and model inputs it uses,
+// and how many FLOPs a forward pass costs. A new family is a folder under
+// src/model/<family>/ defining its entry, plus one line in src/model/registry.cpp.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layerprobe/model/config.hpp"
+
+namespace layerprobe {
+
+class QaModel;
+
+// The config.json key of each shared ModelConfig field; an empty key = the
+// family has no such key (the field keeps the value in `fixed`).
+struct ConfigKeys {
+  std::string vocab_size = "vocab_size";
+  std::string hidden_size = "hidden_size";
+  std::string num_hidden_layers = "num_hidden_layers";
+  std::string num_attention_heads = "num_attention_heads";
+  std::string intermediate_size = "intermediate_size";
+  std::string max_position_embeddings = "max_position_embeddings";
+  std::string type_vocab_size = "type_vocab_size";
+  std::string hidden_act = "hidden_act";
+  std::string layer_norm_eps = "layer_norm_eps";
+  std::string initializer_range = "initializer_range";
+};
+
+struct ModelFamily {
+  std::string model_type;   // config.json's "model_type"
+  std::string base_prefix;  // HF's base_model_prefix: weights are "<prefix>.embeddings..."
+  std::string tokenizer;    // "sentencepiece", "wordpiece" or "bpe" (text/tokenizer.hpp)
+  std::string example;      // a published model of the family, for messages
+  std::string architecture; // the QA class name saved in config.json's "architectures"
+  ConfigKeys keys;
+  // 2.5.1's config class defaults (keys as the family spells them); keys
+  // absent from a config.json take these.
+  nlohmann::json defaults;
+  // Values of shared fields the family has no key for (DistilBERT's layer_norm_eps).
+  ModelConfig fixed;
+  // Published shapes for `init-model --like NAME`: name -> config.json.
+  std::map<std::string, nlohmann::json> published;
+  // Whether run_squad 2.5.1 passes token_type_ids to the model (it drops them
+  // for distilbert and roberta, which then embed type 0 everywhere, or none).
+  bool takes_token_type_ids = true;
+  // Position ids start here (RoBERTa: padding_idx + 1 = 2), so a window holds
+  // at most max_position_embeddings - position_offset tokens.
+  int64_t position_offset = 0;
+  // Family-only checks after the shared ones; Error naming config.source and the key.
+  std::function<void(const ModelConfig&)> validate;
+  // A ...ForQuestionAnswering with HF's initialisation (_init_weights).
+  std::function<std::shared_ptr<QaModel>(const ModelConfig&)> create;
+  // Parameters the config describes (as a double: a hostile config may
+  // overflow integers), QA head and pooler included.
+  std::function<double(const ModelConfig&)> parameters;
+  // Multiply-adds x 2 of one eval forward pass over one feature of `tokens`
+  // tokens, QA head included (lookups, norms and activations not counted).
+  std::function<double(const ModelConfig&, int64_t tokens)> forward_flops;
+};
+
+// The family of `model_type`; Error listing the known ones otherwise.
+const ModelFamily& model_family(const std::string& model_type);
+// Every family, in registry order.
+const std::vector<const ModelFamily*>& model_families();
+// The family that publishes `name` (for --like), or Error listing the known names.
+const ModelFamily& family_publishing(const std::string& name);
+
+// Multiply-adds x 2 of the linears and attention products of one
+// BERT-style encoder layer over a feature of `tokens` tokens.
+double transformer_layer_flops(const ModelConfig& config, int64_t tokens);
+// Parameters of one such layer (weights, biases and both LayerNorms).
+double transformer_layer_parameters(const ModelConfig& config);
+
+}  // namespace layerprobe

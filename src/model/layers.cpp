@@ -1,0 +1,218 @@
+#include "model/layers.hpp"
+
+#include <atomic>
+#include <cmath>
+
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/model/qa_model.hpp"
+
+namespace layerprobe {
+
+namespace nn = torch::nn;
+
+namespace {
+
+std::atomic<bool> g_fast_cpu_path{true};
+
+// Inference linear over a weight already in oneDNN layout; x is [N,in].
+torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  return torch::mkldnn_linear(x.contiguous().to_mkldnn(), weight, bias).to_dense();
+}
+
+// A linear layer whose forward and backward products run as oneDNN inner products.
+class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    auto sizes = x.sizes().vec();
+    auto flat = x.reshape({-1, x.size(-1)}).contiguous().to_mkldnn();
+    ctx->saved_data["input"] = flat;
+    ctx->saved_data["input_sizes"] = sizes;
+    ctx->save_for_backward({weight});
+    sizes.back() = weight.size(0);
+    return torch::mkldnn_linear(flat, weight.contiguous(), bias).to_dense().view(sizes);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto input = ctx->saved_data["input"].toTensor();
+    const auto input_sizes = ctx->saved_data["input_sizes"].toIntVector();
+    const auto weight = ctx->get_saved_variables()[0].contiguous();
+    auto grad = grads[0].reshape({-1, weight.size(0)}).contiguous().to_mkldnn();
+    auto dense = [](const torch::Tensor& t) { return t.is_mkldnn() ? t.to_dense() : t; };
+    auto grad_input = dense(at::mkldnn_linear_backward_input(input.sizes(), grad, weight)).view(input_sizes);
+    auto [grad_weight, grad_bias] = at::mkldnn_linear_backward_weights(grad, input, weight, true);
+    return {grad_input, dense(grad_weight), dense(grad_bias)};
+  }
+};
+
+// The activations as single kernels: apply_activation within float rounding,
+// without its chain of temporaries.
+torch::Tensor fused_activation(const torch::Tensor& x, Activation activation) {
+  switch (activation) {
+    case Activation::GeluNew:
+      return torch::gelu(x, "tanh");
+    case Activation::Swish:
+      return torch::silu(x);
+    case Activation::Mish:
+      return torch::mish(x);
+    default:
+      return apply_activation(x, activation);
+  }
+}
+
+const std::pair<const char*, Activation> kActivations[] = {{"gelu", Activation::Gelu},
+                                                           {"gelu_new", Activation::GeluNew},
+                                                           {"relu", Activation::Relu},
+                                                           {"swish", Activation::Swish},
+                                                           {"mish", Activation::Mish}};
+
+}  // namespace
+
+void set_fast_cpu_path(bool enabled) { g_fast_cpu_path = enabled; }
+bool fast_cpu_path_enabled() { return g_fast_cpu_path; }
+
+bool is_supported_activation(const std::string& name) {
+  for (const auto& [known, value] : kActivations)
+    if (name == known) return true;
+  return false;
+}
+
+Activation parse_activation(const std::string& name, const std::string& source) {
+  for (const auto& [known, value] : kActivations)
+    if (name == known) return value;
+  throw Error(source + ": unknown activation '" + name + "' (supported: gelu, gelu_new, relu, swish, mish)");
+}
+
+torch::Tensor apply_activation(const torch::Tensor& x, Activation activation) {
+  // Written as transformers 2.5.1 writes them, so rounding matches too.
+  switch (activation) {
+    case Activation::Gelu:
+      return torch::gelu(x);
+    case Activation::GeluNew:
+      return 0.5 * x * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * torch::pow(x, 3))));
+    case Activation::Relu:
+      return torch::relu(x);
+    case Activation::Swish:
+      return x * torch::sigmoid(x);
+    case Activation::Mish:
+      return x * torch::tanh(torch::softplus(x));
+  }
+  throw Error("unhandled activation");
+}
+
+torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, torch::Dtype dtype, double masked_value) {
+  auto padding = attention_mask.eq(0).unsqueeze(1).unsqueeze(2);
+  return torch::zeros(padding.sizes(), torch::TensorOptions().dtype(dtype).device(attention_mask.device()))
+      .masked_fill_(padding, masked_value);
+}
+
+torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
+  const bool onednn = g_fast_cpu_path && torch::GradMode::is_enabled() && at::hasMKLDNN() && x.device().is_cpu() &&
+                      x.scalar_type() == torch::kFloat32 && layer->bias.defined() && x.numel() > 0 &&
+                      (x.requires_grad() || layer->weight.requires_grad());
+  return onednn ? OneDnnLinear::apply(x, layer->weight, layer->bias) : layer->forward(x);
+}
+
+void init_linear(nn::LinearImpl& linear, double std) {
+  linear.weight.normal_(0.0, std);
+  if (linear.bias.defined()) linear.bias.zero_();
+}
+
+nn::LayerNorm make_layer_norm(int64_t size, double eps) {
+  return nn::LayerNorm(nn::LayerNormOptions({size}).eps(eps));
+}
+
+torch::Tensor token_types_or_zeros(const torch::Tensor& token_type_ids, const torch::Tensor& input_ids) {
+  return token_type_ids.defined() ? token_type_ids : torch::zeros_like(input_ids);
+}
+
+// --- the transformer layer ---------------------------------------------------------
+
+torch::Tensor TransformerLayerKernel::attention_context(torch::Tensor q, torch::Tensor k, torch::Tensor v,
+                                                        const torch::Tensor& additive_mask, bool training) const {
+  // q, k, v: [B,heads,T,d] (or [B*heads,T,d]); returns the context in q's layout.
+  const double scale = std::sqrt(static_cast<double>(q.size(-1)));
+  torch::Tensor scores;
+  if (style_.scale_query_first) {
+    scores = torch::matmul(q / scale, k.transpose(-1, -2));
+  } else {
+    scores = torch::matmul(q, k.transpose(-1, -2)) / scale;
+  }
+  const auto sizes = scores.sizes().vec();
+  scores = (scores.view({additive_mask.size(0), -1, sizes[sizes.size() - 2], sizes.back()}) + additive_mask)
+               .view(sizes);
+  auto probs = torch::dropout(torch::softmax(scores, -1), style_.attention_dropout, training);
+  return torch::matmul(probs, v);
+}
+
+torch::Tensor TransformerLayerKernel::reference_forward(const torch::Tensor& hidden,
+                                                        const torch::Tensor& additive_mask, bool training) {
+  const int64_t batch = hidden.size(0), length = hidden.size(1), width = hidden.size(2);
+  const int64_t head_size = width / style_.heads;
+  auto split_heads = [&](const torch::Tensor& x) {
+    return x.view({batch, length, style_.heads, head_size}).permute({0, 2, 1, 3});
+  };
+  auto context = attention_context(split_heads(linear(parts_.query, hidden)), split_heads(linear(parts_.key, hidden)),
+                                   split_heads(linear(parts_.value, hidden)), additive_mask, training)
+                     .permute({0, 2, 1, 3})
+                     .contiguous()
+                     .view({batch, length, width});
+  auto projected = torch::dropout(linear(parts_.attention_output, context), style_.attention_output_dropout, training);
+  auto attention = parts_.attention_norm(projected + hidden);
+  auto inner = apply_activation(linear(parts_.intermediate, attention), style_.activation);
+  auto output = torch::dropout(linear(parts_.output, inner), style_.output_dropout, training);
+  return parts_.output_norm(output + attention);
+}
+
+bool TransformerLayerKernel::use_fast_path(const torch::Tensor& hidden, bool training) const {
+  return g_fast_cpu_path && !training && !torch::GradMode::is_enabled() && at::hasMKLDNN() &&
+         hidden.device().is_cpu() && hidden.scalar_type() == torch::kFloat32 && hidden.numel() > 0;
+}
+
+const TransformerLayerKernel::Prepared& TransformerLayerKernel::prepared() {
+  const LayerParts& p = parts_;
+  const torch::Tensor* sources[] = {&p.query->weight, &p.query->bias, &p.key->weight, &p.key->bias,
+                                    &p.value->weight, &p.value->bias, &p.attention_output->weight,
+                                    &p.intermediate->weight, &p.output->weight};
+  std::vector<std::pair<const void*, uint32_t>> source;
+  for (const torch::Tensor* t : sources) source.emplace_back(t->data_ptr(), static_cast<uint32_t>(t->_version()));
+  if (prepared_.qkv_weight.defined() && source == prepared_.source) return prepared_;
+  prepared_.qkv_weight = torch::cat({p.query->weight, p.key->weight, p.value->weight}).to_mkldnn();
+  prepared_.qkv_bias = torch::cat({p.query->bias, p.key->bias, p.value->bias});
+  prepared_.attention_output_weight = p.attention_output->weight.contiguous().to_mkldnn();
+  prepared_.intermediate_weight = p.intermediate->weight.contiguous().to_mkldnn();
+  prepared_.output_weight = p.output->weight.contiguous().to_mkldnn();
+  prepared_.source = std::move(source);
+  return prepared_;
+}
+
+torch::Tensor TransformerLayerKernel::fast_forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask) {
+  const Prepared& w = prepared();
+  const int64_t batch = hidden.size(0), length = hidden.size(1), width = hidden.size(2);
+  const int64_t heads = style_.heads, head_size = width / heads;
+  torch::Tensor flat = hidden.reshape({batch * length, width});
+  // [B*T,3H] -> [3,B,heads,T,d]
+  torch::Tensor qkv = onednn_linear(flat, w.qkv_weight, w.qkv_bias)
+                          .view({batch, length, 3, heads, head_size})
+                          .permute({2, 0, 3, 1, 4});
+  auto per_head = [&](int64_t i) { return qkv[i].reshape({batch * heads, length, head_size}); };
+  torch::Tensor context = attention_context(per_head(0), per_head(1), per_head(2), additive_mask, false)
+                              .view({batch, heads, length, head_size})
+                              .permute({0, 2, 1, 3})
+                              .reshape({batch * length, width});
+  torch::Tensor projected = onednn_linear(context, w.attention_output_weight, parts_.attention_output->bias);
+  torch::Tensor attention = parts_.attention_norm->forward(projected.add_(flat));
+  torch::Tensor inner =
+      fused_activation(onednn_linear(attention, w.intermediate_weight, parts_.intermediate->bias), style_.activation);
+  torch::Tensor output = onednn_linear(inner, w.output_weight, parts_.output->bias);
+  return parts_.output_norm(output.add_(attention)).view({batch, length, width});
+}
+
+torch::Tensor TransformerLayerKernel::forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask,
+                                              bool training) {
+  if (use_fast_path(hidden, training)) return fast_forward(hidden, additive_mask);
+  return reference_forward(hidden, additive_mask, training);
+}
+
+}  // namespace layerprobe

@@ -1,0 +1,112 @@
+#include "layerprobe/model/qa_model.hpp"
+
+#include "layerprobe/core/common.hpp"
+#include "layerprobe/model/family.hpp"
+#include "model/layers.hpp"
+
+namespace layerprobe {
+
+namespace nn = torch::nn;
+
+EncoderBatch EncoderBatch::to(const torch::Device& device) const {
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {move(input_ids), move(token_type_ids), move(attention_mask)};
+}
+
+QaModel::QaModel(const ModelConfig& config) : config_(config) { config_.validate(); }
+
+const ModelFamily& QaModel::family() const { return model_family(config_.model_type); }
+
+void QaModel::register_qa_head() { qa_outputs = register_module("qa_outputs", nn::Linear(config_.hidden_size, 2)); }
+
+int64_t max_tokens(const ModelConfig& config) {
+  return config.max_position_embeddings - model_family(config.model_type).position_offset;
+}
+
+EncoderOutput QaModel::forward(const EncoderBatch& given, bool collect_hidden_states) {
+  EncoderBatch batch = given;
+  if (!family().takes_token_type_ids) batch.token_type_ids = torch::Tensor();
+  const auto& ids = batch.input_ids;
+  if (ids.dim() != 2 || batch.attention_mask.sizes() != ids.sizes() ||
+      (batch.token_type_ids.defined() && batch.token_type_ids.sizes() != ids.sizes()))
+    throw Error("encoder inputs must be [batch, tokens] tensors of one shape");
+  if (ids.size(1) > max_tokens(config_))
+    throw Error("sequence of " + std::to_string(ids.size(1)) + " tokens exceeds the model's " +
+                std::to_string(max_tokens(config_)) + " positions (max_position_embeddings)");
+  EncoderOutput output;
+  output.hidden_states = encode(batch, collect_hidden_states);
+  auto last = output.hidden_states.back();
+  if (qa_dropout > 0) last = torch::dropout(last, qa_dropout, is_training());
+  std::vector<torch::Tensor> logits = qa_outputs(last).split(1, -1);
+  output.start_logits = logits[0].squeeze(-1);
+  output.end_logits = logits[1].squeeze(-1);
+  return output;
+}
+
+void QaModel::init_weights() {
+  torch::NoGradGuard no_grad;
+  const double std = config_.initializer_range;
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* linear = module->as<nn::Linear>()) {
+      init_linear(*linear, std);
+    } else if (auto* embedding = module->as<nn::Embedding>()) {
+      embedding->weight.normal_(0.0, std);
+    } else if (auto* norm = module->as<nn::LayerNorm>()) {
+      norm->weight.fill_(1.0);
+      norm->bias.zero_();
+    }
+  }
+  init_family_weights();
+}
+
+void QaModel::init_qa_head() {
+  torch::NoGradGuard no_grad;
+  init_linear(*qa_outputs, config_.initializer_range);
+}
+
+void QaModel::init_pooler() {
+  const std::string prefix = pooler_prefix();
+  if (prefix.empty()) return;
+  torch::NoGradGuard no_grad;
+  for (const auto& item : named_modules("", /*include_self=*/false))
+    if (auto* linear = item.value()->as<nn::Linear>(); linear && (item.key() + ".").rfind(prefix, 0) == 0)
+      init_linear(*linear, config_.initializer_range);
+}
+
+std::shared_ptr<QaModel> create_model(const ModelConfig& config) { return model_family(config.model_type).create(config); }
+
+void validate_encoder_inputs(const ModelConfig& config, const EncoderBatch& batch) {
+  const std::pair<const char*, const torch::Tensor*> named[] = {{"input_ids", &batch.input_ids},
+                                                                {"token_type_ids", &batch.token_type_ids},
+                                                                {"attention_mask", &batch.attention_mask}};
+  for (const auto& [name, tensor] : named) {
+    if (!tensor->defined()) {
+      if (tensor == &batch.token_type_ids) continue;
+      throw Error(std::string(name) + " is missing");
+    }
+    if (tensor->dim() != 2)
+      throw Error(std::string(name) + " must be [batch, tokens], found rank " + std::to_string(tensor->dim()));
+    if (torch::isFloatingType(tensor->scalar_type()) || tensor->scalar_type() == torch::kBool)
+      throw Error(std::string(name) + " must be an integer tensor (I64)");
+    if (tensor->sizes() != batch.input_ids.sizes())
+      throw Error(std::string(name) + " has shape " + c10::str(tensor->sizes()) + " but input_ids has " +
+                  c10::str(batch.input_ids.sizes()));
+  }
+  if (batch.input_ids.size(1) > max_tokens(config))
+    throw Error("inputs have " + std::to_string(batch.input_ids.size(1)) + " tokens; the model takes at most " +
+                std::to_string(max_tokens(config)) + " (max_position_embeddings)");
+  if (batch.input_ids.numel() == 0) return;
+  auto check_range = [](const char* name, const torch::Tensor& tensor, int64_t limit, const char* limit_name) {
+    int64_t low = tensor.min().item<int64_t>(), high = tensor.max().item<int64_t>();
+    if (low < 0 || high >= limit)
+      throw Error(std::string(name) + " values must lie in [0, " + std::to_string(limit) + ") (" + limit_name +
+                  "), found range [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+  };
+  check_range("input_ids", batch.input_ids, config.vocab_size, "vocab_size");
+  if (batch.token_type_ids.defined() && model_family(config.model_type).takes_token_type_ids)
+    check_range("token_type_ids", batch.token_type_ids, std::max<int64_t>(config.type_vocab_size, 1),
+                config.type_vocab_size > 0 ? "type_vocab_size" : "the model has no token types: all 0");
+  check_range("attention_mask", batch.attention_mask, 2, "0 or 1");
+}
+
+}  // namespace layerprobe

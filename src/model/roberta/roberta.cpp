@@ -1,0 +1,56 @@
+// RoBERTa (transformers 2.5.1's modeling_roberta.py): BERT's module tree under
+// "roberta." (src/model/bert/), with word and position embeddings padded at
+// id 1 and positions counted from it, so a window's first token sits at
+// position 2; one token type; run_squad passes no token type ids.
+#include "layerprobe/model/family.hpp"
+#include "model/bert/bert.hpp"
+
+namespace layerprobe {
+
+namespace {
+
+constexpr int64_t kRobertaPaddingIdx = 1;
+
+ModelFamily make_roberta_family() {
+  ModelFamily f;
+  f.model_type = "roberta";
+  f.base_prefix = "roberta";
+  f.tokenizer = "bpe";
+  f.example = "distilroberta-base";
+  f.architecture = "RobertaForQuestionAnswering";
+  // RobertaConfig is BertConfig's defaults in 2.5.1; published models set the rest.
+  f.defaults = {{"vocab_size", 30522},          {"hidden_size", 768},
+                {"num_hidden_layers", 12},      {"num_attention_heads", 12},
+                {"intermediate_size", 3072},    {"hidden_act", "gelu"},
+                {"hidden_dropout_prob", 0.1},   {"attention_probs_dropout_prob", 0.1},
+                {"max_position_embeddings", 512}, {"type_vocab_size", 2},
+                {"initializer_range", 0.02},    {"layer_norm_eps", 1e-12}};
+  auto shape = [](int64_t layers) {
+    return nlohmann::json{{"model_type", "roberta"},    {"architectures", {"RobertaForMaskedLM"}},
+                          {"hidden_size", 768},         {"num_hidden_layers", layers},
+                          {"num_attention_heads", 12},  {"intermediate_size", 3072},
+                          {"vocab_size", 50265},        {"max_position_embeddings", 514},
+                          {"type_vocab_size", 1},       {"layer_norm_eps", 1e-5},
+                          {"bos_token_id", 0},          {"eos_token_id", 2},
+                          {"pad_token_id", 1}};
+  };
+  f.published = {{"roberta-base", shape(12)}, {"distilroberta-base", shape(6)}};
+  f.takes_token_type_ids = false;
+  f.position_offset = kRobertaPaddingIdx + 1;
+  f.validate = validate_bert_dropouts;
+  f.create = [](const ModelConfig& config) {
+    return std::make_shared<BertForQuestionAnswering>(config, "roberta", BertPositions{true, kRobertaPaddingIdx});
+  };
+  f.parameters = bert_parameters;
+  f.forward_flops = bert_forward_flops;
+  return f;
+}
+
+}  // namespace
+
+const ModelFamily& roberta_family() {
+  static const ModelFamily family = make_roberta_family();
+  return family;
+}
+
+}  // namespace layerprobe

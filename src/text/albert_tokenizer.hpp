@@ -1,0 +1,52 @@
+// AlbertTokenizer: HF's preprocess_text + SentencePiece, identical to
+// transformers 2.5.1's AlbertTokenizer (private to src/text/; everything else
+// sees the Tokenizer interface).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layerprobe/text/tokenizer.hpp"
+
+namespace layerprobe {
+
+// SentencePiece pieces -> text as HF's AlbertTokenizer.convert_tokens_to_string:
+// concatenate, turn U+2581 into spaces, strip surrounding whitespace.
+std::string join_pieces(const std::vector<std::string>& pieces);
+
+// HF's AlbertTokenizer.preprocess_text: collapse whitespace (remove_space),
+// `` and '' -> ", NFKD without combining marks unless keep_accents, Python
+// str.lower() when do_lower_case (default true). Needs no model, so other code
+// can see what SentencePiece will get.
+std::string albert_preprocess(const std::string& text, const TokenizerSettings& settings);
+
+class AlbertTokenizer : public Tokenizer {
+ public:
+  explicit AlbertTokenizer(const std::filesystem::path& spiece_model, TokenizerSettings settings = {});
+  ~AlbertTokenizer() override;
+
+  std::string preprocess(const std::string& text) const;
+
+  std::string kind() const override { return "sentencepiece"; }
+  int64_t token_to_id(const std::string& token) const override;
+  std::string id_to_token(int64_t id) const override;
+  std::string convert_tokens_to_string(const std::vector<std::string>& tokens) const override;
+  int64_t vocab_size() const override;
+  PairLayout pair_layout() const override;
+  bool lowercases() const override { return settings().do_lower_case.value_or(true); }
+  std::vector<std::filesystem::path> files() const override { return {model_path_}; }
+
+ protected:
+  // preprocess + SentencePiece (no sampling) + the digit-comma rule.
+  void tokenize_text(const std::u32string& text, std::vector<std::string>& out) const override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::filesystem::path model_path_;
+};
+
+}  // namespace layerprobe
