@@ -221,15 +221,7 @@ TEST(BpeTokenizer, ConcurrentTokenisationAgrees) {
   REQUIRE_SHARED(kVocab);
   auto tokenizer = roberta();
   const std::string text = "Normandy's 1,000 d\u00E9j\u00E0 vu </s> \u6771\u4EAC  done\n\n";
-  auto expected = tokenizer.tokenize(text);
-  std::vector<int> agreed(4, 0);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t)
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 200; ++i) agreed[t] += tokenizer.tokenize(text) == expected;
-    });
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(agreed, std::vector<int>(4, 200));
+  test_support::expect_concurrent_tokenisation_agrees(tokenizer, text);
 }
 
 // bpe(): the lowest-ranked pair first, every occurrence left to right.

@@ -18,11 +18,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <thread>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/probe_store.hpp"
 #include "test_support.hpp"
 
@@ -73,6 +75,7 @@ class Process {
           if (errno == EINTR) continue;
           break;
         }
+        std::lock_guard<std::mutex> lock(output_mutex_);
         output_.append(buffer, static_cast<size_t>(n));
       }
       ::close(fd);
@@ -117,6 +120,11 @@ class Process {
     wait();
     return output_;
   }
+  // What the child has printed so far, while it runs.
+  std::string output_so_far() {
+    std::lock_guard<std::mutex> lock(output_mutex_);
+    return output_;
+  }
   long max_rss_kib() {
     wait();
     return max_rss_kib_;
@@ -125,6 +133,7 @@ class Process {
  private:
   pid_t pid_ = -1;
   std::thread reader_;
+  std::mutex output_mutex_;
   std::string output_;
   int status_ = 0;
   long max_rss_kib_ = 0;
@@ -385,6 +394,129 @@ TEST_F(Reliability, SigintStopsRunSquadWithACheckpointAndSaysHowToResume) {
   auto [code, output] = run(run_squad(out));
   ASSERT_EQ(code, 0) << output;
   expect_same_bytes(out / "model.safetensors", reference_finetune() / "model.safetensors");
+}
+
+// --- the first SIGTERM ends every long phase promptly ------------------------------------------
+
+namespace {
+
+// "About a second" from SIGTERM to exit; sanitizer builds run several times slower.
+#if defined(__SANITIZE_ADDRESS__) || (defined(__has_feature) && __has_feature(address_sanitizer))
+constexpr double kStopSeconds = 8.0;
+#else
+constexpr double kStopSeconds = 2.0;
+#endif
+
+// The dev file `copies` times over (question ids made unique): a long phase for every tool.
+fs::path big_dev_file(const fs::path& dir, int copies = 4) {
+  auto json = nlohmann::json::parse(read_file(test_support::shared_path(test_support::kDevFile)));
+  nlohmann::json data = nlohmann::json::array();
+  for (int copy = 0; copy < copies; ++copy)
+    for (auto article : json["data"]) {
+      for (auto& paragraph : article["paragraphs"])
+        for (auto& qa : paragraph["qas"]) qa["id"] = qa["id"].get<std::string>() + "_" + std::to_string(copy);
+      data.push_back(article);
+    }
+  json["data"] = data;
+  const fs::path path = dir / ("dev-x" + std::to_string(copies) + ".json");
+  write_file_atomically(path, json.dump());
+  return path;
+}
+
+// Sends SIGTERM once `ready` holds, then expects exit 130 with the stop
+// message within kStopSeconds.
+void expect_prompt_stop(Process& process, const std::function<bool()>& ready) {
+  ASSERT_TRUE(wait_until(process, ready, 300)) << process.output();
+  ASSERT_TRUE(process.running()) << "finished before the signal: " << process.output();
+  const auto sent = Clock::now();
+  process.signal(SIGTERM);
+  const int code = process.exit_code();
+  const double seconds = std::chrono::duration<double>(Clock::now() - sent).count();
+  EXPECT_EQ(code, 130) << process.output();
+  EXPECT_LE(seconds, kStopSeconds) << process.output();
+  EXPECT_TRUE(contains(process.output(), "stopped by signal")) << process.output();
+}
+
+// True `seconds` after the first call (for phases that print nothing on entry).
+std::function<bool()> after(double seconds) {
+  const auto start = Clock::now();
+  return [=] { return std::chrono::duration<double>(Clock::now() - start).count() >= seconds; };
+}
+
+}  // namespace
+
+TEST_F(Reliability, SigtermStopsRunSquadEvaluationPromptly) {
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  const fs::path dir = root_ / "sigterm_eval";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "model");
+  for (const char* name : {"config.json", "model.safetensors"})
+    fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + name), dir / "model" / name);
+  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), dir / "model" / "spiece.model");
+  Process process(tool("run_squad") + " --model_type albert --model_name_or_path " + (dir / "model").string() +
+                  " --do_eval --do_lower_case --version_2_with_negative --predict_file " + big_dev_file(dir).string() +
+                  " --output_dir " + (dir / "out").string());
+  expect_prompt_stop(process, [&] { return contains(process.output_so_far(), "evaluating with batch size"); });
+  EXPECT_FALSE(fs::exists(dir / "out" / "predictions.json"));
+  EXPECT_TRUE(temporaries(dir).empty());
+}
+
+TEST_F(Reliability, SigtermStopsProbePredictsEncoderPassPromptly) {
+  const fs::path exper = root_ / "sigterm_predict";
+  fs::remove_all(exper);
+  fs::create_directories(exper / "pretrained_epoch_1");
+  fs::copy(reference_exper() / "pretrained_epoch_1" / "pretrained_probes",
+           exper / "pretrained_epoch_1" / "pretrained_probes");
+  Process process(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " +
+                  big_dev_file(root_ / "sigterm_predict").string());
+  expect_prompt_stop(process, [&] { return contains(process.output_so_far(), "scoring with"); });
+  EXPECT_FALSE(fs::exists(exper / "pretrained_epoch_1" / "pretrained_preds" / "preds_meta.json"));
+  EXPECT_TRUE(temporaries(exper).empty());
+}
+
+TEST_F(Reliability, SigtermStopsFeaturisationPromptly) {
+  const fs::path dir = root_ / "sigterm_features";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path data = big_dev_file(dir, 12);
+  Process process(tool("probe_tools") + " features --vocab " + (root_ / "spiece.model").string() + " --data " +
+                  data.string() + " --mode eval --threads 1 --output " + (dir / "features.jsonl").string());
+  expect_prompt_stop(process, after(1.5));
+  EXPECT_FALSE(fs::exists(dir / "features.jsonl"));
+  EXPECT_TRUE(temporaries(dir).empty());
+}
+
+TEST_F(Reliability, SigtermStopsProbeEvaluateScoringPromptly) {
+  // Sixty layers of predictions over the dev file: seconds of scoring.
+  const fs::path exper = root_ / "sigterm_evaluate";
+  fs::remove_all(exper);
+  const fs::path preds = exper / "pretrained_epoch_1" / "pretrained_preds";
+  fs::create_directories(preds);
+  const fs::path dev = test_support::shared_path(test_support::kDevFile);
+  nlohmann::ordered_json predictions = nlohmann::ordered_json::object();
+  const auto gold = nlohmann::json::parse(read_file(dev));
+  for (const auto& article : gold["data"])
+    for (const auto& paragraph : article["paragraphs"])
+      for (const auto& qa : paragraph["qas"]) predictions[qa["id"].get<std::string>()] = "the Normans";
+  const int layers = 60;
+  for (int layer = 1; layer <= layers; ++layer)
+    write_file_atomically(preds / ("pred_layer_" + std::to_string(layer) + ".json"), predictions.dump());
+  nlohmann::json meta = {{"dev_file", dev.string()}, {"dev_file_fingerprint", file_fingerprint(dev)},
+                         {"layers", layers}, {"kind", "pretrained"}, {"epoch", 1}};
+  write_file_atomically(preds / "preds_meta.json", meta.dump());
+  Process process(tool("probe_evaluate") + " exper " + exper.string());
+  expect_prompt_stop(process, after(1.0));
+  EXPECT_FALSE(fs::exists(exper / "pretrained_epoch_1" / "results.csv"));
+  EXPECT_FALSE(fs::exists(exper / "summary.csv"));
+}
+
+TEST_F(Reliability, SigtermStopsTheBenchPromptly) {
+  const fs::path dir = root_ / "sigterm_bench";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  Process process(tool("probe_tools") + " bench --model " + (root_ / "pretrained").string() + " --data " +
+                  big_dev_file(dir).string() + " --features 0 --train-features 0 --max-seq-length 96 --doc-stride 48");
+  expect_prompt_stop(process, [&] { return contains(process.output_so_far(), "tokens on average"); });
 }
 
 // --- disk full ------------------------------------------------------------------------------

@@ -152,10 +152,13 @@ TEST(SquadLoaderErrors, AnswerStartOutsideTheContext) {
   }
 }
 
-TEST(SquadLoaderErrors, AnswerableWithoutAnswers) {
+TEST(SquadLoaderErrors, AnswerableWithoutAnswersIsATrainingError) {
   auto q = question("q9", "Who?", json::array());
-  for (bool training : {true, false})
-    expect_contains(error_of(squad("Bob ran.", json::array({q})).dump(), training), {"bad.json", "'q9'", "no answers"});
+  expect_contains(error_of(squad("Bob ran.", json::array({q})).dump(), true), {"bad.json", "'q9'", "no answers"});
+  // In evaluation mode it is an unlabeled question (tests/test_unlabeled.cpp).
+  const auto dataset = parse_squad(squad("Bob ran.", json::array({q})).dump(), "unlabeled.json");
+  ASSERT_EQ(dataset.examples.size(), 1u);
+  EXPECT_FALSE(dataset.examples[0].labeled);
 }
 
 TEST(SquadLoaderErrors, MissingFileIsNamed) {

@@ -1,5 +1,6 @@
-// Helpers shared by the test files: where the golden data lives, and the rule
-// that golden tests fail (never skip) under CI when ../shared is missing.
+// Helpers shared by the test files: where the test data lives (tests/data, expanded by
+// CMake into <build>/test-data), and the rule that a test whose data is missing fails,
+// never skips.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,9 +9,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace layerprobe::test_support {
 
+// The test data: data/ and golden/ as tests/data/README.md describes them. The environment
+// variable LAYERPROBE_SHARED overrides the build's LAYERPROBE_SHARED_DIR (default <build>/test-data).
 inline std::filesystem::path shared_dir() {
   if (const char* env = std::getenv("LAYERPROBE_SHARED"); env && *env) return env;
   return LAYERPROBE_SHARED_DIR;
@@ -18,7 +23,7 @@ inline std::filesystem::path shared_dir() {
 
 inline std::filesystem::path shared_path(const std::string& relative) { return shared_dir() / relative; }
 
-// Files of ../shared that many tests read.
+// Files of the test data that many tests read.
 constexpr const char* kSpieceModel = "data/albert/spiece.model";
 constexpr const char* kDevFile = "data/squad/dev-v2.0.json";
 
@@ -31,11 +36,6 @@ inline double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
 }
 
-inline bool running_in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && *ci && std::string(ci) != "0" && std::string(ci) != "false";
-}
-
 // A fresh, empty directory under the build tree for one test.
 inline std::filesystem::path scratch_dir(const std::string& name) {
   auto dir = std::filesystem::path(LAYERPROBE_BINARY_DIR) / "test-scratch" / name;
@@ -44,17 +44,30 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   return dir;
 }
 
+// Four threads tokenise `text` 200 times each; every result must equal a
+// single-threaded one (tokenizers are shared across featurisation workers).
+template <typename TokenizerT>
+void expect_concurrent_tokenisation_agrees(const TokenizerT& tokenizer, const std::string& text) {
+  const auto expected = tokenizer.tokenize(text);
+  std::vector<int> agreed(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) agreed[t] += tokenizer.tokenize(text) == expected;
+    });
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(agreed, std::vector<int>(4, 200));
+}
+
 }  // namespace layerprobe::test_support
 
-// Use at the top of a test that reads ../shared/<relative>.
-#define REQUIRE_SHARED(relative)                                                            \
-  do {                                                                                      \
-    auto lp_required_path = ::layerprobe::test_support::shared_path(relative);                   \
-    if (!std::filesystem::exists(lp_required_path)) {                                       \
-      if (::layerprobe::test_support::running_in_ci())                                           \
-        FAIL() << "golden data missing under CI: " << lp_required_path                      \
-               << " (the project's ../shared directory must be present)";                   \
-      GTEST_SKIP() << "golden data not found at " << lp_required_path                       \
-                   << "; it ships in the project's shared/ directory (set LAYERPROBE_SHARED)"; \
-    }                                                                                       \
+// Use at the top of a test that reads <test data>/<relative>: a missing file fails the test
+// (with CI or without); it never skips.
+#define REQUIRE_SHARED(relative)                                                                     \
+  do {                                                                                               \
+    auto lp_required_path = ::layerprobe::test_support::shared_path(relative);                       \
+    if (!std::filesystem::exists(lp_required_path))                                                  \
+      FAIL() << "test data missing: " << lp_required_path                                            \
+             << " (the test data ships in tests/data and CMake expands it into <build>/test-data"    \
+                " at configure time: rerun cmake; LAYERPROBE_SHARED overrides the directory)";       \
   } while (0)

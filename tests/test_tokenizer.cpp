@@ -136,15 +136,7 @@ TEST(AlbertTokenizer, ConcurrentTokenisationAgrees) {
   REQUIRE_SHARED(test_support::kSpieceModel);
   auto tokenizer = albert();
   const std::string text = "Normandy, 1,000, and the Normans' d\u00e9j\u00e0 vu [SEP] 9, done";
-  auto expected = tokenizer.tokenize(text);
-  std::vector<int> agreed(4, 0);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t)
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 200; ++i) agreed[t] += tokenizer.tokenize(text) == expected;
-    });
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(agreed, std::vector<int>(4, 200));
+  test_support::expect_concurrent_tokenisation_agrees(tokenizer, text);
 }
 
 TEST(AlbertTokenizer, MissingModelIsAnErrorNamingIt) {

@@ -233,13 +233,5 @@ TEST(WordPieceTokenizer, ConcurrentTokenisationAgrees) {
   REQUIRE_SHARED(kBertVocab);
   auto tokenizer = bert();
   const std::string text = "The Normans' d\u00e9j\u00e0 vu [SEP] \u4e2d\u6587 unaffable 1,000 [CLS] done";
-  auto expected = tokenizer.tokenize(text);
-  std::vector<int> agreed(4, 0);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t)
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 200; ++i) agreed[t] += tokenizer.tokenize(text) == expected;
-    });
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(agreed, std::vector<int>(4, 200));
+  test_support::expect_concurrent_tokenisation_agrees(tokenizer, text);
 }

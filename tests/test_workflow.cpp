@@ -115,39 +115,60 @@ fs::path dev_subset(const fs::path& dir, size_t articles) {
   return path;
 }
 
-// A random model made by init-model (tiny widths, the published layer count).
-void init_model(const std::string& like, const fs::path& out, const std::string& extra, const fs::path& log) {
-  const std::string vocab = test_support::shared_path("data/bert/vocab.txt").string();
+// A random model made by init-model (tiny widths, the published layer count)
+// with the tokenizer `vocab` (a file under the test data), lower-casing as uncased hub models do.
+void init_model(const std::string& like, const std::string& vocab, bool lower_case, const fs::path& out,
+                const std::string& extra, const fs::path& log) {
   ASSERT_EQ(run(tool("probe_tools") + " init-model --like " + like + " --hidden-size 32 --heads 2 " +
-                    "--intermediate-size 64 --vocab " + vocab + " --lower-case --output " + out.string() + " " + extra,
+                    "--intermediate-size 64 --vocab " + test_support::shared_path(vocab).string() +
+                    (lower_case ? " --lower-case" : "") + " --output " + out.string() + " " + extra,
                 log),
             0)
       << read_file(log);
 }
 
+void init_model(const std::string& like, const fs::path& out, const std::string& extra, const fs::path& log) {
+  init_model(like, "data/bert/vocab.txt", true, out, extra, log);
+}
+
 }  // namespace
 
-TEST(Workflow, FinalStudyFormNamesABertModel) {
-  REQUIRE_SHARED("data/bert/vocab.txt");
+// The final study's form on a model of each family: named after the model,
+// probed as pretrained (the weights hold no QA head), as many layers as its config.
+TEST(Workflow, FinalStudyFormOnEveryFamily) {
+  struct Family {
+    const char* name;
+    const char* vocab;
+    bool lower_case;
+    size_t layers;
+  };
+  const Family families[] = {{"albert-base-v2", test_support::kSpieceModel, false, 12},
+                             {"bert-base-uncased", "data/bert/vocab.txt", true, 12},
+                             {"distilbert-base-uncased", "data/bert/vocab.txt", true, 6},
+                             {"distilroberta-base", "data/roberta/vocab.json", false, 6}};
   REQUIRE_SHARED(test_support::kDevFile);
   auto dir = test_support::scratch_dir("workflow_named");
-  init_model("bert-base-uncased", dir / "models" / "bert-base-uncased", "--no-qa-head", dir / "init.log");
   const std::string dev = dev_subset(dir, 1).string();
   const std::string env = "cd " + dir.string() + " && LAYERPROBE_MODELS_DIR=" + (dir / "models").string() + " ";
-  ASSERT_EQ(run(env + tool("probe_train") + " bert-base-uncased cpu 1 --train-file " + dev + " --max-train-features 32",
-                dir / "train.log"),
-            0)
-      << read_file(dir / "train.log");
-  // Named after the model; probed as pretrained since the weights hold no QA head.
-  auto probes = dir / "bert-base-uncased" / "pretrained_epoch_1" / "pretrained_probes" / "probes.safetensors";
-  ASSERT_TRUE(fs::exists(probes)) << read_file(dir / "train.log");
-  EXPECT_EQ(load_probes(probes).probes.layers(), 12);
-  ASSERT_EQ(run(env + tool("probe_predict") + " bert-base-uncased cpu --dev-file " + dev, dir / "predict.log"), 0)
-      << read_file(dir / "predict.log");
-  ASSERT_EQ(run(env + tool("probe_evaluate") + " bert-base-uncased", dir / "evaluate.log"), 0)
-      << read_file(dir / "evaluate.log");
-  EXPECT_EQ(csv_rows(dir / "bert-base-uncased" / "pretrained_epoch_1" / "results.csv"), 13u);
-  EXPECT_EQ(csv_rows(dir / "bert-base-uncased" / "summary.csv"), 1u + 12);
+  for (const auto& family : families) {
+    SCOPED_TRACE(family.name);
+    REQUIRE_SHARED(family.vocab);
+    const std::string name = family.name;
+    init_model(name, family.vocab, family.lower_case, dir / "models" / name, "--no-qa-head", dir / "init.log");
+    ASSERT_EQ(run(env + tool("probe_train") + " " + name + " cpu 1 --train-file " + dev + " --max-train-features 32",
+                  dir / "train.log"),
+              0)
+        << read_file(dir / "train.log");
+    auto probes = dir / name / "pretrained_epoch_1" / "pretrained_probes" / "probes.safetensors";
+    ASSERT_TRUE(fs::exists(probes)) << read_file(dir / "train.log");
+    EXPECT_EQ(load_probes(probes).probes.layers(), static_cast<int64_t>(family.layers));
+    ASSERT_EQ(run(env + tool("probe_predict") + " " + name + " cpu --dev-file " + dev, dir / "predict.log"), 0)
+        << read_file(dir / "predict.log");
+    ASSERT_EQ(run(env + tool("probe_evaluate") + " " + name, dir / "evaluate.log"), 0)
+        << read_file(dir / "evaluate.log");
+    EXPECT_EQ(csv_rows(dir / name / "pretrained_epoch_1" / "results.csv"), family.layers + 1);
+    EXPECT_EQ(csv_rows(dir / name / "summary.csv"), 1u + family.layers);
+  }
 }
 
 TEST(Workflow, BothKindsOfDistilBertModels) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of outside data (tests/fuzz/fuzz_*.cpp) with libFuzzer under
 # AddressSanitizer + UndefinedBehaviorSanitizer, each for a bounded time, starting from
-# seeds made from ../shared. Builds with clang into build-fuzz/ unless --skip-build.
+# seeds made from the test data (tests/data). Builds with clang into build-fuzz/ unless --skip-build.
 # A crash, leak, timeout or over-sized allocation fails the run; the input that caused
 # it is kept under <build>/fuzz-artifacts/<parser>/ (copy it to tests/fuzz/regressions/<parser>/
 # once fixed: the build's fuzz_<parser>_replay test replays it from then on).

@@ -7,12 +7,12 @@
 #
 # Usage: tools/gpu_bench.sh [DEPS_DIR]      (default: .gpu-deps when it exists)
 # Environment: PYTHON (default python3), LAYERPROBE_BUILD_DIR (default build-gpu),
-#   LAYERPROBE_SHARED (default ../shared), PRECISION (bf16), BATCH_SIZE (128), FEATURES (0 = all).
+#   LAYERPROBE_SHARED (default: the build's test-data, expanded from tests/data at configure time),
+#   PRECISION (bf16), BATCH_SIZE (128), FEATURES (0 = all).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${LAYERPROBE_BUILD_DIR:-$root/build-gpu}"
-shared="${LAYERPROBE_SHARED:-$root/../shared}"
-[ -d "$shared/data" ] || shared="$root/shared"
+shared="${LAYERPROBE_SHARED:-$build/test-data}"
 python="${PYTHON:-python3}"
 deps="${1:-}"
 [ -z "$deps" ] && [ -d "$root/.gpu-deps" ] && deps="$root/.gpu-deps"

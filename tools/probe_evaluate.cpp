@@ -22,13 +22,13 @@ namespace {
 struct DirArgs {
   std::string dir;
   std::string dev_file;
-  bool allow_missing = false;
+  bool allow_missing = false, skip_unlabeled = false;
 };
 
 struct FileArgs {
   std::string data_file, pred_file, na_prob_file, out_file;
   double na_prob_thresh = 1.0;
-  bool allow_missing = false;
+  bool allow_missing = false, skip_unlabeled = false;
 };
 
 void add_dir_options(CLI::App& cmd, DirArgs& args, const std::string& what) {
@@ -37,12 +37,15 @@ void add_dir_options(CLI::App& cmd, DirArgs& args, const std::string& what) {
                  "SQuAD 2.0 file the predictions were made from (default: dev_file in preds_meta.json)")
       ->check(CLI::ExistingFile);
   cmd.add_flag("--allow-missing", args.allow_missing, "Score questions without a prediction as \"\" instead of failing");
+  cmd.add_flag("--skip-unlabeled", args.skip_unlabeled,
+               "Leave questions without gold answers (not marked is_impossible) out of the scores instead of failing");
 }
 
 PredsEvalOptions preds_options(const DirArgs& args) {
   PredsEvalOptions options;
   if (!args.dev_file.empty()) options.dev_file = args.dev_file;
   options.allow_missing = args.allow_missing;
+  options.skip_unlabeled = args.skip_unlabeled;
   return options;
 }
 
@@ -84,12 +87,14 @@ int run_file(const FileArgs& args) {
   EvalOptions options;
   options.na_prob_thresh = args.na_prob_thresh;
   options.allow_missing = args.allow_missing;
+  options.skip_unlabeled = args.skip_unlabeled;
   if (!args.na_prob_file.empty()) {
     na_probs = load_na_probs(args.na_prob_file);
     options.na_probs = &na_probs;
   }
   const SquadEvaluation eval = evaluate_squad(gold, predictions, options);
   if (eval.missing) spdlog::warn("{} questions had no prediction, scored as \"\"", eval.missing);
+  if (eval.skipped_unlabeled) spdlog::warn("{} unlabeled questions left out of the scores", eval.skipped_unlabeled);
   // As evaluate-v2.0.py: json.dump to --out-file, else json.dumps(indent=2) to stdout.
   if (!args.out_file.empty()) {
     write_file_atomically(args.out_file, format_python_json(eval.to_json()));
@@ -137,6 +142,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   file->add_option("-o,--out-file", file_args.out_file, "Write the metrics JSON here instead of printing it");
   file->add_flag("--allow-missing", file_args.allow_missing, "Score questions without a prediction as \"\" instead of failing");
+  file->add_flag("--skip-unlabeled", file_args.skip_unlabeled,
+                 "Leave questions without gold answers (not marked is_impossible) out of the scores instead of failing");
 
   std::vector<std::string> words;
   try {
@@ -149,6 +156,7 @@ int main(int argc, char** argv) {
   for (auto& word : words) pointers.push_back(word.data());
   return tools::run_tool(app, static_cast<int>(pointers.size()), pointers.data(), [&] {
     tools::configure_logging(verbose, quiet);
+    install_stop_handlers();
     if (*exper) return run_exper(exper_args);
     if (*preds) return run_preds(preds_args);
     return run_file(file_args);

@@ -27,6 +27,9 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
                  "Predict no answer when null score - best span score exceeds this")
       ->capture_default_str();
   tools::add_window_options(app, o.window, "_");
+  app.add_flag("--skip_unlabeled", o.skip_unlabeled,
+               "Score only labeled questions when --predict_file has questions without answers (not marked "
+               "is_impossible); without it such a file is predicted, then scoring stops with an error");
   app.add_flag("--do_train", o.do_train, "Fine-tune on --train_file");
   app.add_flag("--do_eval", o.do_eval, "Evaluate on --predict_file");
   app.add_flag("--do_lower_case", o.do_lower_case, "Lowercase the text (uncased models such as ALBERT)");

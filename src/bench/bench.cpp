@@ -40,6 +40,9 @@ double seconds_since(Clock::time_point start) {
 }
 
 // Wall time of `work`, waiting for queued GPU work on both sides.
+// Between batches: Ctrl-C/SIGTERM ends the bench (exit 130), which writes nothing before its end.
+void stop_point() { throw_if_stop_requested("Nothing was written; rerun the bench."); }
+
 double timed(const torch::Device& device, const std::function<void()>& work) {
   if (device.is_cuda()) torch::cuda::synchronize();
   auto start = Clock::now();
@@ -120,6 +123,7 @@ double predict_seconds(QaModel& model, const Tokenizer& tokenizer, const LayerPr
     const auto layers = static_cast<size_t>(probes.layers());
     std::vector<std::vector<FeatureLogits>> logits(layers, std::vector<FeatureLogits>(sample.features.size()));
     for (const auto& rows : batches) {
+      stop_point();
       auto hidden = probed_hidden_states(model, make_batch(rows, padding).to(device), precision);
       auto scored = score_rows(probes, hidden, rows);
       for (size_t layer = 0; layer < layers; ++layer)
@@ -142,6 +146,7 @@ double train_step_seconds(QaModel& model, const std::vector<std::vector<const Sq
   torch::optim::AdamW optimizer(model.parameters(), torch::optim::AdamWOptions(3e-5));
   double total = timed(device, [&] {
     for (const auto& rows : batches) {
+      stop_point();
       auto batch = make_batch(rows, padding).to(device);
       auto out = model.forward(batch, false);
       auto loss = (torch::cross_entropy_loss(out.start_logits.to(torch::kFloat32), positions(rows, true, device)) +
@@ -340,7 +345,10 @@ BenchResult run_bench(const BenchOptions& options) {
     auto forward_batch = [&](const EncoderBatch& batch) { encode_frozen(model, batch, options.precision, true); };
     auto forward = [&](const BatchOptions& padding) {
       return timed(device, [&] {
-        for (const auto& rows : batches) forward_batch(make_batch(rows, padding).to(device));
+        for (const auto& rows : batches) {
+          stop_point();
+          forward_batch(make_batch(rows, padding).to(device));
+        }
       });
     };
     uint64_t dropout_seed = 1;
@@ -356,6 +364,7 @@ BenchResult run_bench(const BenchOptions& options) {
     // falls on both alike, and their ratio holds still from run to run.
     double forward_s = 0, probe_train_s = 0;
     for (const auto& rows : batches) {
+      stop_point();
       const auto batch = make_batch(rows, unpadded).to(device);
       forward_s += timed(device, [&] { forward_batch(batch); });
       probe_train_s += timed(device, [&] { probe_train_batch(rows, batch); });

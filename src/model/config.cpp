@@ -74,6 +74,12 @@ double ModelConfig::number(const std::string& key) const {
   return value.get<double>();
 }
 
+double ModelConfig::probability(const std::string& key) const {
+  const double p = number(key);
+  if (!(p >= 0.0 && p < 1.0)) throw Error(source + ": key '" + key + "' must be in [0, 1), found " + std::to_string(p));
+  return p;
+}
+
 bool ModelConfig::boolean(const std::string& key) const {
   const json& value = value_of(*this, key);
   if (!value.is_boolean()) wrong_type(*this, key, "true or false");

@@ -184,7 +184,10 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
 
   EvalOptions eval_options;
   eval_options.allow_missing = options.allow_missing;
+  eval_options.skip_unlabeled = options.skip_unlabeled;
   for (const auto& [layer, file] : find_layer_files(preds_dir, meta.layers)) {
+    // results.csv and summary.csv are written only after every layer is scored.
+    throw_if_stop_requested("Nothing was written; rerun the same command.");
     const PredictionMap predictions =
         file.extension() == ".json" ? load_predictions_json(file) : load_predictions_csv(file);
     check_ids_known(predictions, dataset, file, *dev_file);

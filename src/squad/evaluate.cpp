@@ -42,7 +42,7 @@ std::vector<FeatureLogits> compute_feature_logits(QaModel& model, const std::vec
 }
 
 nlohmann::ordered_json squad_evaluate(const std::filesystem::path& dataset_file,
-                                      const std::vector<QuestionPrediction>& predictions) {
+                                      const std::vector<QuestionPrediction>& predictions, bool skip_unlabeled) {
   const GoldDataset gold = load_gold_dataset(dataset_file);
   PredictionMap answers;
   NaProbMap no_answer_probs;
@@ -54,7 +54,11 @@ nlohmann::ordered_json squad_evaluate(const std::filesystem::path& dataset_file,
   options.na_probs = &no_answer_probs;
   // HF skips questions without a prediction (only possible for an empty context).
   options.allow_missing = true;
-  return evaluate_squad(gold, answers, options).to_json();
+  options.skip_unlabeled = skip_unlabeled;
+  const auto evaluation = evaluate_squad(gold, answers, options);
+  if (evaluation.skipped_unlabeled)
+    spdlog::warn("{} unlabeled questions left out of the scores", evaluation.skipped_unlabeled);
+  return evaluation.to_json();
 }
 
 std::string python_dict_repr(const nlohmann::ordered_json& flat_object) {

@@ -296,7 +296,8 @@ std::vector<SquadFeature> convert_examples_to_features(const std::vector<SquadEx
 
   auto work = [&] {
     WordTokenizer words(tokenizer);
-    for (size_t g; (g = next_group++) < groups.size();) {
+    // A stop request (Ctrl-C, SIGTERM) ends every worker at its next paragraph.
+    for (size_t g; !stop_requested() && (g = next_group++) < groups.size();) {
       try {
         auto [begin, end] = groups[g];
         auto context = words.tokenize_context(examples[begin].doc_tokens());
@@ -322,6 +323,7 @@ std::vector<SquadFeature> convert_examples_to_features(const std::vector<SquadEx
   work();
   for (auto& thread : pool) thread.join();
   if (error) std::rethrow_exception(error);
+  throw_if_stop_requested("Nothing was written; rerun the same command.");
 
   std::vector<SquadFeature> features;
   for (auto& list : per_example)

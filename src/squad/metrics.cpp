@@ -119,13 +119,21 @@ GoldDataset parse_gold_dataset(const std::string& json_text, const std::string& 
                       std::to_string(p) + " has no string 'id'");
         GoldQuestion question;
         question.id = qa["id"].get<std::string>();
-        const auto& answers = require_array(qa, "answers", "question '" + question.id + "'");
+        static const nlohmann::json kNoAnswers = nlohmann::json::array();
+        const auto& answers = qa.contains("answers") ? require_array(qa, "answers", "question '" + question.id + "'")
+                                                     : kNoAnswers;
         for (const auto& answer : answers) {
           if (!answer.is_object() || !answer.contains("text") || !answer["text"].is_string())
             throw Error("'" + source + "': an answer of question '" + question.id + "' has no string 'text'");
           question.answers.push_back(answer["text"].get<std::string>());
         }
         question.has_answer = !answers.empty();
+        // The official script scores "answers": [] as a no-answer question; it
+        // cannot score a question without "answers", nor one marked answerable
+        // (is_impossible false) that has none.
+        const auto impossible = qa.find("is_impossible");
+        const bool marked_answerable = impossible != qa.end() && impossible->is_boolean() && !impossible->get<bool>();
+        question.labeled = qa.contains("answers") && (question.has_answer || !marked_answerable);
         auto [it, inserted] = position.emplace(question.id, gold.questions.size());
         if (inserted) gold.questions.push_back(std::move(question));
         else gold.questions[it->second] = std::move(question);
@@ -246,9 +254,33 @@ BestThresholds find_all_best_thresh(const std::vector<RawScore>& scores, const N
 
 }  // namespace
 
-SquadEvaluation evaluate_squad(const GoldDataset& gold, const PredictionMap& predictions, const EvalOptions& options) {
-  if (gold.questions.empty()) throw Error("the dataset has no questions to evaluate");
+namespace {
+
+// The labeled questions; Error counting the unlabeled ones unless they may be skipped.
+GoldDataset labeled_questions(const GoldDataset& gold, bool skip_unlabeled, size_t& skipped) {
+  GoldDataset labeled;
+  std::string first;
+  for (const auto& q : gold.questions) {
+    if (q.labeled) labeled.questions.push_back(q);
+    else if (skipped++ == 0) first = q.id;
+  }
+  if (skipped > 0 && !skip_unlabeled)
+    throw Error(std::to_string(skipped) + " of " + std::to_string(gold.questions.size()) +
+                " questions are unlabeled (no answers and not marked is_impossible; first: '" + first +
+                "'): scoring needs gold answers. Score against a labeled file, or pass --skip-unlabeled "
+                "(run_squad: --skip_unlabeled) to score the " + std::to_string(labeled.questions.size()) +
+                " labeled ones");
+  if (labeled.questions.empty() && skipped > 0)
+    throw Error("all " + std::to_string(skipped) + " questions are unlabeled: there is nothing to score");
+  return labeled;
+}
+
+}  // namespace
+
+SquadEvaluation evaluate_squad(const GoldDataset& all, const PredictionMap& predictions, const EvalOptions& options) {
+  if (all.questions.empty()) throw Error("the dataset has no questions to evaluate");
   SquadEvaluation eval;
+  const GoldDataset gold = labeled_questions(all, options.skip_unlabeled, eval.skipped_unlabeled);
   const auto scores = raw_scores(gold, predictions, options, eval.missing);
   const double thresh = options.na_prob_thresh;
   eval.overall = *summarise(scores, thresh, [](const RawScore&) { return true; });

@@ -108,6 +108,7 @@ struct Answer {
 
 std::vector<Answer> read_answers(const json& qa, size_t context_chars, const Location& at) {
   std::vector<Answer> answers;
+  if (!qa.contains("answers")) return answers;  // an unlabeled question
   const auto& list = array_member(qa, "answers", at);
   for (size_t i = 0; i < list.size(); ++i) {
     auto answer_at = at.child(".answers[" + std::to_string(i) + "]");
@@ -189,8 +190,18 @@ class Reader {
     }
     if (!example.is_impossible) {
       auto answers = read_answers(qa, split.char_to_word.size(), at);
-      if (answers.empty())
-        at.fail("marked answerable (is_impossible false) but has no answers; add one or set is_impossible");
+      if (answers.empty()) {
+        // Unlabeled (test split, leaderboard or a user's questions): fine to
+        // featurise and predict, as HF's evaluation mode does; training needs a target.
+        if (options_.is_training)
+          at.fail("marked answerable (is_impossible false) but has no answers; training needs one: add it or "
+                  "set is_impossible");
+        example.labeled = false;
+        ++dataset_.unlabeled;
+        if (++id_counts_[example.qas_id] == 2) dataset_.duplicate_ids.push_back(example.qas_id);
+        dataset_.examples.push_back(std::move(example));
+        return;
+      }
       for (const auto& answer : answers) example.answers.push_back(answer.text);
       set_target(example, split, answers.front());
       if (options_.is_training && !answer_found(example)) {
@@ -205,6 +216,9 @@ class Reader {
   }
 
   void report() const {
+    if (dataset_.unlabeled > 0)
+      spdlog::info("{}: {} unlabeled question(s) (no answers, not marked is_impossible): predicted, never scored",
+                   source_, dataset_.unlabeled);
     if (dataset_.skipped > 0)
       spdlog::warn("{}: skipped {} training question(s) whose answer text is not at answer_start (as HF does)",
                    source_, dataset_.skipped);

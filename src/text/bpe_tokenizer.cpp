@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <mutex>
+#include <shared_mutex>
 #include <string_view>
 #include <unordered_map>
 
@@ -410,12 +412,40 @@ std::vector<std::u32string> gpt2_pretokenize(const std::u32string& text) {
   return matches;
 }
 
+// bpe() of each pre-token seen, as GPT2Tokenizer's self.cache: SQuAD
+// featurisation tokenises the same context words over and over. Readers share
+// the lock; a full cache stops growing (its entries stay valid).
+class BpeCache {
+ public:
+  void bpe(const MergeTable& merges, const std::string& token, std::vector<std::string>& out) const {
+    {
+      std::shared_lock<std::shared_mutex> read(mutex_);
+      auto hit = pieces_.find(token);
+      if (hit != pieces_.end()) {
+        out.insert(out.end(), hit->second.begin(), hit->second.end());
+        return;
+      }
+    }
+    std::vector<std::string> pieces;
+    merges.bpe(token, pieces);
+    out.insert(out.end(), pieces.begin(), pieces.end());
+    std::unique_lock<std::shared_mutex> write(mutex_);
+    if (pieces_.size() < kMaxEntries) pieces_.emplace(token, std::move(pieces));
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 1 << 20;
+  mutable std::shared_mutex mutex_;
+  mutable std::unordered_map<std::string, std::vector<std::string>> pieces_;
+};
+
 struct ByteLevelBpeTokenizer::Impl {
   Impl(const fs::path& vocab_json, const fs::path& merges_txt)
       : vocab(read_vocab(vocab_json)), merges(read_merges(merges_txt)) {}
 
   Vocabulary vocab;
   MergeTable merges;
+  BpeCache cache;
 };
 
 ByteLevelBpeTokenizer::ByteLevelBpeTokenizer(const fs::path& vocab_json, const fs::path& merges_txt,
@@ -436,7 +466,7 @@ ByteLevelBpeTokenizer::~ByteLevelBpeTokenizer() = default;
 void ByteLevelBpeTokenizer::tokenize_text(const std::u32string& text, std::vector<std::string>& out) const {
   for (size_t i = 0; i < text.size();) {
     const size_t end = match_end(text, i);
-    impl_->merges.bpe(u32_to_utf8(std::u32string_view(text).substr(i, end - i)), out);
+    impl_->cache.bpe(impl_->merges, u32_to_utf8(std::u32string_view(text).substr(i, end - i)), out);
     i = end;
   }
 }

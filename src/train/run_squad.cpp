@@ -120,10 +120,10 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer,
   write_predictions_json(o.output_dir / "predictions.json", predictions);
   write_nbest_json(o.output_dir / "nbest_predictions.json", predictions);
   write_null_odds_json(o.output_dir / "null_odds.json", predictions);
-  auto results = squad_evaluate(predict_file, predictions);
+  spdlog::info("wrote predictions.json, nbest_predictions.json and null_odds.json to {}", o.output_dir.string());
+  auto results = squad_evaluate(predict_file, predictions, o.skip_unlabeled);
   write_file_atomically(o.output_dir / "eval_results.json", format_python_json(results, 4) + "\n");
-  spdlog::info("wrote predictions.json, nbest_predictions.json, null_odds.json and eval_results.json to {}",
-               o.output_dir.string());
+  spdlog::info("wrote eval_results.json to {}", o.output_dir.string());
   return results;
 }
 

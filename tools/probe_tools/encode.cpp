@@ -55,6 +55,7 @@ void run_encode(const EncodeArgs& args) {
   std::vector<torch::Tensor> hidden_chunks, start_chunks, end_chunks;
   const int64_t rows = input_ids.size(0);
   for (int64_t begin = 0; begin < rows; begin += args.batch_size) {
+    throw_if_stop_requested("Nothing was written; rerun the same command.");
     const int64_t end = std::min(rows, begin + args.batch_size);
     auto slice = [&](const torch::Tensor& t) {
       return t.defined() ? t.slice(0, begin, end).to(device, torch::kLong) : torch::Tensor();

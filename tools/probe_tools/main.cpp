@@ -8,7 +8,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   bool verbose = false, quiet = false;
   layerprobe::tools::add_logging_flags(app, verbose, quiet);
-  app.parse_complete_callback([&] { layerprobe::tools::configure_logging(verbose, quiet); });
+  app.parse_complete_callback([&] {
+    layerprobe::tools::configure_logging(verbose, quiet);
+    layerprobe::install_stop_handlers();  // long subcommands stop at their next step, exit 130
+  });
   // Subcommands (one per file in tools/probe_tools/):
   layerprobe::tools::add_synth_command(app);
   layerprobe::tools::add_train_vocab_command(app);

@@ -33,6 +33,8 @@ struct ModelConfig {
   // missing or of the wrong type.
   int64_t integer(const std::string& key) const;
   double number(const std::string& key) const;
+  // number(key), and Error unless it lies in [0, 1) (a dropout probability).
+  double probability(const std::string& key) const;
   bool boolean(const std::string& key) const;
   std::string string(const std::string& key) const;
 

@@ -17,6 +17,7 @@ struct PredsEvalOptions {
   // Overrides the dev file recorded in each preds dir's preds_meta.json.
   std::optional<std::filesystem::path> dev_file;
   bool allow_missing = false;
+  bool skip_unlabeled = false;  // leave unlabeled questions out of the scores (else an Error)
 };
 
 // Dev files load once however many preds dirs use them.

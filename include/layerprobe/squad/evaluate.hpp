@@ -36,8 +36,9 @@ std::vector<FeatureLogits> compute_feature_logits(QaModel& model,
 // squad_evaluate(examples, predictions) of transformers 2.5.1: the official
 // metric with every no-answer probability 0.0, which adds best_exact,
 // best_exact_thresh, best_f1 and best_f1_thresh to the keys.
+// Unlabeled questions are an Error unless skip_unlabeled.
 nlohmann::ordered_json squad_evaluate(const std::filesystem::path& dataset_file,
-                                      const std::vector<QuestionPrediction>& predictions);
+                                      const std::vector<QuestionPrediction>& predictions, bool skip_unlabeled = false);
 
 // Python's repr() of a flat dict of numbers: {'exact': 52.1, 'total': 6078}.
 std::string python_dict_repr(const nlohmann::ordered_json& flat_object);

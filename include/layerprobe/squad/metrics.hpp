@@ -23,6 +23,11 @@ struct GoldQuestion {
   std::string id;
   std::vector<std::string> answers;  // every `answers[].text`, as written
   bool has_answer = false;           // bool(qa['answers'])
+  // False for a question without an "answers" list, or with an empty one while
+  // marked is_impossible false: the SQuAD 2.0 test split, a leaderboard file,
+  // a user's own questions. ("answers": [] alone is a no-answer question, as
+  // the official script scores it.)
+  bool labeled = true;
 };
 
 // Questions in file order; a repeated id keeps its first position and its
@@ -39,6 +44,8 @@ struct EvalOptions {
   double na_prob_thresh = 1.0;
   // Score questions without a prediction as "" instead of failing.
   bool allow_missing = false;
+  // Leave unlabeled questions out of the scores instead of failing.
+  bool skip_unlabeled = false;
 };
 
 struct ScoreSummary {
@@ -60,13 +67,15 @@ struct SquadEvaluation {
   std::optional<ScoreSummary> no_ans;   // absent when every question has one
   std::optional<BestThresholds> best;   // present when na-probs were given
   size_t missing = 0;                   // questions scored as "" (allow_missing)
+  size_t skipped_unlabeled = 0;         // unlabeled questions left out (skip_unlabeled)
 
   // The script's OrderedDict: exact, f1, total, HasAns_*, NoAns_*, best_*.
   nlohmann::ordered_json to_json() const;
 };
 
 // Error (with the count and the first id) when predictions or na-probs are
-// missing for dataset questions, unless allow_missing.
+// missing for dataset questions, unless allow_missing; and when questions are
+// unlabeled, unless skip_unlabeled.
 SquadEvaluation evaluate_squad(const GoldDataset& gold, const PredictionMap& predictions,
                                const EvalOptions& options = {});
 

@@ -32,6 +32,9 @@ struct SquadExample {
   bool is_impossible = false;
   // Every gold answer text, for evaluation.
   std::vector<std::string> answers;
+  // False for a question without answers that is not marked is_impossible
+  // (accepted in evaluation mode only; its features are HF's all the same).
+  bool labeled = true;
 };
 
 // HF's whitespace split of a context, and for each character (Unicode code
@@ -52,6 +55,7 @@ struct SquadLoadOptions {
 struct SquadDataset {
   std::vector<SquadExample> examples;
   size_t skipped = 0;  // training examples dropped because the answer did not match the context
+  size_t unlabeled = 0;  // questions without answers, not marked is_impossible (evaluation mode only)
   std::vector<std::string> duplicate_ids;  // question ids seen more than once (a warning is logged)
 };
 

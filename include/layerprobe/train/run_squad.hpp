@@ -26,6 +26,7 @@ struct RunSquadOptions {
   int n_best_size = 20, max_answer_length = 30;
   bool no_cuda = false, overwrite_output_dir = false, fp16 = false;
   int threads = 1;  // feature-conversion workers
+  bool skip_unlabeled = false;  // score only labeled questions of an unlabeled/mixed predict file
   // Training settings; its output_dir, tokenizer and max_seq_length are
   // filled in from the fields above.
   FineTuneOptions train;

@@ -122,11 +122,7 @@ void validate_albert(const ModelConfig& config) {
   for (const char* key : {"embedding_size", "num_hidden_groups", "inner_group_num"})
     if (config.integer(key) <= 0)
       throw Error(config.source + ": key '" + key + "' must be positive, found " + std::to_string(config.integer(key)));
-  for (const char* key : {"hidden_dropout_prob", "attention_probs_dropout_prob"}) {
-    const double p = config.number(key);
-    if (!(p >= 0.0 && p < 1.0))
-      throw Error(config.source + ": key '" + key + "' must be in [0, 1), found " + std::to_string(p));
-  }
+  for (const char* key : {"hidden_dropout_prob", "attention_probs_dropout_prob"}) config.probability(key);
 }
 
 double albert_flops(const ModelConfig& c, int64_t tokens) {

@@ -116,11 +116,16 @@ std::vector<torch::Tensor> BertForQuestionAnswering::encode(const EncoderBatch& 
 }
 
 void validate_bert_dropouts(const ModelConfig& config) {
-  for (const char* key : {"hidden_dropout_prob", "attention_probs_dropout_prob"}) {
-    const double p = config.number(key);
-    if (!(p >= 0.0 && p < 1.0))
-      throw Error(config.source + ": key '" + key + "' must be in [0, 1), found " + std::to_string(p));
-  }
+  for (const char* key : {"hidden_dropout_prob", "attention_probs_dropout_prob"}) config.probability(key);
+}
+
+nlohmann::json bert_config_defaults() {
+  return {{"vocab_size", 30522},          {"hidden_size", 768},
+          {"num_hidden_layers", 12},      {"num_attention_heads", 12},
+          {"intermediate_size", 3072},    {"hidden_act", "gelu"},
+          {"hidden_dropout_prob", 0.1},   {"attention_probs_dropout_prob", 0.1},
+          {"max_position_embeddings", 512}, {"type_vocab_size", 2},
+          {"initializer_range", 0.02},    {"layer_norm_eps", 1e-12}};
 }
 
 double bert_parameters(const ModelConfig& c) {
@@ -145,13 +150,7 @@ ModelFamily make_bert_family() {
   f.tokenizer = "wordpiece";
   f.example = "bert-base-uncased";
   f.architecture = "BertForQuestionAnswering";
-  // transformers 2.5.1's BertConfig defaults.
-  f.defaults = {{"vocab_size", 30522},          {"hidden_size", 768},
-                {"num_hidden_layers", 12},      {"num_attention_heads", 12},
-                {"intermediate_size", 3072},    {"hidden_act", "gelu"},
-                {"hidden_dropout_prob", 0.1},   {"attention_probs_dropout_prob", 0.1},
-                {"max_position_embeddings", 512}, {"type_vocab_size", 2},
-                {"initializer_range", 0.02},    {"layer_norm_eps", 1e-12}};
+  f.defaults = bert_config_defaults();
   auto shape = [](int64_t hidden, int64_t layers, int64_t heads) {
     return nlohmann::json{{"model_type", "bert"},       {"architectures", {"BertForMaskedLM"}},
                           {"hidden_size", hidden},      {"num_hidden_layers", layers},

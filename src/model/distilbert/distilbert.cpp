@@ -116,11 +116,7 @@ void DistilBertForQuestionAnswering::init_family_weights() { distilbert->embeddi
 namespace {
 
 void validate_distilbert(const ModelConfig& config) {
-  for (const char* key : {"dropout", "attention_dropout", "qa_dropout"}) {
-    const double p = config.number(key);
-    if (!(p >= 0.0 && p < 1.0))
-      throw Error(config.source + ": key '" + key + "' must be in [0, 1), found " + std::to_string(p));
-  }
+  for (const char* key : {"dropout", "attention_dropout", "qa_dropout"}) config.probability(key);
   if (config.hidden_act != "gelu" && config.hidden_act != "relu")
     throw Error(config.source + ": key 'activation' must be \"gelu\" or \"relu\" for DistilBERT, found \"" +
                 config.hidden_act + "\"");

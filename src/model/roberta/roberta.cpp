@@ -18,13 +18,8 @@ ModelFamily make_roberta_family() {
   f.tokenizer = "bpe";
   f.example = "distilroberta-base";
   f.architecture = "RobertaForQuestionAnswering";
-  // RobertaConfig is BertConfig's defaults in 2.5.1; published models set the rest.
-  f.defaults = {{"vocab_size", 30522},          {"hidden_size", 768},
-                {"num_hidden_layers", 12},      {"num_attention_heads", 12},
-                {"intermediate_size", 3072},    {"hidden_act", "gelu"},
-                {"hidden_dropout_prob", 0.1},   {"attention_probs_dropout_prob", 0.1},
-                {"max_position_embeddings", 512}, {"type_vocab_size", 2},
-                {"initializer_range", 0.02},    {"layer_norm_eps", 1e-12}};
+  // RobertaConfig keeps BertConfig's defaults in 2.5.1; published models set the rest.
+  f.defaults = bert_config_defaults();
   auto shape = [](int64_t layers) {
     return nlohmann::json{{"model_type", "roberta"},    {"architectures", {"RobertaForMaskedLM"}},
                           {"hidden_size", 768},         {"num_hidden_layers", layers},
