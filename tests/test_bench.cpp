@@ -172,7 +172,7 @@ TEST(Bench, HalfPrecisionNeedsAGpu) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA is available here";
   BenchOptions options;
   options.model_dir = "/nonexistent";
-  options.precision = "bf16";
+  options.precision = "fp16";
   try {
     run_bench(options);
     FAIL() << "expected an Error";

@@ -2,11 +2,22 @@
 
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/precision.hpp"
+#include "layerprobe/io/safetensors.hpp"
+#include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/squad/encode_loop.hpp"
 #include "test_support.hpp"
+
+#include <iostream>
 
 using namespace layerprobe;
 
 namespace {
+
+// bf16 keeps 8 significant bits. Measured on the four tiny goldens (this
+// machine, AVX512_BF16): hidden states within 0.017-0.023 of the layer's
+// largest value, start logits within 0.0045-0.0053; the bounds leave about 2x.
+constexpr double kBf16HiddenBound = 0.05;
+constexpr double kBf16LogitBound = 0.012;
 
 int usage_error_code(const std::string& precision, const torch::Device& device) {
   try {
@@ -26,11 +37,52 @@ TEST(Precision, Fp32IsAcceptedEverywhereAndChangesNothing) {
   EXPECT_EQ(product.scalar_type(), torch::kFloat);
 }
 
-TEST(Precision, HalfPrecisionOnTheCpuIsAUsageError) {
-  EXPECT_EQ(usage_error_code("bf16", torch::kCPU), 2);
+TEST(Precision, Fp16OnTheCpuIsAUsageErrorAndBf16NeedsNativeSupport) {
   EXPECT_EQ(usage_error_code("fp16", torch::kCPU), 2);
-  EXPECT_THROW(PrecisionScope("bf16", torch::kCPU), Error);
+  EXPECT_THROW(PrecisionScope("fp16", torch::kCPU), Error);
+  // bf16 runs on a CPU with AVX512_BF16 or AMX; elsewhere it is refused, never emulated.
+  EXPECT_EQ(usage_error_code("bf16", torch::kCPU), cpu_has_native_bf16() ? 0 : 2);
+  if (!cpu_has_native_bf16()) return;
+  {
+    PrecisionScope scope("bf16", torch::kCPU);
+    EXPECT_EQ(cpu_compute_dtype(), torch::kBFloat16);
+  }
+  EXPECT_EQ(cpu_compute_dtype(), torch::kFloat);
 }
+
+// The bf16 CPU encoder against transformers' fp32 outputs on every family's golden inputs.
+class CpuBf16 : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CpuBf16, StaysCloseToTheFp32References) {
+  if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16 (AVX512_BF16 or AMX): the path is refused";
+  const std::string model = GetParam();
+  REQUIRE_SHARED("golden/" + model + "/reference_outputs.safetensors");
+  const auto dir = test_support::shared_path("golden/" + model);
+  LoadedModel loaded = load_checkpoint(dir);
+  const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
+  EncoderBatch batch{ref.at("input_ids"), ref.count("token_type_ids") ? ref.at("token_type_ids") : torch::Tensor(),
+                     ref.at("attention_mask")};
+  const EncoderOutput out = encode_frozen(*loaded.model, batch, "bf16", true);
+  const torch::Tensor& hidden = ref.at("hidden_states");
+  ASSERT_EQ(static_cast<int64_t>(out.hidden_states.size()), hidden.size(0));
+  double worst = 0;
+  const auto mask = batch.attention_mask.to(torch::kBool).unsqueeze(-1);
+  for (int64_t i = 1; i < hidden.size(0); ++i) {
+    // Relative to the layer's scale, over real (unpadded) tokens.
+    const auto diff = (out.hidden_states[i] - hidden[i]).abs().masked_select(mask.expand_as(hidden[i]));
+    const double scale = hidden[i].abs().masked_select(mask.expand_as(hidden[i])).max().item<double>();
+    worst = std::max(worst, diff.max().item<double>() / scale);
+  }
+  const double logits = (out.start_logits - ref.at("start_logits")).abs().masked_select(mask.squeeze(-1)).max().item<double>();
+  std::cout << model << " bf16: max |diff| / max |h| over layers " << worst << ", start logits max |diff| " << logits
+            << "\n";
+  EXPECT_LE(worst, kBf16HiddenBound);
+  EXPECT_GT(worst, 1e-4) << "no bf16 rounding at all: the layers did not run in bf16";
+  EXPECT_LE(logits, kBf16LogitBound);
+  EXPECT_EQ(out.hidden_states.back().scalar_type(), torch::kFloat);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, CpuBf16, ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny"));
 
 TEST(Precision, UnknownNamesAreUsageErrors) {
   EXPECT_EQ(usage_error_code("fp8", torch::kCPU), 2);

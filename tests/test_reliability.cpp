@@ -437,12 +437,6 @@ void expect_prompt_stop(Process& process, const std::function<bool()>& ready) {
   EXPECT_TRUE(contains(process.output(), "stopped by signal")) << process.output();
 }
 
-// True `seconds` after the first call (for phases that print nothing on entry).
-std::function<bool()> after(double seconds) {
-  const auto start = Clock::now();
-  return [=] { return std::chrono::duration<double>(Clock::now() - start).count() >= seconds; };
-}
-
 }  // namespace
 
 TEST_F(Reliability, SigtermStopsRunSquadEvaluationPromptly) {
@@ -481,7 +475,7 @@ TEST_F(Reliability, SigtermStopsFeaturisationPromptly) {
   const fs::path data = big_dev_file(dir, 12);
   Process process(tool("probe_tools") + " features --vocab " + (root_ / "spiece.model").string() + " --data " +
                   data.string() + " --mode eval --threads 1 --output " + (dir / "features.jsonl").string());
-  expect_prompt_stop(process, after(1.5));
+  expect_prompt_stop(process, [&] { return contains(process.output_so_far(), "featurising on"); });
   EXPECT_FALSE(fs::exists(dir / "features.jsonl"));
   EXPECT_TRUE(temporaries(dir).empty());
 }
@@ -505,7 +499,7 @@ TEST_F(Reliability, SigtermStopsProbeEvaluateScoringPromptly) {
                          {"layers", layers}, {"kind", "pretrained"}, {"epoch", 1}};
   write_file_atomically(preds / "preds_meta.json", meta.dump());
   Process process(tool("probe_evaluate") + " exper " + exper.string());
-  expect_prompt_stop(process, after(1.0));
+  expect_prompt_stop(process, [&] { return contains(process.output_so_far(), "scoring 60 layer(s)"); });
   EXPECT_FALSE(fs::exists(exper / "pretrained_epoch_1" / "results.csv"));
   EXPECT_FALSE(fs::exists(exper / "summary.csv"));
 }

@@ -97,7 +97,7 @@ TEST(Workflow, BadPositionalArgumentsAreUsageErrors) {
   EXPECT_EQ(run(tool("probe_train") + " everything cpu 1", dir / "log"), 2) << read_file(dir / "log");
   EXPECT_EQ(run(tool("probe_train") + " both tpu 1", dir / "log"), 2) << read_file(dir / "log");
   // Half precision autocasts only on a GPU, and the value is checked before any model is read.
-  EXPECT_EQ(run(tool("probe_train") + " both cpu 1 --precision bf16", dir / "log"), 2) << read_file(dir / "log");
+  EXPECT_EQ(run(tool("probe_train") + " both cpu 1 --precision fp16", dir / "log"), 2) << read_file(dir / "log");
   EXPECT_NE(read_file(dir / "log").find("needs a GPU"), std::string::npos) << read_file(dir / "log");
   EXPECT_EQ(run(tool("probe_predict") + " exper . cpu --precision fp8", dir / "log"), 2) << read_file(dir / "log");
   EXPECT_EQ(run(tool("probe_predict") + " exper " + (dir / "nothing").string(), dir / "log"), 1);

@@ -3,6 +3,9 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "layerprobe/core/common.hpp"
 
 namespace layerprobe {
@@ -20,23 +23,55 @@ void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
 #endif
 }
 
+thread_local torch::ScalarType t_cpu_compute_dtype = torch::kFloat;
+
+bool cpuinfo_flag(const std::string& flags, const std::string& flag) {
+  return (" " + flags + " ").find(" " + flag + " ") != std::string::npos;
+}
+
 }  // namespace
+
+bool cpu_has_native_bf16() {
+  static const bool native = [] {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);)
+      if (line.rfind("flags", 0) == 0) {
+        const std::string flags = line.substr(line.find(':') + 1);
+        return cpuinfo_flag(flags, "avx512_bf16") || cpuinfo_flag(flags, "amx_bf16");
+      }
+    return false;
+  }();
+  return native;
+}
+
+torch::ScalarType cpu_compute_dtype() { return t_cpu_compute_dtype; }
 
 void check_precision(const std::string& precision, const torch::Device& device) {
   if (precision == "fp32") return;
   if (precision != "bf16" && precision != "fp16")
     throw Error("--precision '" + precision + "' is not one of: fp32, bf16, fp16", 2);
-  if (!device.is_cuda()) throw Error("--precision " + precision + " needs a GPU (CPU runs fp32)", 2);
+  if (device.is_cuda()) return;
+  if (precision == "fp16") throw Error("--precision fp16 needs a GPU (on a CPU use bf16 or fp32)", 2);
+  if (!cpu_has_native_bf16())
+    throw Error("--precision bf16 needs a GPU or a CPU with native bf16 (AVX512_BF16 or AMX; this CPU's "
+                "/proc/cpuinfo lists neither, and emulated bf16 is slower than fp32): use fp32",
+                2);
 }
 
 PrecisionScope::PrecisionScope(const std::string& precision, const torch::Device& device) {
   check_precision(precision, device);
   if (precision == "fp32") return;
+  if (!device.is_cuda()) {
+    t_cpu_compute_dtype = torch::kBFloat16;
+    cpu_ = true;
+    return;
+  }
   set_cuda_autocast(true, precision == "bf16" ? at::kBFloat16 : at::kHalf);
   active_ = true;
 }
 
 PrecisionScope::~PrecisionScope() {
+  if (cpu_) t_cpu_compute_dtype = torch::kFloat;
   if (!active_) return;
   set_cuda_autocast(false, at::kFloat);
   at::autocast::clear_cache();

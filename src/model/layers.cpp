@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/model/qa_model.hpp"
 
 namespace layerprobe {
@@ -140,7 +141,8 @@ torch::Tensor TransformerLayerKernel::attention_context(torch::Tensor q, torch::
     scores = torch::matmul(q, k.transpose(-1, -2)) / scale;
   }
   const auto sizes = scores.sizes().vec();
-  scores = (scores.view({additive_mask.size(0), -1, sizes[sizes.size() - 2], sizes.back()}) + additive_mask)
+  scores = (scores.view({additive_mask.size(0), -1, sizes[sizes.size() - 2], sizes.back()}) +
+            additive_mask.to(scores.scalar_type()))
                .view(sizes);
   auto probs = torch::dropout(torch::softmax(scores, -1), style_.attention_dropout, training);
   return torch::matmul(probs, v);
@@ -166,31 +168,50 @@ torch::Tensor TransformerLayerKernel::reference_forward(const torch::Tensor& hid
 }
 
 bool TransformerLayerKernel::use_fast_path(const torch::Tensor& hidden, bool training) const {
+  const auto dtype = hidden.scalar_type();
   return g_fast_cpu_path && !training && !torch::GradMode::is_enabled() && at::hasMKLDNN() &&
-         hidden.device().is_cpu() && hidden.scalar_type() == torch::kFloat32 && hidden.numel() > 0;
+         hidden.device().is_cpu() && (dtype == torch::kFloat32 || dtype == torch::kBFloat16) && hidden.numel() > 0;
 }
 
-const TransformerLayerKernel::Prepared& TransformerLayerKernel::prepared() {
+const TransformerLayerKernel::Prepared& TransformerLayerKernel::prepared(torch::ScalarType dtype) {
   const LayerParts& p = parts_;
-  const torch::Tensor* sources[] = {&p.query->weight, &p.query->bias, &p.key->weight, &p.key->bias,
-                                    &p.value->weight, &p.value->bias, &p.attention_output->weight,
-                                    &p.intermediate->weight, &p.output->weight};
+  const torch::Tensor* sources[] = {&p.query->weight,        &p.query->bias,           &p.key->weight,
+                                    &p.key->bias,            &p.value->weight,         &p.value->bias,
+                                    &p.attention_output->weight, &p.attention_output->bias,
+                                    &p.intermediate->weight, &p.intermediate->bias,    &p.output->weight,
+                                    &p.output->bias,         &p.attention_norm->weight, &p.attention_norm->bias,
+                                    &p.output_norm->weight,  &p.output_norm->bias};
   std::vector<std::pair<const void*, uint32_t>> source;
   for (const torch::Tensor* t : sources) source.emplace_back(t->data_ptr(), static_cast<uint32_t>(t->_version()));
-  if (prepared_.qkv_weight.defined() && source == prepared_.source) return prepared_;
-  prepared_.qkv_weight = torch::cat({p.query->weight, p.key->weight, p.value->weight}).to_mkldnn();
-  prepared_.qkv_bias = torch::cat({p.query->bias, p.key->bias, p.value->bias});
-  prepared_.attention_output_weight = p.attention_output->weight.contiguous().to_mkldnn();
-  prepared_.intermediate_weight = p.intermediate->weight.contiguous().to_mkldnn();
-  prepared_.output_weight = p.output->weight.contiguous().to_mkldnn();
+  if (prepared_.qkv_weight.defined() && source == prepared_.source && prepared_.dtype == dtype) return prepared_;
+  auto weight = [&](const torch::Tensor& w) { return w.to(dtype).contiguous().to_mkldnn(); };
+  auto vector = [&](const torch::Tensor& v) { return v.to(dtype).contiguous(); };
+  prepared_.qkv_weight = weight(torch::cat({p.query->weight, p.key->weight, p.value->weight}));
+  prepared_.qkv_bias = vector(torch::cat({p.query->bias, p.key->bias, p.value->bias}));
+  prepared_.attention_output_weight = weight(p.attention_output->weight);
+  prepared_.intermediate_weight = weight(p.intermediate->weight);
+  prepared_.output_weight = weight(p.output->weight);
+  prepared_.attention_output_bias = vector(p.attention_output->bias);
+  prepared_.intermediate_bias = vector(p.intermediate->bias);
+  prepared_.output_bias = vector(p.output->bias);
+  prepared_.attention_norm_weight = vector(p.attention_norm->weight);
+  prepared_.attention_norm_bias = vector(p.attention_norm->bias);
+  prepared_.output_norm_weight = vector(p.output_norm->weight);
+  prepared_.output_norm_bias = vector(p.output_norm->bias);
+  prepared_.dtype = dtype;
   prepared_.source = std::move(source);
   return prepared_;
 }
 
-torch::Tensor TransformerLayerKernel::fast_forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask) {
-  const Prepared& w = prepared();
+torch::Tensor TransformerLayerKernel::fast_forward(const torch::Tensor& hidden_in, const torch::Tensor& additive_mask) {
+  const Prepared& w = prepared(cpu_compute_dtype());
+  const torch::Tensor hidden = hidden_in.to(w.dtype);
   const int64_t batch = hidden.size(0), length = hidden.size(1), width = hidden.size(2);
   const int64_t heads = style_.heads, head_size = width / heads;
+  auto norm = [&](const torch::Tensor& x, const torch::nn::LayerNorm& module, const torch::Tensor& weight,
+                  const torch::Tensor& bias) {
+    return torch::layer_norm(x, {width}, weight, bias, module->options.eps());
+  };
   torch::Tensor flat = hidden.reshape({batch * length, width});
   // [B*T,3H] -> [3,B,heads,T,d]
   torch::Tensor qkv = onednn_linear(flat, w.qkv_weight, w.qkv_bias)
@@ -201,12 +222,14 @@ torch::Tensor TransformerLayerKernel::fast_forward(const torch::Tensor& hidden, 
                               .view({batch, heads, length, head_size})
                               .permute({0, 2, 1, 3})
                               .reshape({batch * length, width});
-  torch::Tensor projected = onednn_linear(context, w.attention_output_weight, parts_.attention_output->bias);
-  torch::Tensor attention = parts_.attention_norm->forward(projected.add_(flat));
+  torch::Tensor projected = onednn_linear(context, w.attention_output_weight, w.attention_output_bias);
+  torch::Tensor attention =
+      norm(projected.add_(flat), parts_.attention_norm, w.attention_norm_weight, w.attention_norm_bias);
   torch::Tensor inner =
-      fused_activation(onednn_linear(attention, w.intermediate_weight, parts_.intermediate->bias), style_.activation);
-  torch::Tensor output = onednn_linear(inner, w.output_weight, parts_.output->bias);
-  return parts_.output_norm(output.add_(attention)).view({batch, length, width});
+      fused_activation(onednn_linear(attention, w.intermediate_weight, w.intermediate_bias), style_.activation);
+  torch::Tensor output = onednn_linear(inner, w.output_weight, w.output_bias);
+  return norm(output.add_(attention), parts_.output_norm, w.output_norm_weight, w.output_norm_bias)
+      .view({batch, length, width});
 }
 
 torch::Tensor TransformerLayerKernel::forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask,

@@ -35,7 +35,8 @@ EncoderOutput QaModel::forward(const EncoderBatch& given, bool collect_hidden_st
                 std::to_string(max_tokens(config_)) + " positions (max_position_embeddings)");
   EncoderOutput output;
   output.hidden_states = encode(batch, collect_hidden_states);
-  auto last = output.hidden_states.back();
+  // A CPU bf16 encoder hands back bf16 hidden states; the QA head stays float32.
+  auto last = output.hidden_states.back().to(qa_outputs->weight.scalar_type());
   if (qa_dropout > 0) last = torch::dropout(last, qa_dropout, is_training());
   std::vector<torch::Tensor> logits = qa_outputs(last).split(1, -1);
   output.start_logits = logits[0].squeeze(-1);

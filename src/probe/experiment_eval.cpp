@@ -185,7 +185,9 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
   EvalOptions eval_options;
   eval_options.allow_missing = options.allow_missing;
   eval_options.skip_unlabeled = options.skip_unlabeled;
-  for (const auto& [layer, file] : find_layer_files(preds_dir, meta.layers)) {
+  const auto layer_files = find_layer_files(preds_dir, meta.layers);
+  spdlog::info("{}: scoring {} layer(s) against {}", preds_dir.string(), layer_files.size(), dev_file->string());
+  for (const auto& [layer, file] : layer_files) {
     // results.csv and summary.csv are written only after every layer is scored.
     throw_if_stop_requested("Nothing was written; rerun the same command.");
     const PredictionMap predictions =

@@ -35,6 +35,8 @@ void run_features(FeaturesArgs args) {
   load_options.is_training = args.features.is_training;
   auto dataset = load_squad(args.data, load_options);
   auto loaded = seconds_since(start);
+  spdlog::info("{}: {} questions; featurising on {} thread(s)", args.data.string(), dataset.examples.size(),
+               args.features.threads);
   auto features = convert_examples_to_features(dataset.examples, *tokenizer, args.features);
   auto featurised = seconds_since(start);
   std::string out;

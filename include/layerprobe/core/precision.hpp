@@ -1,5 +1,7 @@
 // The --precision option: the frozen encoder's ops autocast to bf16 or fp16 on
-// CUDA; probes, their optimiser and decoding stay float32.
+// CUDA, or run in bf16 on a CPU with native bf16 (AVX512_BF16 or AMX: the
+// encoder layers' oneDNN fast path computes in bf16, LayerNorm and softmax
+// accumulate in fp32); probes, their optimiser and decoding stay float32.
 #pragma once
 
 #include <torch/types.h>
@@ -8,9 +10,17 @@
 
 namespace layerprobe {
 
-// Error (exit code 2) for a name other than fp32, bf16 and fp16, and for bf16/fp16
-// on a CPU device (CPU runs fp32).
+// Error (exit code 2) for a name other than fp32, bf16 and fp16, for fp16 on a
+// CPU, and for bf16 on a CPU without native bf16 (it would run several times
+// slower than fp32 through emulation).
 void check_precision(const std::string& precision, const torch::Device& device);
+
+// Whether this CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16, from /proc/cpuinfo).
+bool cpu_has_native_bf16();
+
+// The dtype the encoder layers' CPU fast path computes in on this thread:
+// bf16 inside a PrecisionScope("bf16", cpu), else float32.
+torch::ScalarType cpu_compute_dtype();
 
 // Autocast to `precision` while alive (nothing for fp32).
 class PrecisionScope {
@@ -21,7 +31,8 @@ class PrecisionScope {
   PrecisionScope& operator=(const PrecisionScope&) = delete;
 
  private:
-  bool active_ = false;
+  bool active_ = false;  // CUDA autocast on
+  bool cpu_ = false;     // CPU bf16 compute on
 };
 
 }  // namespace layerprobe
