@@ -9,6 +9,7 @@
 #include "layerprobe/bench/bench.hpp"
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/model/family.hpp"
 #include "layerprobe/model/qa_model.hpp"
 #include "model/albert/albert.hpp"
@@ -145,6 +146,27 @@ TEST(Bench, RunsEveryStageOnATinyModel) {
   EXPECT_EQ(json["device"], "cpu");
   EXPECT_EQ(json["precision"], "fp32");
   EXPECT_FALSE(json.contains("forward_profile"));
+  // A bf16 peak where the CPU has native bf16 (never measured through emulation).
+  EXPECT_EQ(json["gemm_peak_bf16_gflops"].get<double>() > 0, cpu_has_native_bf16());
+  // Debian's LibTorch uses the system libdnnl, which says what it dispatches to.
+  const std::string isa = json["cpu_isa"].get<std::string>();
+  EXPECT_NE(isa, "unknown");
+  if (cpu_has_native_bf16()) EXPECT_TRUE(isa == "avx512_core_bf16" || isa == "avx512_core_amx") << isa;
+}
+
+TEST(Bench, Bf16RunsAndItsMfuIsAgainstTheBf16Peak) {
+  if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16 (AVX512_BF16 or AMX)";
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED(test_support::kDevFile);
+  BenchOptions options = tiny_model_bench("bench_tiny_bf16");
+  options.features = 8;
+  options.train_features = 0;
+  options.precision = "bf16";
+  const BenchResult result = run_bench(options);
+  ASSERT_GT(result.gemm_peak_bf16_gflops, 0);
+  EXPECT_GT(result.forward_fps, 0);
+  EXPECT_DOUBLE_EQ(result.forward_mfu(),
+                   result.forward_fps * result.flops_per_feature / 1e9 / result.gemm_peak_bf16_gflops);
 }
 
 TEST(Bench, ProfileTimesTheOpsOfOneForwardPass) {

@@ -1,5 +1,6 @@
 #include "layerprobe/bench/bench.hpp"
 
+#include <dlfcn.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <ATen/record_function.h>
@@ -229,11 +230,34 @@ double forward_flops(const ModelConfig& config, int64_t tokens) {
   return model_family(config.model_type).forward_flops(config, tokens);
 }
 
-double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds) {
+std::string onednn_cpu_isa() {
+  // dnnl_get_effective_cpu_isa() of oneDNN's C API (dnnl.h); looked up at run time, as the libdnnl LibTorch
+  // loaded (Debian's libdnnl.so.2) ships no development symlink to link against.
+  using IsaFunction = int (*)();
+  void* symbol = dlsym(RTLD_DEFAULT, "dnnl_get_effective_cpu_isa");
+  if (!symbol) {
+    if (void* library = dlopen("libdnnl.so.2", RTLD_LAZY | RTLD_NOLOAD)) symbol = dlsym(library, "dnnl_get_effective_cpu_isa");
+  }
+  if (!symbol) return "unknown";
+  // dnnl_cpu_isa_t of oneDNN 2.x.
+  static const std::pair<int, const char*> kIsas[] = {
+      {0x1, "sse41"},          {0x3, "avx"},
+      {0x7, "avx2"},           {0x407, "avx2_vnni"},
+      {0x27, "avx512_core"},   {0x67, "avx512_core_vnni"},
+      {0xe7, "avx512_core_bf16"}, {0x3e7, "avx512_core_amx"},
+      {0xf, "avx512_mic"},     {0x1f, "avx512_mic_4ops"}};
+  const int isa = reinterpret_cast<IsaFunction>(symbol)();
+  for (const auto& [value, name] : kIsas)
+    if (value == isa) return name;
+  return "isa 0x" + fmt::format("{:x}", isa);
+}
+
+double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds, torch::ScalarType dtype) {
+  if (dtype != torch::kFloat && !onednn) throw Error("the BLAS GEMM peak is measured in float32 only");
   torch::InferenceMode inference;
-  auto x = torch::randn({rows, in});
-  auto weight = torch::randn({out, in});
-  auto bias = torch::zeros({out});
+  auto x = torch::randn({rows, in}).to(dtype);
+  auto weight = torch::randn({out, in}).to(dtype);
+  auto bias = torch::zeros({out}).to(dtype);
   auto prepared = weight.to_mkldnn();
   // The product alone: operands already in oneDNN's layout, the result left in it.
   auto prepared_input = x.to_mkldnn();
@@ -253,8 +277,12 @@ double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, d
 
 double BenchResult::gemm_peak_gflops() const { return std::max(gemm_peak_onednn_gflops, gemm_peak_blas_gflops); }
 
+double BenchResult::forward_peak_gflops() const {
+  return precision == "bf16" && device == "cpu" ? gemm_peak_bf16_gflops : gemm_peak_gflops();
+}
+
 double BenchResult::forward_mfu() const {
-  return gemm_peak_gflops() > 0 ? forward_fps * flops_per_feature / 1e9 / gemm_peak_gflops() : 0;
+  return forward_peak_gflops() > 0 ? forward_fps * flops_per_feature / 1e9 / forward_peak_gflops() : 0;
 }
 
 double BenchResult::train_mfu() const {
@@ -279,12 +307,14 @@ nlohmann::json BenchResult::to_json() const {
           {"gemm_peak_gflops", gemm_peak_gflops()},
           {"gemm_peak_onednn_gflops", gemm_peak_onednn_gflops},
           {"gemm_peak_blas_gflops", gemm_peak_blas_gflops},
+          {"gemm_peak_bf16_gflops", gemm_peak_bf16_gflops},
           {"forward_mfu", forward_mfu()},
           {"train_step_fps", train_step_fps},
           {"train_flops_per_feature", train_flops_per_feature},
           {"train_mfu", train_mfu()},
           {"peak_rss_mb", peak_rss_mb},
           {"threads", threads},
+          {"cpu_isa", cpu_isa},
           {"batch_size", batch_size},
           {"fast_path", fast_path},
           {"device", device},
@@ -305,6 +335,7 @@ BenchResult run_bench(const BenchOptions& options) {
   result.precision = options.precision;
   result.batch_size = options.batch_size;
   result.threads = torch::get_num_threads();
+  result.cpu_isa = onednn_cpu_isa();
   result.fast_path = options.fast_path;
   set_fast_cpu_path(options.fast_path);
 
@@ -334,9 +365,9 @@ BenchResult run_bench(const BenchOptions& options) {
   }
   result.flops_per_feature = flops / static_cast<double>(result.features);
   const auto n = static_cast<double>(result.features);
-  spdlog::info("bench: {} features ({} tokens on average), batch {}, {} thread(s), {} {}", result.features,
+  spdlog::info("bench: {} features ({} tokens on average), batch {}, {} thread(s), {} {}, oneDNN ISA {}", result.features,
                static_cast<double>(result.feature_tokens) / n, options.batch_size, result.threads, options.device,
-               options.precision);
+               options.precision, result.cpu_isa);
 
   const auto batches = bucketed_batches(sample.features, options.batch_size);
   LayerProbes probes(loaded.config.num_hidden_layers, loaded.config.hidden_size, ProbeOptions{}, 1);
@@ -392,9 +423,13 @@ BenchResult run_bench(const BenchOptions& options) {
                                                          loaded.config.intermediate_size, true, options.gemm_seconds);
     result.gemm_peak_blas_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
                                                        loaded.config.intermediate_size, false, options.gemm_seconds);
-    spdlog::info("bench: GEMM [{}x{}]x[{}x{}]: oneDNN {:.1f} GFLOP/s, BLAS {:.1f} GFLOP/s", gemm_rows,
-                 loaded.config.hidden_size, loaded.config.hidden_size, loaded.config.intermediate_size,
-                 result.gemm_peak_onednn_gflops, result.gemm_peak_blas_gflops);
+    if (cpu_has_native_bf16())
+      result.gemm_peak_bf16_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
+                                                         loaded.config.intermediate_size, true, options.gemm_seconds,
+                                                         torch::kBFloat16);
+    spdlog::info("bench: GEMM [{}x{}]x[{}x{}]: oneDNN {:.1f} GFLOP/s, BLAS {:.1f} GFLOP/s, oneDNN bf16 {:.1f} GFLOP/s",
+                 gemm_rows, loaded.config.hidden_size, loaded.config.hidden_size, loaded.config.intermediate_size,
+                 result.gemm_peak_onednn_gflops, result.gemm_peak_blas_gflops, result.gemm_peak_bf16_gflops);
   }
   if (options.train_features > 0) {
     Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);

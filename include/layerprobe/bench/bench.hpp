@@ -5,6 +5,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <torch/types.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -37,6 +38,8 @@ struct BenchResult {
   double featurize_s = 0, featurized_features = 0;
   double forward_fps = 0, forward_padded_fps = 0, probe_train_fps = 0, predict_fps = 0;
   double flops_per_feature = 0, gemm_peak_onednn_gflops = 0, gemm_peak_blas_gflops = 0;
+  double gemm_peak_bf16_gflops = 0;  // oneDNN bf16, on a CPU with native bf16 only
+  std::string cpu_isa;               // onednn_cpu_isa()
   double train_step_fps = 0, train_flops_per_feature = 0;  // forward FLOPs of the features it trained on
   double peak_rss_mb = 0;
   int threads = 0, batch_size = 0;
@@ -47,7 +50,9 @@ struct BenchResult {
   std::vector<std::pair<std::string, double>> forward_profile;
   double forward_profile_s = 0;  // wall time of the profiled pass, the profiler's own cost included
 
-  double gemm_peak_gflops() const;
+  double gemm_peak_gflops() const;  // float32
+  // The peak of the precision the forward ran in: bf16's under --precision bf16 on a CPU.
+  double forward_peak_gflops() const;
   double forward_mfu() const;
   double train_mfu() const;
   nlohmann::json to_json() const;
@@ -64,6 +69,12 @@ double forward_flops(const ModelConfig& config, int64_t tokens);
 // GFLOP/s of an [rows,in] x [in,out] float32 product, measured for about
 // `seconds`, through oneDNN (mkldnn_linear on operands already in its layout,
 // no conversions timed) or through torch::mm (the system BLAS).
-double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds);
+// The instruction set oneDNN dispatches to on this CPU ("avx2", "avx512_core_bf16",
+// "avx512_core_amx", ...), from the libdnnl LibTorch uses; "unknown" when it cannot be asked.
+std::string onednn_cpu_isa();
+
+// `dtype` bf16 measures oneDNN's bf16 product (onednn only).
+double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds,
+                           torch::ScalarType dtype = torch::kFloat);
 
 }  // namespace layerprobe
