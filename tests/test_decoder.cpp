@@ -12,7 +12,7 @@ namespace {
 // The decoder needs only tokens -> text; SentencePiece pieces join as ALBERT's do.
 class PieceJoiner : public Tokenizer {
  public:
-  PieceJoiner() : Tokenizer(SpecialTokens{"", "", "<unk>", "[SEP]", "<pad>", "[CLS]", ""}, {}) {}
+  PieceJoiner() : Tokenizer(SpecialTokens{"", "", "<unk>", "[SEP]", "<pad>", "[CLS]", ""}, {}, "test") {}
   std::string kind() const override { return "sentencepiece"; }
   int64_t token_to_id(const std::string&) const override { return 0; }
   std::string id_to_token(int64_t) const override { return "<unk>"; }

@@ -19,9 +19,14 @@ const ModelFamily& QaModel::family() const { return model_family(config_.model_t
 
 void QaModel::register_qa_head() { qa_outputs = register_module("qa_outputs", nn::Linear(config_.hidden_size, 2)); }
 
+namespace {
+
+// Tokens a window may hold: RoBERTa's positions start at padding_idx + 1.
 int64_t max_tokens(const ModelConfig& config) {
   return config.max_position_embeddings - model_family(config.model_type).position_offset;
 }
+
+}  // namespace
 
 EncoderOutput QaModel::forward(const EncoderBatch& given, bool collect_hidden_states) {
   EncoderBatch batch = given;

@@ -122,7 +122,7 @@ struct AlbertTokenizer::Impl {
 };
 
 AlbertTokenizer::AlbertTokenizer(const std::filesystem::path& spiece_model, TokenizerSettings settings)
-    : Tokenizer(albert_special_tokens(), std::move(settings)),
+    : Tokenizer(albert_special_tokens(), std::move(settings), spiece_model.string()),
       impl_(std::make_unique<Impl>(spiece_model)),
       model_path_(spiece_model) {}
 AlbertTokenizer::~AlbertTokenizer() = default;

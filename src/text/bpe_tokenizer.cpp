@@ -450,7 +450,7 @@ struct ByteLevelBpeTokenizer::Impl {
 
 ByteLevelBpeTokenizer::ByteLevelBpeTokenizer(const fs::path& vocab_json, const fs::path& merges_txt,
                                              TokenizerSettings settings)
-    : Tokenizer(roberta_special_tokens(), std::move(settings)),
+    : Tokenizer(roberta_special_tokens(), std::move(settings), vocab_json.string()),
       impl_(std::make_unique<Impl>(vocab_json, merges_txt)),
       vocab_path_(vocab_json),
       merges_path_(merges_txt) {

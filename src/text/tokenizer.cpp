@@ -105,9 +105,9 @@ std::vector<std::u32string> split_on_special_tokens(const std::u32string& text,
   return segments;
 }
 
-Tokenizer::Tokenizer(SpecialTokens specials, TokenizerSettings settings)
+Tokenizer::Tokenizer(SpecialTokens specials, TokenizerSettings settings, const std::string& source)
     : specials_(std::move(specials)), settings_(std::move(settings)) {
-  specials_.apply(settings_.special_tokens, "tokenizer settings");
+  specials_.apply(settings_.special_tokens, source);
   for (const auto& token : specials_.all()) special_texts_.push_back(utf8_to_u32(token));
 }
 

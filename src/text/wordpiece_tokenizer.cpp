@@ -16,15 +16,14 @@ namespace {
 constexpr size_t kMaxInputCharsPerWord = 100;  // HF's WordpieceTokenizer default
 constexpr const char* kContinuation = "##";
 
-// BertTokenizer's special tokens (no bos/eos), with the caller's overrides.
-SpecialTokens bert_special_tokens(const TokenizerSettings& settings, const std::filesystem::path& vocab_txt) {
+// BertTokenizer's special tokens (no bos/eos).
+SpecialTokens bert_special_tokens() {
   SpecialTokens specials;
   specials.unk = "[UNK]";
   specials.sep = "[SEP]";
   specials.pad = "[PAD]";
   specials.cls = "[CLS]";
   specials.mask = "[MASK]";
-  specials.apply(settings.special_tokens, vocab_txt.string());
   return specials;
 }
 
@@ -94,7 +93,7 @@ std::vector<size_t> code_point_offsets(const std::string& text) {
 }  // namespace
 
 WordPieceTokenizer::WordPieceTokenizer(const std::filesystem::path& vocab_txt, TokenizerSettings settings)
-    : Tokenizer(bert_special_tokens(settings, vocab_txt), settings),
+    : Tokenizer(bert_special_tokens(), std::move(settings), vocab_txt.string()),
       vocab_path_(vocab_txt),
       lines_(read_vocab_lines(vocab_txt)) {
   ids_.reserve(lines_.size());

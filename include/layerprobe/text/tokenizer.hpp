@@ -99,7 +99,8 @@ class Tokenizer {
   virtual std::vector<std::filesystem::path> files() const = 0;
 
  protected:
-  Tokenizer(SpecialTokens specials, TokenizerSettings settings);
+  // `source` (the vocabulary file) names where an unknown special-token key came from.
+  Tokenizer(SpecialTokens specials, TokenizerSettings settings, const std::string& source);
   // HF _tokenize: text without special tokens -> tokens, appended to `out`.
   // Must be thread-safe.
   virtual void tokenize_text(const std::u32string& text, std::vector<std::string>& out) const = 0;

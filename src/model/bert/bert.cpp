@@ -115,10 +115,13 @@ std::vector<torch::Tensor> BertForQuestionAnswering::encode(const EncoderBatch& 
   return bert(batch, collect);
 }
 
+namespace {
+
 void validate_bert_dropouts(const ModelConfig& config) {
   for (const char* key : {"hidden_dropout_prob", "attention_probs_dropout_prob"}) config.probability(key);
 }
 
+// transformers 2.5.1's BertConfig defaults (RobertaConfig inherits them).
 nlohmann::json bert_config_defaults() {
   return {{"vocab_size", 30522},          {"hidden_size", 768},
           {"num_hidden_layers", 12},      {"num_attention_heads", 12},
@@ -140,8 +143,6 @@ double bert_forward_flops(const ModelConfig& c, int64_t tokens) {
   const double T = static_cast<double>(tokens), H = static_cast<double>(c.hidden_size);
   return static_cast<double>(c.num_hidden_layers) * transformer_layer_flops(c, tokens) + 2.0 * T * H * 2;
 }
-
-namespace {
 
 ModelFamily make_bert_family() {
   ModelFamily f;

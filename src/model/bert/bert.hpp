@@ -114,11 +114,8 @@ class BertForQuestionAnswering : public QaModel {
   std::string prefix_;
 };
 
-// The shared parts of the BERT-style families' entries (checks, parameters, FLOPs).
-// transformers 2.5.1's BertConfig defaults (RobertaConfig inherits them).
-nlohmann::json bert_config_defaults();
-void validate_bert_dropouts(const ModelConfig& config);
-double bert_parameters(const ModelConfig& config);
-double bert_forward_flops(const ModelConfig& config, int64_t tokens);
+// BERT's registry entry (2.5.1's BertConfig defaults, checks, parameters,
+// FLOPs), which RoBERTa's starts from.
+const ModelFamily& bert_family();
 
 }  // namespace layerprobe

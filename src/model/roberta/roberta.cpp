@@ -11,15 +11,15 @@ namespace {
 
 constexpr int64_t kRobertaPaddingIdx = 1;
 
+// BERT's entry (its modules, RobertaConfig's inherited defaults, checks,
+// parameters and FLOPs) with RoBERTa's names, tokenizer, published shapes and inputs.
 ModelFamily make_roberta_family() {
-  ModelFamily f;
+  ModelFamily f = bert_family();
   f.model_type = "roberta";
   f.base_prefix = "roberta";
   f.tokenizer = "bpe";
   f.example = "distilroberta-base";
   f.architecture = "RobertaForQuestionAnswering";
-  // RobertaConfig keeps BertConfig's defaults in 2.5.1; published models set the rest.
-  f.defaults = bert_config_defaults();
   auto shape = [](int64_t layers) {
     return nlohmann::json{{"model_type", "roberta"},    {"architectures", {"RobertaForMaskedLM"}},
                           {"hidden_size", 768},         {"num_hidden_layers", layers},
@@ -32,12 +32,9 @@ ModelFamily make_roberta_family() {
   f.published = {{"roberta-base", shape(12)}, {"distilroberta-base", shape(6)}};
   f.takes_token_type_ids = false;
   f.position_offset = kRobertaPaddingIdx + 1;
-  f.validate = validate_bert_dropouts;
   f.create = [](const ModelConfig& config) {
     return std::make_shared<BertForQuestionAnswering>(config, "roberta", BertPositions{true, kRobertaPaddingIdx});
   };
-  f.parameters = bert_parameters;
-  f.forward_flops = bert_forward_flops;
   return f;
 }
 
