@@ -11,6 +11,7 @@
 
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/device.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/io/safetensors.hpp"
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/model/family.hpp"
@@ -387,4 +388,31 @@ TEST(Families, UnknownModelTypeNamesTheKnownOnes) {
     const std::string what = e.what();
     for (const char* family : kFamilies) EXPECT_NE(what.find(family), std::string::npos) << what;
   }
+}
+
+TEST(EncodeCommandOptions, Bf16PrecisionRunsWhereTheCpuHasItAndIsRefusedElsewhere) {
+  REQUIRE_SHARED("golden/bert-tiny/reference_outputs.safetensors");
+  const fs::path dir = test_support::shared_path("golden/bert-tiny");
+  const fs::path out = test_support::scratch_dir("encode_cli_bf16") / "out.safetensors";
+  std::string err;
+  const int status = run_probe_tools("encode --model " + dir.string() + " --inputs " +
+                                         (dir / "reference_outputs.safetensors").string() + " --output " +
+                                         out.string() + " --precision bf16",
+                                     err);
+  if (!cpu_has_native_bf16()) {
+    EXPECT_EQ(status, 2) << err;
+    EXPECT_NE(err.find("bf16"), std::string::npos) << err;
+    return;
+  }
+  ASSERT_EQ(status, 0) << err;
+  const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
+  const auto got = read_safetensors(out).tensors;
+  EXPECT_EQ(got.at("hidden_states").scalar_type(), torch::kFloat32);
+  // bf16 rounding shows, within the bound test_precision.cpp pins on the same model.
+  const auto real = ref.at("attention_mask").to(torch::kBool);
+  const double diff =
+      (got.at("start_logits") - ref.at("start_logits")).abs().masked_select(real).max().item<double>();
+  EXPECT_GT(diff, 1e-6);
+  EXPECT_LE(diff, 0.012);
+  EXPECT_EQ(run_probe_tools("encode --model " + dir.string() + " --inputs i --output o --precision fp16", err), 2);
 }

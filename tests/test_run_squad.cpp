@@ -168,6 +168,20 @@ TEST(RunSquad, ModelTypeMustMatchTheModel) {
   EXPECT_NE(output.find("supported: albert, bert, distilbert, roberta"), std::string::npos) << output;
 }
 
+TEST(RunSquad, EvaluationPrecisionIsCheckedBeforeAnyWork) {
+  const fs::path scratch = test_support::scratch_dir("run_squad_precision");
+  std::string output;
+  // fp16 needs CUDA, and the check comes before the model is read.
+  EXPECT_EQ(run_cli("--model_name_or_path missing --output_dir y --do_eval --version_2_with_negative --no_cuda "
+                    "--precision fp16",
+                    scratch, output),
+            2);
+  EXPECT_NE(output.find("fp16"), std::string::npos) << output;
+  EXPECT_EQ(run_cli("--model_name_or_path x --output_dir y --do_eval --version_2_with_negative --precision int8",
+                    scratch, output),
+            2);
+}
+
 TEST(RunSquad, UnknownFlagListsTheValidOnes) {
   const fs::path scratch = test_support::scratch_dir("run_squad_unknown_flag");
   std::string output;

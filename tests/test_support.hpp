@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -29,6 +31,14 @@ constexpr const char* kDevFile = "data/squad/dev-v2.0.json";
 
 // Path of a layerprobe executable of this build.
 inline std::string tool(const std::string& name) { return std::string(LAYERPROBE_BINARY_DIR) + "/bin/" + name; }
+
+// Runs a shell command with 2 LibTorch threads, stdout and stderr to `log`;
+// its exit status (-1 when it did not exit normally).
+inline int run_logged(const std::string& command, const std::filesystem::path& log) {
+  const std::string full = "LAYERPROBE_THREADS=2 " + command + " >" + log.string() + " 2>&1";
+  const int status = std::system(full.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 // Largest absolute difference, in double; the shapes must agree.
 inline double max_diff(const torch::Tensor& a, const torch::Tensor& b) {

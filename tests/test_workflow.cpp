@@ -15,11 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int run(const std::string& command, const fs::path& log) {
-  std::string full = "LAYERPROBE_THREADS=2 " + command + " >" + log.string() + " 2>&1";
-  int status = std::system(full.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int run(const std::string& command, const fs::path& log) { return test_support::run_logged(command, log); }
 
 using test_support::tool;
 

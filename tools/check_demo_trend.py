@@ -32,16 +32,43 @@ def metric(row, column, path):
         sys.exit(f"check_demo_trend: '{path}' has no numeric {column} for {row['kind']} layer {row['layer']}")
 
 
-def print_table(pre, fine, path):
-    """Both models' last-epoch probes side by side, one row per layer."""
-    print(f"{'layer':>5}  {'pretrained EM':>13} {'F1':>6} {'HasAns F1':>9}  {'fine_tuned EM':>13} {'F1':>6} {'HasAns F1':>9}")
-    for layer in sorted(set(pre) | set(fine)):
-        cells = []
-        for rows in (pre, fine):
-            row = rows.get(layer)
-            cells.append(f"{metric(row, 'exact', path):13.2f} {metric(row, 'f1', path):6.2f} "
-                         f"{metric(row, 'f1_has_ans', path):9.2f}" if row else f"{'-':>13} {'-':>6} {'-':>9}")
-        print(f"{layer:>5}  {cells[0]}  {cells[1]}")
+def mean_sd(row, column, path):
+    """'mean +- sd' of a summary.csv metric; just the mean when one seed gave no spread."""
+    value = metric(row, column, path)
+    spread = row.get(column + "_std", "")
+    return f"{value:6.2f} ± {float(spread):4.2f}" if spread else f"{value:6.2f}       "
+
+
+def gap(row, reference, path):
+    """This kind's F1 minus the reference kind's at the same layer, with its 95% interval."""
+    value = row.get(f"f1_minus_{reference}", "") if row else ""
+    if not value:
+        return f"{'-':>22}"
+    low, high = row.get(f"f1_minus_{reference}_ci_low", ""), row.get(f"f1_minus_{reference}_ci_high", "")
+    interval = f" [{float(low):+6.2f},{float(high):+6.2f}]" if low and high else ""
+    return f"{float(value):+6.2f}{interval:>16}"
+
+
+def print_table(runs, path):
+    """Every kind's last-epoch probes side by side, one row per layer: F1 mean +- SD over seeds, HasAns F1,
+    and each model's gap to the control (with its bootstrap interval) when the control was probed."""
+    kinds = [k for k in ("pretrained", "fine_tuned", "control") if k in runs]
+    control = "control" in runs
+    header = f"{'layer':>5}"
+    for kind in kinds:
+        header += f"  {kind + ' F1':>15} {'HasAns':>6}"
+    if control:
+        header += "".join(f"  {kind + ' - control':>22}" for kind in kinds if kind != "control")
+    print(header)
+    for layer in sorted(set().union(*(runs[k].keys() for k in kinds))):
+        line = f"{layer:>5}"
+        for kind in kinds:
+            row = runs[kind].get(layer)
+            line += (f"  {mean_sd(row, 'f1', path):>15} {metric(row, 'f1_has_ans', path):6.2f}" if row
+                     else f"  {'-':>15} {'-':>6}")
+        if control:
+            line += "".join(f"  {gap(runs[kind].get(layer), 'control', path)}" for kind in kinds if kind != "control")
+        print(line)
     print()
 
 
@@ -61,7 +88,7 @@ def main():
         sys.exit(f"check_demo_trend: '{args.summary}' has no {' or '.join(sorted(missing))} results; "
                  "run probe_train both, probe_predict exper and probe_evaluate exper first")
     fine, pre = runs["fine_tuned"], runs["pretrained"]
-    print_table(pre, fine, args.summary)
+    print_table(runs, args.summary)
     failures = []
     for column, label in (("f1", "F1"), ("f1_has_ans", "HasAns F1")):
         first = metric(fine[min(fine)], column, args.summary)

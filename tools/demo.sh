@@ -71,6 +71,11 @@ done
 : "${DEMO_PROBE_EPOCHS:=3}"
 : "${DEMO_PROBE_LR:=2e-3}"
 : "${DEMO_PROBE_BATCH:=32}"
+# A control (a random-init encoder of the same shape) and three probe seeds, all
+# from one encoder pass per model: the table shows mean +- SD and each model's gap
+# to the control (Hewitt & Liang); probe_evaluate adds bootstrap intervals.
+: "${DEMO_PROBE_SEEDS:=1,2,3}"
+: "${DEMO_CONTROL:=1}"
 : "${DEMO_MAX_SEQ_LENGTH:=128}"
 : "${DEMO_DOC_STRIDE:=64}"
 settings="train_questions=$DEMO_TRAIN_QUESTIONS dev_questions=$DEMO_DEV_QUESTIONS
@@ -78,7 +83,7 @@ people_per_paragraph=$DEMO_PEOPLE_PER_PARAGRAPH unanswerable_fraction=$DEMO_UNAN
 absent_person_share=$DEMO_ABSENT_PERSON_SHARE fact_probability=$DEMO_FACT_PROBABILITY vocab_size=$DEMO_VOCAB_SIZE
 layers=$DEMO_LAYERS hidden=$DEMO_HIDDEN intermediate=$DEMO_INTERMEDIATE
 ft_epochs=$DEMO_FT_EPOCHS ft_lr=$DEMO_FT_LR ft_warmup=$DEMO_FT_WARMUP ft_batch=$DEMO_FT_BATCH
-probe_epochs=$DEMO_PROBE_EPOCHS probe_lr=$DEMO_PROBE_LR probe_batch=$DEMO_PROBE_BATCH
+probe_epochs=$DEMO_PROBE_EPOCHS probe_lr=$DEMO_PROBE_LR probe_batch=$DEMO_PROBE_BATCH probe_seeds=$DEMO_PROBE_SEEDS control=$DEMO_CONTROL
 max_seq_length=$DEMO_MAX_SEQ_LENGTH doc_stride=$DEMO_DOC_STRIDE"
 
 started=$SECONDS
@@ -142,15 +147,18 @@ data=data pretrained=models/pretrained fine_tuned=models/fine_tuned exper=exper
     --learning_rate "$DEMO_FT_LR" --warmup_steps "$DEMO_FT_WARMUP" --max_seq_length "$DEMO_MAX_SEQ_LENGTH" --doc_stride "$DEMO_DOC_STRIDE" \
     --pad_to_longest --save_steps 50 --resume --output_dir $fine_tuned
 
-step "5. train a probe per layer of both models" \
+probe_extra=(--seeds "$DEMO_PROBE_SEEDS")
+((DEMO_CONTROL)) && probe_extra+=(--control)
+step "5. train a probe per layer of both models (and of a random-init control), one set per seed" \
   probe_train both cpu "$DEMO_PROBE_EPOCHS" --pretrained-model $pretrained --fine-tuned-model $fine_tuned \
   --train-file $data/train-v2.0.json --output-dir $exper --batch-size "$DEMO_PROBE_BATCH" \
-  --learning-rate "$DEMO_PROBE_LR" --max-seq-length "$DEMO_MAX_SEQ_LENGTH" --doc-stride "$DEMO_DOC_STRIDE"
+  --learning-rate "$DEMO_PROBE_LR" --max-seq-length "$DEMO_MAX_SEQ_LENGTH" --doc-stride "$DEMO_DOC_STRIDE" \
+  "${probe_extra[@]}"
 
 step "6. every layer's probe answers the dev questions" \
   probe_predict exper $exper cpu --dev-file $data/dev-v2.0.json
 
-step "7. score every layer (official SQuAD 2.0 EM/F1)" probe_evaluate exper $exper
+step "7. score every layer (official SQuAD 2.0 EM/F1), with bootstrap intervals" probe_evaluate exper $exper
 
 step "8. check the result: the fine-tuned model's upper layers answer far better" \
   python3 "$root/tools/check_demo_trend.py" $exper/summary.csv
@@ -158,5 +166,5 @@ step "8. check the result: the fine-tuned model's upper layers answer far better
 echo
 echo "Fine-tuned model itself on the dev set (run_squad): $(cat $fine_tuned/eval_results.json)"
 echo "Per-layer results: $work/$exper/summary.csv"
-echo "Plot:              $work/$exper/layers.svg"
+echo "Report:            $work/$exper/report.md (plot: $work/$exper/report.svg)"
 echo "Demo time: $((SECONDS - started)) s"

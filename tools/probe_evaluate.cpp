@@ -1,10 +1,12 @@
 // probe_evaluate: official SQuAD 2.0 EM/F1 of probe predictions, per layer.
-//   probe_evaluate exper DIR   every DIR/<kind>_epoch_<e>/<kind>_preds, plus summary.csv and layers.svg
+//   probe_evaluate exper DIR   every DIR/<kind>_epoch_<e>/<kind>_preds, plus summary.csv, layers.svg,
+//                              report.svg and report.md (--bootstrap N intervals)
 //   probe_evaluate preds DIR   one preds dir; results.csv beside it
 //   probe_evaluate file DATA PRED   evaluate-v2.0.py on one prediction file
 //   probe_evaluate MODEL            the final study's form: exper ./<MODEL's last path component>
 
 #include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <tuple>
 
@@ -12,6 +14,7 @@
 #include "layerprobe/probe/experiment_eval.hpp"
 #include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/probe/report.hpp"
+#include "layerprobe/probe/study_report.hpp"
 #include "tool_main.hpp"
 
 namespace fs = std::filesystem;
@@ -23,6 +26,7 @@ struct DirArgs {
   std::string dir;
   std::string dev_file;
   bool allow_missing = false, skip_unlabeled = false;
+  BootstrapOptions bootstrap;
 };
 
 struct FileArgs {
@@ -60,17 +64,35 @@ RunResults evaluate_and_report(const fs::path& preds_dir, const PredsEvalOptions
   return run;
 }
 
+// report.md: the experiment's statistics with the codelength of each kind's epoch 1.
+std::string experiment_report(const std::vector<KindStats>& stats, const std::vector<RunResults>& runs,
+                              const DirArgs& args) {
+  ReportInfo info;
+  info.experiment = args.dir;
+  info.dev_file = runs.front().dev_file;
+  info.bootstrap = args.bootstrap;
+  for (const auto& s : stats)
+    if (!info.codelength.count(s.kind)) info.codelength[s.kind] = saved_codelengths(args.dir, s.kind);
+  return report_md(stats, info);
+}
+
 int run_exper(const DirArgs& args) {
   GoldCache gold;
   std::vector<RunResults> runs;
   for (const auto& preds_dir : find_preds_dirs(args.dir)) runs.push_back(evaluate_and_report(preds_dir, preds_options(args), gold));
   check_distinct_runs(runs);
-  std::sort(runs.begin(), runs.end(),
-            [](const RunResults& a, const RunResults& b) { return std::tie(a.kind, a.epoch) < std::tie(b.kind, b.epoch); });
+  const auto started = std::chrono::steady_clock::now();
+  const auto stats = layer_stats(runs, args.bootstrap);
+  if (args.bootstrap.resamples > 0)
+    spdlog::info("bootstrap: {} resamples of {} questions for {} kind/epoch series in {:.2f} s", args.bootstrap.resamples,
+                 runs.front().layers.front().eval.questions.size(), stats.size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   const fs::path dir(args.dir);
-  write_file_atomically(dir / "summary.csv", summary_csv(runs));
-  write_file_atomically(dir / "layers.svg", layers_svg(runs));
-  spdlog::info("wrote {} and {}", (dir / "summary.csv").string(), (dir / "layers.svg").string());
+  write_file_atomically(dir / "summary.csv", summary_csv(stats));
+  write_file_atomically(dir / "layers.svg", layers_svg(stats));
+  write_file_atomically(dir / "report.svg", report_svg(stats));
+  write_file_atomically(dir / "report.md", experiment_report(stats, runs, args));
+  spdlog::info("wrote summary.csv, layers.svg, report.svg and report.md in {}", dir.string());
   return 0;
 }
 
@@ -127,8 +149,16 @@ int main(int argc, char** argv) {
 
   DirArgs exper_args, preds_args;
   auto* exper = app.add_subcommand(
-      "exper", "Evaluate every DIR/<kind>_epoch_<e>/<kind>_preds; write each results.csv, DIR/summary.csv and DIR/layers.svg");
+      "exper", "Evaluate every DIR/<kind>_epoch_<e>/<kind>_preds (and seed_<s> in it); write each results.csv, and "
+               "DIR/summary.csv, DIR/layers.svg, DIR/report.svg and DIR/report.md");
   add_dir_options(*exper, exper_args, "Experiment directory");
+  exper->add_option("--bootstrap", exper_args.bootstrap.resamples,
+                    "Resamples of the dev questions for 95% intervals of every layer's scores and of paired "
+                    "differences between kinds (0 = off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  exper->add_option("--bootstrap-seed", exper_args.bootstrap.seed, "Seed of the bootstrap's resampling")
+      ->capture_default_str();
   auto* preds = app.add_subcommand("preds", "Evaluate one <kind>_preds directory; write results.csv beside it");
   add_dir_options(*preds, preds_args, "Predictions directory (pred_layer_<L>.json or .csv)");
 

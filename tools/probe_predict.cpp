@@ -53,7 +53,8 @@ int main(int argc, char** argv) {
   app.add_option("--experiments-root", root, "With MODEL: where its experiment directory lies")->capture_default_str();
   app.add_option("--dev-file", options.dev_file, "SQuAD 2.0 dev file [$SQUAD_DIR/dev-v2.0.json]");
   app.add_option("--pretrained-model", options.pretrained_model,
-                 "Model for pretrained probes [the one recorded in the probes]");
+                 "Model for pretrained probes, and whose config.json the control encoder is rebuilt from [the one "
+                 "recorded in the probes]");
   app.add_option("--fine-tuned-model", options.fine_tuned_model,
                  "Model for fine_tuned probes [the one recorded in the probes]");
   app.add_option("--vocab", options.vocab, "Tokenizer vocabulary file or directory [the one the probes were trained with]");

@@ -28,9 +28,11 @@ void use_named_model(const std::string& name, const std::string& kind, ProbeTrai
 
 int main(int argc, char** argv) {
   CLI::App app{"Train a softmax-regression probe per layer of frozen encoders (ALBERT, BERT, DistilBERT, RoBERTa)\n"
-               "on SQuAD 2.0. Writes OUT/<kind>_epoch_<e>/<kind>_probes/probes.safetensors after each epoch;\n"
+               "on SQuAD 2.0. Writes OUT/<kind>_epoch_<e>/<kind>_probes/probes.safetensors after each epoch\n"
+               "(with --seeds, <kind>_probes/seed_<s>/probes.safetensors; epoch 1 also writes codelength.csv);\n"
                "rerunning the same command resumes after the last finished epoch.\n"
                "  probe_train both cpu 3                   --pretrained-model/--fine-tuned-model (ALBERT defaults)\n"
+               "  probe_train both cpu 3 --control --seeds 1,2,3  + a random-init control and 3 probe seeds\n"
                "  probe_train bert-base-uncased cpu 3      one model (hub name under models/, or a path); OUT is\n"
                "                                           --output-dir/<name's last component>, e.g. ./bert-base-uncased"};
   std::string which, kind;
@@ -55,7 +57,18 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", options.batch_size, "Features per batch")->capture_default_str();
   app.add_option("--learning-rate", options.learning_rate, "AdamW learning rate")->capture_default_str();
   tools::add_window_options(app, options.window);
-  app.add_option("--seed", options.seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
+  app.add_option("--seed", options.seed, "Seed for the batch order, and for the probes' initialisation and dropout "
+                                         "when --seeds is not given")
+      ->capture_default_str();
+  app.add_option("--seeds", options.seeds,
+                 "Train one probe set per seed (initialisation and dropout) from the same encoder pass and batch "
+                 "order, e.g. 1,2,3; each goes to <kind>_probes/seed_<s>/")
+      ->delimiter(',');
+  app.add_flag("--control", options.control,
+               "Also probe a control: a randomly initialised copy of the (first) probed model's architecture "
+               "(HF init, never saved), written as kind 'control'");
+  app.add_option("--control-seed", options.control_seed, "Seed of the control encoder's initialisation")
+      ->capture_default_str();
   app.add_option("--max-train-features", options.max_train_features, "Use only the first N features (0 = all)")
       ->capture_default_str();
   app.add_flag("--overwrite", options.overwrite, "Train again even where epochs are already saved");

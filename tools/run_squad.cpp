@@ -63,6 +63,11 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
   app.add_flag("--overwrite_cache")->description("Accepted for compatibility (features are never cached)");
   app.add_option("--seed", t.seed, "Seed for the new QA head, shuffling and dropout")->capture_default_str();
   app.add_flag("--fp16", o.fp16, "Mixed precision (autocast) on CUDA");
+  app.add_option("--precision", o.precision,
+                 "Evaluation encoder precision: fp32, bf16 (CUDA autocast, or a CPU with native bf16) or fp16 "
+                 "(CUDA); training stays fp32 (or --fp16 on CUDA)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "Threads for features and LibTorch [0: $LAYERPROBE_THREADS or all cores]")
       ->capture_default_str();
 }

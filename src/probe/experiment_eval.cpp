@@ -29,6 +29,7 @@ struct PredsMeta {
   std::optional<std::string> kind;
   std::optional<int> epoch;
   std::optional<int> layers;
+  std::optional<uint64_t> seed;
 };
 
 PredsMeta read_meta(const fs::path& preds_dir) {
@@ -46,15 +47,18 @@ PredsMeta read_meta(const fs::path& preds_dir) {
   if (j.contains("kind") && j["kind"].is_string()) meta.kind = j["kind"].get<std::string>();
   if (j.contains("epoch") && j["epoch"].is_number_integer()) meta.epoch = j["epoch"].get<int>();
   if (j.contains("layers") && j["layers"].is_number_integer()) meta.layers = j["layers"].get<int>();
+  if (j.contains("seed") && j["seed"].is_number_unsigned()) meta.seed = j["seed"].get<uint64_t>();
   if (j.contains("dev_file_fingerprint") && j["dev_file_fingerprint"].is_string())
     meta.dev_fingerprint = j["dev_file_fingerprint"].get<std::string>();
   return meta;
 }
 
-// <kind>_epoch_<e>/<kind>_preds, as probe_predict lays them out.
-void kind_and_epoch_from_names(const fs::path& preds_dir, RunResults& run) {
+// <kind>_epoch_<e>/<kind>_preds[/seed_<s>], as probe_predict lays them out.
+void kind_and_epoch_from_names(const fs::path& dir, RunResults& run) {
   static const std::regex epoch_dir("(.+)_epoch_([0-9]+)");
   static const std::regex preds_name("(.+)_preds");
+  run.seed = seed_from_dir_name(dir.filename().string());
+  const fs::path preds_dir = run.seed ? dir.parent_path() : dir;
   std::smatch m;
   const std::string parent = preds_dir.parent_path().filename().string();
   const std::string name = preds_dir.filename().string();
@@ -152,9 +156,17 @@ std::vector<fs::path> find_preds_dirs(const fs::path& exper_dir) {
   std::vector<fs::path> found;
   for (const auto& epoch : fs::directory_iterator(exper_dir)) {
     if (!epoch.is_directory() || !std::regex_match(epoch.path().filename().string(), epoch_dir)) continue;
-    for (const auto& preds : fs::directory_iterator(epoch.path()))
-      if (preds.is_directory() && std::regex_match(preds.path().filename().string(), preds_dir))
-        found.push_back(clean_dir(preds.path()));
+    for (const auto& preds : fs::directory_iterator(epoch.path())) {
+      if (!preds.is_directory() || !std::regex_match(preds.path().filename().string(), preds_dir)) continue;
+      bool seeds = false;
+      for (const auto& seed : fs::directory_iterator(preds.path()))
+        if (seed.is_directory() && seed_from_dir_name(seed.path().filename().string())) {
+          found.push_back(clean_dir(seed.path()));
+          seeds = true;
+        }
+      // A preds dir holding seed directories is scored per seed; its own files, if any, too.
+      if (!seeds || fs::exists(preds.path() / "preds_meta.json")) found.push_back(clean_dir(preds.path()));
+    }
   }
   if (found.empty())
     throw Error("no <kind>_epoch_<e>/<kind>_preds directories in '" + exper_dir.string() +
@@ -174,12 +186,14 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
                  preds_dir.string(), run.kind, run.epoch, meta.kind.value_or(run.kind), meta.epoch.value_or(run.epoch));
   if (meta.kind) run.kind = *meta.kind;
   if (meta.epoch) run.epoch = *meta.epoch;
+  if (meta.seed) run.seed = meta.seed;
 
   const std::optional<fs::path> dev_file = options.dev_file ? options.dev_file : meta.dev_file;
   if (!dev_file)
     throw Error("no dev file for '" + preds_dir.string() + "': its preds_meta.json (written by probe_predict) is " +
                 "missing or has no \"dev_file\"; pass --dev-file PATH", 2);
   check_dev_file(preds_dir, meta, *dev_file, gold);
+  run.dev_file = dev_file->string();
   const GoldDataset& dataset = gold.get(*dev_file);
 
   EvalOptions eval_options;
@@ -206,13 +220,19 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
 }
 
 void check_distinct_runs(const std::vector<RunResults>& runs) {
-  std::map<std::pair<std::string, int>, size_t> seen;
+  std::map<std::tuple<std::string, int, std::optional<uint64_t>>, size_t> seen;
   for (const auto& run : runs)
-    if (++seen[{run.kind, run.epoch}] == 2)
+    if (++seen[{run.kind, run.epoch, run.seed}] == 2)
       throw Error("two prediction directories are both " + run.kind + " epoch " + std::to_string(run.epoch) +
+                  (run.seed ? " seed " + std::to_string(*run.seed) : "") +
                   "; remove or rename the stray copy so that summary.csv has one row per layer");
 }
 
-fs::path results_csv_path(const fs::path& preds_dir) { return clean_dir(preds_dir).parent_path() / "results.csv"; }
+fs::path results_csv_path(const fs::path& preds_dir) {
+  const fs::path dir = clean_dir(preds_dir);
+  if (auto seed = seed_from_dir_name(dir.filename().string()))
+    return dir.parent_path().parent_path() / ("results_" + seed_dir_name(*seed) + ".csv");
+  return dir.parent_path() / "results.csv";
+}
 
 }  // namespace layerprobe

@@ -8,6 +8,7 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/squad/decoder.hpp"
 #include "layerprobe/core/device.hpp"
+#include "layerprobe/probe/control.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/model/model_dir.hpp"
@@ -29,6 +30,7 @@ namespace {
 struct ProbeSet {
   fs::path dir;
   std::string kind;
+  std::optional<uint64_t> seed;  // probes trained with --seeds
   StoredProbes stored;
   fs::path model_dir;
   fs::path vocab;
@@ -43,24 +45,40 @@ std::vector<fs::path> probes_dirs(const ProbePredictOptions& options) {
   return {options.dir};
 }
 
+// A probes file copied into another kind's directory would get its
+// predictions filed, and tabled, under the wrong model.
+void check_kind_matches_directory(const fs::path& dir, const std::string& kind) {
+  static const std::regex probes_name("(pretrained|fine_tuned|control)_probes");
+  fs::path named_dir = dir.filename().empty() ? dir.parent_path() : dir;
+  if (seed_from_dir_name(named_dir.filename().string())) named_dir = named_dir.parent_path();
+  std::smatch named;
+  const std::string name = named_dir.filename().string();
+  if (std::regex_match(name, named, probes_name) && named[1] != kind)
+    throw Error("'" + (dir / "probes.safetensors").string() + "' holds " + kind + " probes but lies in a " +
+                named[1].str() + "_probes directory; move it to <exper>/" + kind + "_epoch_<e>/" + kind + "_probes");
+}
+
 ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options) {
   auto stored = load_probes(dir / "probes.safetensors");
   std::string kind = stored.metadata.kind.empty() ? kind_from_path(dir).value_or("") : stored.metadata.kind;
   check_probe_kind(kind);
-  // A probes file copied into the other kind's directory would get its
-  // predictions filed, and tabled, under the wrong model.
-  static const std::regex probes_name("(pretrained|fine_tuned)_probes");
-  std::smatch named;
-  const std::string name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
-  if (std::regex_match(name, named, probes_name) && named[1] != kind)
-    throw Error("'" + (dir / "probes.safetensors").string() + "' holds " + kind + " probes but lies in a " +
-                named[1].str() + "_probes directory; move it to <exper>/" + kind + "_epoch_<e>/" + kind + "_probes");
-  const auto& override_dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
+  check_kind_matches_directory(dir, kind);
+  // The control copies the pretrained model's architecture (or the model it was trained beside).
+  const auto& override_dir = kind == "fine_tuned" ? options.fine_tuned_model : options.pretrained_model;
   fs::path model_dir = override_dir.empty() ? fs::path(stored.metadata.model_path) : override_dir;
   fs::path vocab = options.vocab.empty() ? fs::path(stored.metadata.training_options.value("vocab", ""))
                                          : options.vocab;
-  require_model_dir(model_dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", vocab);
-  return ProbeSet{dir, kind, std::move(stored), model_dir, vocab, {}};
+  require_model_dir(model_dir, kind == "fine_tuned" ? "--fine-tuned-model" : "--pretrained-model", vocab);
+  const fs::path named = dir.filename().empty() ? dir.parent_path() : dir;
+  return ProbeSet{dir, kind, seed_from_dir_name(named.filename().string()), std::move(stored), model_dir, vocab, {}};
+}
+
+// Probe sets sharing this key share one encoder pass: the same model (and
+// vocabulary), or the same control encoder.
+std::string encoder_key(const ProbeSet& set) {
+  std::string key = fs::absolute(set.model_dir).lexically_normal().string() + "\n" + set.vocab.string();
+  if (set.kind == "control") key += "\ncontrol " + set.stored.metadata.training_options.value("control_weights", "");
+  return key;
 }
 
 void check_fits(const ProbeSet& set, const ModelConfig& config) {
@@ -136,6 +154,7 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
                          {"layers", set.stored.probes.layers()},
                          {"kind", set.kind},
                          {"epoch", set.stored.metadata.epoch},
+                         {"seed", set.seed ? nlohmann::json(*set.seed) : nlohmann::json()},
                          {"model", fs::absolute(set.model_dir).lexically_normal().string()},
                          {"probes", fs::absolute(set.dir / "probes.safetensors").lexically_normal().string()},
                          {"questions", examples.size()},
@@ -163,11 +182,14 @@ void predict_probes(const ProbePredictOptions& input_options) {
   const std::string dev_fingerprint = file_fingerprint(options.dev_file);
   std::map<std::string, std::vector<ProbeSet*>> by_model;
   // Probe sets of one model (and vocabulary) share one encoder pass.
-  for (auto& set : sets)
-    by_model[fs::absolute(set.model_dir).lexically_normal().string() + "\n" + set.vocab.string()].push_back(&set);
+  for (auto& set : sets) by_model[encoder_key(set)].push_back(&set);
+  // A control shares its model's tokenizer, so their features are made once.
+  std::map<std::string, std::vector<SquadFeature>> features_by_tokenizer;
   for (auto& [key, group] : by_model) {
-    const fs::path& model_dir = group.front()->model_dir;
-    auto loaded = load_checkpoint(model_dir);
+    const ProbeSet& first = *group.front();
+    const fs::path& model_dir = first.model_dir;
+    auto loaded = load_probed_model(first.kind, model_dir, first.stored.metadata.training_options,
+                                    (first.dir / "probes.safetensors").string());
     for (auto* set : group) {
       check_fits(*set, loaded.config);
       set->stored.probes.to(device);
@@ -175,9 +197,16 @@ void predict_probes(const ProbePredictOptions& input_options) {
     loaded.model->to(device);
     loaded.model->eval();
     const auto tokenizer = load_model_tokenizer(model_dir, group.front()->vocab);
-    auto features = dev_features(dataset.examples, *tokenizer, group.front()->stored.metadata.training_options);
-    spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}", options.dev_file.string(),
-                 dataset.examples.size(), features.size(), group.size(), model_dir.string());
+    const auto& training_options = first.stored.metadata.training_options;
+    const std::string tokenizer_key = fs::absolute(model_dir).lexically_normal().string() + "\n" +
+                                      first.vocab.string() + "\n" + WindowOptions::from_json(training_options).to_json().dump();
+    auto cached = features_by_tokenizer.find(tokenizer_key);
+    if (cached == features_by_tokenizer.end())
+      cached = features_by_tokenizer.emplace(tokenizer_key, dev_features(dataset.examples, *tokenizer, training_options)).first;
+    const auto& features = cached->second;
+    spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}{}", options.dev_file.string(),
+                 dataset.examples.size(), features.size(), group.size(),
+                 first.kind == "control" ? "the control encoder of " : "", model_dir.string());
     score_features(*loaded.model, features, group, options, device, tokenizer->pad_id());
     for (auto* set : group) write_predictions(*set, dataset.examples, features, *tokenizer, options, dev_fingerprint);
   }

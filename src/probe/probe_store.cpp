@@ -54,6 +54,7 @@ void save_probes(const std::filesystem::path& path, const LayerProbes& probes, c
       {"features_seen", std::to_string(metadata.features_seen)},
       {"mean_loss", nlohmann::json(metadata.mean_loss).dump()},
   };
+  if (metadata.codelength) meta["codelength"] = metadata.codelength->to_json().dump();
   write_safetensors(path, tensors, meta);
 }
 
@@ -83,6 +84,8 @@ StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& 
   auto losses = parse_json_value(required(meta, "mean_loss", path), "mean_loss", path);
   if (!losses.is_array()) throw Error("probes file '" + path.string() + "': metadata 'mean_loss' is not a list");
   for (const auto& loss : losses) metadata.mean_loss.push_back(loss.is_number() ? loss.get<double>() : NAN);
+  if (auto it = meta.find("codelength"); it != meta.end())
+    metadata.codelength = Codelength::from_json(parse_json_value(it->second, "codelength", path), path.string());
   if (number("layers") != probes.layers())
     throw Error("probes file '" + path.string() + "': metadata says " + meta.at("layers") + " layers but weight has " +
                 std::to_string(probes.layers()));

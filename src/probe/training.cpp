@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -9,6 +10,8 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/device.hpp"
 #include "layerprobe/core/precision.hpp"
+#include "layerprobe/probe/codelength.hpp"
+#include "layerprobe/probe/control.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/train/finetune.hpp"
@@ -26,14 +29,30 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One model being probed: its encoder, its probes and how far it got.
-struct ProbeRun {
-  std::string kind;
-  fs::path model_dir;
-  LoadedModel model;
+// One probe set: the probes of one seed on one encoder, and how far they got.
+struct SeedProbes {
+  std::optional<uint64_t> seed;  // set when trained with --seeds: its seed_<s> directory
+  uint64_t probe_seed = 1;       // initialisation and dropout
+  nlohmann::json training_options;
   std::optional<LayerProbes> probes;
   int done_epochs = 0;
   int64_t features_seen = 0;
+  torch::Tensor loss_sum;                // [L], over the current epoch
+  std::optional<Codelength> codelength;  // accumulated during epoch 1
+};
+
+// One encoder being probed, and the probe sets (one per seed) it feeds.
+struct ProbeRun {
+  std::string kind;
+  fs::path model_dir;  // for control: the directory whose config.json it copies
+  LoadedModel model;
+  std::vector<SeedProbes> sets;
+
+  int done_epochs() const {
+    int done = sets.front().done_epochs;
+    for (const auto& set : sets) done = std::min(done, set.done_epochs);
+    return done;
+  }
 };
 
 nlohmann::json training_options_json(const ProbeTrainOptions& o) {
@@ -60,30 +79,60 @@ ProbeOptions probe_options(const ProbeTrainOptions& o) {
   return options;
 }
 
-// Picks up the last epoch already saved for this run, so a rerun resumes.
-void resume(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann::json& training_options) {
+// What one run's training options add to the shared ones: the control
+// encoder's seed and weights, and the probe seed of a --seeds set.
+nlohmann::json run_training_options(const nlohmann::json& shared, const ProbeRun& run, const ProbeTrainOptions& o) {
+  nlohmann::json json = shared;
+  if (run.kind != "control") return json;
+  json["control_seed"] = o.control_seed;
+  json["control_init"] = kControlInit;
+  json["control_weights"] = weights_fingerprint(*run.model.model);
+  return json;
+}
+
+SeedProbes seed_probes(std::optional<uint64_t> seed, uint64_t probe_seed, nlohmann::json training_options) {
+  SeedProbes set;
+  set.seed = seed;
+  set.probe_seed = probe_seed;
+  set.training_options = std::move(training_options);
+  return set;
+}
+
+std::vector<SeedProbes> seed_sets(const ProbeTrainOptions& options, const nlohmann::json& run_options) {
+  if (options.seeds.empty()) return {seed_probes(std::nullopt, options.seed, run_options)};
+  std::vector<SeedProbes> sets;
+  for (uint64_t seed : options.seeds) {
+    nlohmann::json json = run_options;
+    json["probe_seed"] = seed;
+    sets.push_back(seed_probes(seed, seed, json));
+  }
+  return sets;
+}
+
+// Picks up the last epoch already saved for this probe set, so a rerun resumes.
+void resume(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& options) {
   for (int epoch = options.epochs; epoch >= 1; --epoch) {
-    auto path = probes_file(options.output_dir, run.kind, epoch);
+    auto path = probes_file(options.output_dir, run.kind, epoch, set.seed);
     if (!fs::exists(path)) continue;
     auto stored = load_probes(path, probe_options(options));
     auto model_path = fs::absolute(run.model_dir).lexically_normal().string();
-    if (stored.metadata.model_path != model_path || stored.metadata.training_options != training_options)
+    if (stored.metadata.model_path != model_path || stored.metadata.training_options != set.training_options)
       throw Error("'" + path.string() + "' was trained with other settings (model '" + stored.metadata.model_path +
                   "', options " + stored.metadata.training_options.dump() +
                   "); pass --overwrite to start again, or another --output-dir");
-    run.probes.emplace(std::move(stored.probes));
-    run.done_epochs = epoch;
-    run.features_seen = stored.metadata.features_seen;
+    set.probes.emplace(std::move(stored.probes));
+    set.done_epochs = epoch;
+    set.features_seen = stored.metadata.features_seen;
     spdlog::info("{}: resuming after epoch {} ({})", run.kind, epoch, path.string());
     return;
   }
 }
 
-// Each batch's dropout masks follow from (seed, epoch, model, batch), so a
-// resumed run repeats them exactly.
+// Each batch's dropout masks follow from (probe seed, epoch, model, batch), so
+// a resumed run repeats them exactly.
 uint64_t dropout_seed(uint64_t seed, int epoch, const std::string& kind, size_t batch) {
-  return ((seed * 7919ULL + static_cast<uint64_t>(epoch)) * 104729ULL + (kind == "fine_tuned" ? 1 : 0)) * 1000003ULL +
-         batch;
+  const uint64_t kind_index = kind == "fine_tuned" ? 1 : kind == "control" ? 2 : 0;
+  return ((seed * 7919ULL + static_cast<uint64_t>(epoch)) * 104729ULL + kind_index) * 1000003ULL + batch;
 }
 
 std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, const Tokenizer& tokenizer) {
@@ -107,7 +156,7 @@ std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, co
 
 // One feature set serves both models only when they tokenize alike.
 void check_same_tokenizer(const std::vector<ProbeRun>& runs, const fs::path& vocab) {
-  if (runs.size() < 2) return;
+  if (runs.size() < 2 || runs[0].model_dir == runs[1].model_dir) return;
   auto first = load_model_tokenizer(runs[0].model_dir, vocab), second = load_model_tokenizer(runs[1].model_dir, vocab);
   auto same_files = [&] {
     auto a = first->files(), b = second->files();
@@ -123,26 +172,49 @@ void check_same_tokenizer(const std::vector<ProbeRun>& runs, const fs::path& voc
                 "); train them in separate probe_train runs");
 }
 
-void save_epoch(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
-                const torch::Tensor& loss_sum, int64_t features) {
-  auto mean = (loss_sum / static_cast<double>(features)).to(torch::kCPU, torch::kDouble).contiguous();
+// <kind>_epoch_1/codelength.csv from every probe set saved for the kind's epoch 1.
+void write_codelength_csv(const std::string& kind, const ProbeTrainOptions& options) {
+  const auto rows = saved_codelengths(options.output_dir, kind);
+  if (rows.empty()) return;
+  write_file_atomically(probes_dir(options.output_dir, kind, 1).parent_path() / "codelength.csv", codelength_csv(rows));
+}
+
+void save_epoch(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& options, int epoch,
+                int64_t features) {
+  auto mean = (set.loss_sum / static_cast<double>(features)).to(torch::kCPU, torch::kDouble).contiguous();
   ProbeMetadata metadata;
   metadata.kind = run.kind;
   metadata.model_path = fs::absolute(run.model_dir).lexically_normal().string();
   metadata.model_config = run.model.config.to_json();
-  metadata.training_options = training_options;
+  metadata.training_options = set.training_options;
   metadata.epoch = epoch;
-  metadata.features_seen = run.features_seen;
+  metadata.features_seen = set.features_seen;
   metadata.mean_loss.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
-  auto path = probes_file(options.output_dir, run.kind, epoch);
-  save_probes(path, *run.probes, metadata);
-  run.done_epochs = epoch;
-  spdlog::info("{} epoch {}: mean loss layer 1 {:.4f}, layer {} {:.4f} -> {}", run.kind, epoch, metadata.mean_loss.front(),
+  if (epoch == 1) metadata.codelength = set.codelength;
+  auto path = probes_file(options.output_dir, run.kind, epoch, set.seed);
+  save_probes(path, *set.probes, metadata);
+  set.done_epochs = epoch;
+  spdlog::info("{}{} epoch {}: mean loss layer 1 {:.4f}, layer {} {:.4f} -> {}", run.kind,
+               set.seed ? " seed " + std::to_string(*set.seed) : "", epoch, metadata.mean_loss.front(),
                metadata.mean_loss.size(), metadata.mean_loss.back(), path.string());
 }
 
-std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, std::vector<torch::Tensor>& loss_sums,
-                       const ProbeTrainOptions& options, int epoch) {
+// The probe sets of `run` that still need `epoch`.
+std::vector<SeedProbes*> training_sets(ProbeRun& run, int epoch) {
+  std::vector<SeedProbes*> sets;
+  for (auto& set : run.sets)
+    if (set.done_epochs < epoch) sets.push_back(&set);
+  return sets;
+}
+
+// Each unmasked position is a target the probe's softmax may name.
+std::vector<int64_t> unmasked_positions(const LoopBatch& batch) {
+  auto counts = batch.inputs.attention_mask.sum(1).to(torch::kCPU, torch::kInt64).contiguous();
+  return {counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel()};
+}
+
+std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, const ProbeTrainOptions& options,
+                       int epoch) {
   std::vector<int64_t> starts, ends;
   for (const auto* f : batch.rows) {
     starts.push_back(f->start_position);
@@ -151,27 +223,35 @@ std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, s
   const auto device = batch.inputs.input_ids.device();
   auto start_positions = torch::tensor(starts, torch::kInt64).to(device);
   auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
+  const auto positions = epoch == 1 ? unmasked_positions(batch) : std::vector<int64_t>{};
   std::string detail;
-  for (size_t k = 0; k < active.size(); ++k) {
-    auto hidden = probed_hidden_states(*active[k]->model.model, batch.inputs, options.precision);
-    auto result = active[k]->probes->train_step(hidden, batch.inputs.attention_mask, start_positions, end_positions,
-                                                dropout_seed(options.seed, epoch, active[k]->kind, batch.number));
-    auto loss = result.loss.to(torch::kCPU, torch::kDouble);
-    loss_sums[k] += loss * static_cast<double>(batch.rows.size());
-    active[k]->features_seen += static_cast<int64_t>(batch.rows.size());
-    detail += (detail.empty() ? "" : ", ") + active[k]->kind + " loss L" + std::to_string(loss.size(0)) + " " +
-              fmt::format("{:.3f}", loss[-1].item<double>());
+  for (auto* run : active) {
+    auto hidden = probed_hidden_states(*run->model.model, batch.inputs, options.precision);
+    torch::Tensor shown;
+    for (auto* set : training_sets(*run, epoch)) {
+      auto result = set->probes->train_step(hidden, batch.inputs.attention_mask, start_positions, end_positions,
+                                            dropout_seed(set->probe_seed, epoch, run->kind, batch.number));
+      auto loss = result.loss.to(torch::kCPU, torch::kDouble);
+      set->loss_sum += loss * static_cast<double>(batch.rows.size());
+      if (set->codelength) set->codelength->add_batch(loss, positions);
+      set->features_seen += static_cast<int64_t>(batch.rows.size());
+      if (!shown.defined()) shown = loss;
+    }
+    detail += (detail.empty() ? "" : ", ") + run->kind + " loss L" + std::to_string(shown.size(0)) + " " +
+              fmt::format("{:.3f}", shown[-1].item<double>());
   }
   return detail;
 }
 
 void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>& features,
-                 const ProbeTrainOptions& options, const nlohmann::json& training_options, int epoch,
-                 torch::Device device, int64_t pad_id) {
+                 const ProbeTrainOptions& options, int epoch, torch::Device device, int64_t pad_id) {
   const auto batches = shuffled_length_pooled_batches(features, static_cast<size_t>(options.batch_size), options.seed,
                                                       epoch);
-  std::vector<torch::Tensor> loss_sums;
-  for (auto* run : active) loss_sums.push_back(torch::zeros({run->probes->layers()}, torch::kDouble));
+  for (auto* run : active)
+    for (auto* set : training_sets(*run, epoch)) {
+      set->loss_sum = torch::zeros({set->probes->layers()}, torch::kDouble);
+      if (epoch == 1) set->codelength.emplace();
+    }
   EncodeLoopOptions loop;
   loop.label = "epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs);
   loop.padding.pad_id = pad_id;
@@ -179,9 +259,35 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
   loop.resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
   loop.units_per_feature = static_cast<int64_t>(active.size());
   for_each_batch(features, batches, loop,
-                 [&](const LoopBatch& batch) { return train_step(active, batch, loss_sums, options, epoch); });
-  for (size_t k = 0; k < active.size(); ++k)
-    save_epoch(*active[k], options, training_options, epoch, loss_sums[k], static_cast<int64_t>(features.size()));
+                 [&](const LoopBatch& batch) { return train_step(active, batch, options, epoch); });
+  for (auto* run : active) {
+    for (auto* set : training_sets(*run, epoch))
+      save_epoch(*run, *set, options, epoch, static_cast<int64_t>(features.size()));
+    if (epoch == 1) write_codelength_csv(run->kind, options);
+  }
+}
+
+void check_seeds(std::vector<uint64_t> seeds) {
+  std::sort(seeds.begin(), seeds.end());
+  auto repeated = std::adjacent_find(seeds.begin(), seeds.end());
+  if (repeated != seeds.end())
+    throw Error("--seeds lists seed " + std::to_string(*repeated) + " twice; give each seed once", 2);
+}
+
+// The encoders: each kind's model directory, and the control copying the
+// architecture of the first model probed.
+std::vector<ProbeRun> probe_runs(const ProbeTrainOptions& options) {
+  std::vector<ProbeRun> runs;
+  for (const auto& kind : options.kinds) {
+    check_probe_kind(kind);
+    if (kind == "control") throw Error("the control is trained with --control, beside a model", 2);
+    auto dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
+    require_model_dir(dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", options.vocab);
+    runs.push_back(ProbeRun{kind, dir, {}, {}});
+  }
+  if (runs.empty()) throw Error("no model to probe", 2);
+  if (options.control) runs.push_back(ProbeRun{"control", runs.front().model_dir, {}, {}});
+  return runs;
 }
 
 }  // namespace
@@ -198,41 +304,42 @@ void train_probes(const ProbeTrainOptions& input_options) {
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   auto device = parse_device(options.device);
   check_precision(options.precision, device);
-  std::vector<ProbeRun> runs;
-  for (const auto& kind : options.kinds) {
-    check_probe_kind(kind);
-    auto dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
-    require_model_dir(dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", options.vocab);
-    runs.push_back(ProbeRun{kind, dir, {}, std::nullopt, 0, 0});
-  }
+  check_seeds(options.seeds);
+  std::vector<ProbeRun> runs = probe_runs(options);
   require_squad_file(options.train_file, "--train-file");
   check_same_tokenizer(runs, options.vocab);
-  auto training_options = training_options_json(options);
+  const auto shared_options = training_options_json(options);
   for (auto& run : runs) {
-    if (!options.overwrite) resume(run, options, training_options);
+    // The control's weights fingerprint is part of its settings, so it is built before resuming.
+    if (run.kind == "control") run.model = control_model(run.model_dir, options.control_seed);
+    run.sets = seed_sets(options, run_training_options(shared_options, run, options));
+    for (auto& set : run.sets)
+      if (!options.overwrite) resume(run, set, options);
   }
   int first_epoch = options.epochs + 1;
-  for (const auto& run : runs) first_epoch = std::min(first_epoch, run.done_epochs + 1);
+  for (const auto& run : runs) first_epoch = std::min(first_epoch, run.done_epochs() + 1);
   if (first_epoch > options.epochs) {
     spdlog::info("all {} epochs are already trained in '{}'; pass --overwrite to train again", options.epochs,
                  options.output_dir.string());
     return;
   }
   for (auto& run : runs) {
-    run.model = load_checkpoint(run.model_dir);
+    if (!run.model.model) run.model = load_checkpoint(run.model_dir);
     run.model.model->to(device);
     run.model.model->eval();
-    if (!run.probes) run.probes.emplace(run.model.config.num_hidden_layers, run.model.config.hidden_size,
-                                        probe_options(options), options.seed);
-    run.probes->to(device);
+    for (auto& set : run.sets) {
+      if (!set.probes) set.probes.emplace(run.model.config.num_hidden_layers, run.model.config.hidden_size,
+                                          probe_options(options), set.probe_seed);
+      set.probes->to(device);
+    }
   }
   const auto tokenizer = load_model_tokenizer(runs.front().model_dir, options.vocab);
   auto features = training_features(options, *tokenizer);
   for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
     std::vector<ProbeRun*> active;
     for (auto& run : runs)
-      if (run.done_epochs < epoch) active.push_back(&run);
-    train_epoch(active, features, options, training_options, epoch, device, tokenizer->pad_id());
+      if (run.done_epochs() < epoch) active.push_back(&run);
+    train_epoch(active, features, options, epoch, device, tokenizer->pad_id());
   }
 }
 

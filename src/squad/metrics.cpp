@@ -191,16 +191,23 @@ std::vector<RawScore> raw_scores(const GoldDataset& gold, const PredictionMap& p
   return scores;
 }
 
+// apply_no_ans_threshold: a question whose na-prob exceeds thresh is answered "".
+QuestionScore thresholded(const RawScore& r, double thresh) {
+  const bool predicted_no_answer = r.na_prob > thresh;
+  const double no_answer_score = r.question->has_answer ? 0.0 : 1.0;
+  return {predicted_no_answer ? no_answer_score : r.exact, predicted_no_answer ? no_answer_score : r.f1,
+          r.question->has_answer};
+}
+
 // make_eval_dict over the questions `select` accepts, scores after the threshold.
 template <typename Select>
 std::optional<ScoreSummary> summarise(const std::vector<RawScore>& scores, double thresh, Select select) {
   ScoreSummary s;
   for (const auto& r : scores) {
     if (!select(r)) continue;
-    const bool predicted_no_answer = r.na_prob > thresh;
-    const double no_answer_score = r.question->has_answer ? 0.0 : 1.0;
-    s.exact += predicted_no_answer ? no_answer_score : r.exact;
-    s.f1 += predicted_no_answer ? no_answer_score : r.f1;
+    const QuestionScore q = thresholded(r, thresh);
+    s.exact += q.exact;
+    s.f1 += q.f1;
     ++s.total;
   }
   if (s.total == 0) return std::nullopt;
@@ -287,6 +294,8 @@ SquadEvaluation evaluate_squad(const GoldDataset& all, const PredictionMap& pred
   eval.has_ans = summarise(scores, thresh, [](const RawScore& r) { return r.question->has_answer; });
   eval.no_ans = summarise(scores, thresh, [](const RawScore& r) { return !r.question->has_answer; });
   if (options.na_probs) eval.best = find_all_best_thresh(scores, *options.na_probs);
+  eval.questions.reserve(scores.size());
+  for (const auto& r : scores) eval.questions.push_back(thresholded(r, thresh));
   return eval;
 }
 

@@ -7,6 +7,7 @@
 #include "layerprobe/squad/batch.hpp"
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/hash.hpp"
 #include "layerprobe/core/precision.hpp"
 #include "layerprobe/core/progress.hpp"
 #include "layerprobe/io/safetensors.hpp"
@@ -139,18 +140,15 @@ TrainerState read_trainer_state(const fs::path& path) {
 
 // FNV-1a over the training targets and token ids, so a resume notices other data.
 uint64_t features_checksum(const std::vector<SquadFeature>& features) {
-  uint64_t hash = 1469598103934665603ULL;
-  auto mix = [&hash](int64_t value) {
-    hash ^= static_cast<uint64_t>(value);
-    hash *= 1099511628211ULL;
-  };
+  Fnv1a64 hash;
+  auto mix = [&hash](int64_t value) { hash.add_word(static_cast<uint64_t>(value)); };
   for (const SquadFeature& feature : features) {
     for (int64_t id : feature.input_ids) mix(id);
     for (int64_t type : feature.token_type_ids) mix(type);
     mix(feature.start_position);
     mix(feature.end_position);
   }
-  return hash;
+  return hash.value();
 }
 
 // Checkpoints are numbered by updates; the epoch-<e> directories hold the same kind of state.

@@ -8,6 +8,7 @@
 
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/squad/predictions_io.hpp"
@@ -108,7 +109,7 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer,
   logits_options.batch_size = o.per_gpu_eval_batch_size;
   logits_options.pad_to = o.window.max_seq_length;
   logits_options.pad_id = tokenizer.pad_id();
-  logits_options.precision = o.fp16 && device.is_cuda() ? "fp16" : "fp32";
+  logits_options.precision = o.precision != "fp32" ? o.precision : o.fp16 && device.is_cuda() ? "fp16" : "fp32";
   const auto logits = compute_feature_logits(*loaded.model, features, logits_options, device);
   DecodeOptions decode;
   decode.n_best_size = o.n_best_size;
@@ -132,6 +133,7 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer,
 nlohmann::ordered_json run_squad(RunSquadOptions options) {
   validate(options);
   const torch::Device device = pick_device(options);
+  check_precision(options.precision, device);
   const fs::path model_dir = resolve_model_dir(options.model_name_or_path, "--model_name_or_path");
   const fs::path tokenizer_dir = options.tokenizer_name.empty()
                                      ? model_dir

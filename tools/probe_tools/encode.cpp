@@ -15,6 +15,8 @@
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/device.hpp"
+#include "layerprobe/core/precision.hpp"
+#include "layerprobe/squad/encode_loop.hpp"
 #include "layerprobe/io/safetensors.hpp"
 
 namespace layerprobe::tools {
@@ -22,7 +24,7 @@ namespace layerprobe::tools {
 namespace {
 
 struct EncodeArgs {
-  std::string model_dir, inputs, output, weights, device = "cpu";
+  std::string model_dir, inputs, output, weights, device = "cpu", precision = "fp32";
   int64_t batch_size = 16;
   int threads = 0;
 };
@@ -36,6 +38,7 @@ torch::Tensor required_input(const SafetensorsFile& file, const std::string& nam
 void run_encode(const EncodeArgs& args) {
   configure_threads(args.threads);
   const torch::Device device = parse_device(args.device);
+  check_precision(args.precision, device);
   if (args.batch_size <= 0) throw Error("--batch-size must be positive", 2);
   const SafetensorsFile inputs = read_safetensors(args.inputs);
   torch::Tensor input_ids = required_input(inputs, "input_ids", args.inputs);
@@ -50,6 +53,7 @@ void run_encode(const EncodeArgs& args) {
   validate_encoder_inputs(loaded.config, EncoderBatch{input_ids, token_type_ids, attention_mask});
   if (!loaded.has_qa_head) spdlog::warn("{} has no QA head: start/end logits come from a random head", args.model_dir);
   loaded.model->to(device);
+  loaded.model->eval();
 
   torch::InferenceMode inference;
   std::vector<torch::Tensor> hidden_chunks, start_chunks, end_chunks;
@@ -60,8 +64,8 @@ void run_encode(const EncodeArgs& args) {
     auto slice = [&](const torch::Tensor& t) {
       return t.defined() ? t.slice(0, begin, end).to(device, torch::kLong) : torch::Tensor();
     };
-    loaded.model->eval();
-    EncoderOutput out = loaded.model->forward(EncoderBatch{slice(input_ids), slice(token_type_ids), slice(attention_mask)});
+    EncoderOutput out = encode_frozen(*loaded.model, EncoderBatch{slice(input_ids), slice(token_type_ids), slice(attention_mask)},
+                                      args.precision, true);
     hidden_chunks.push_back(torch::stack(out.hidden_states).to(torch::kCPU));
     start_chunks.push_back(out.start_logits.to(torch::kCPU));
     end_chunks.push_back(out.end_logits.to(torch::kCPU));
@@ -100,6 +104,11 @@ void add_encode_command(CLI::App& app) {
                       "relative to --model)");
   command->add_option("--device", args->device, "cpu or gpu")->capture_default_str();
   command->add_option("--batch-size", args->batch_size, "Rows per forward pass")->capture_default_str();
+  command->add_option("--precision", args->precision,
+                      "Encoder precision: fp32, bf16 (CUDA autocast, or a CPU with native bf16) or fp16 (CUDA); "
+                      "outputs are F32 either way")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
   command->add_option("--threads", args->threads, "CPU threads (0: $LAYERPROBE_THREADS or all cores)")
       ->capture_default_str();
   command->callback([args] { run_encode(*args); });

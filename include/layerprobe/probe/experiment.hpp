@@ -1,27 +1,43 @@
 // The experiment directory layout of the original study:
 // EXPER/<kind>_epoch_<e>/<kind>_probes/probes.safetensors and, beside it,
-// <kind>_preds/ with the predictions of every layer.
+// <kind>_preds/ with the predictions of every layer. Probes trained with
+// --seeds go one level down, one directory per seed:
+// <kind>_probes/seed_<s>/probes.safetensors and <kind>_preds/seed_<s>/.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "layerprobe/probe/codelength.hpp"
+
 namespace layerprobe {
 
-// "pretrained" or "fine_tuned"; Error (exit 2) for anything else.
+// The kinds of probed encoder: "pretrained", "fine_tuned", and "control" (a
+// randomly initialised copy of the probed architecture, probe/control.hpp).
+const std::vector<std::string>& probe_kinds();
+// Error (exit 2) for anything but one of probe_kinds().
 void check_probe_kind(const std::string& kind);
 
-std::filesystem::path probes_dir(const std::filesystem::path& exper_dir, const std::string& kind, int epoch);
-std::filesystem::path probes_file(const std::filesystem::path& exper_dir, const std::string& kind, int epoch);
-// <kind>_probes -> <kind>_preds in the same epoch directory.
+// "seed_<s>": the directory of one seed's probes (or predictions).
+std::string seed_dir_name(uint64_t seed);
+// The seed a "seed_<s>" directory name gives, if it is one.
+std::optional<uint64_t> seed_from_dir_name(const std::string& name);
+
+std::filesystem::path probes_dir(const std::filesystem::path& exper_dir, const std::string& kind, int epoch,
+                                 std::optional<uint64_t> seed = std::nullopt);
+std::filesystem::path probes_file(const std::filesystem::path& exper_dir, const std::string& kind, int epoch,
+                                  std::optional<uint64_t> seed = std::nullopt);
+// <kind>_probes -> <kind>_preds in the same epoch directory;
+// <kind>_probes/seed_<s> -> <kind>_preds/seed_<s>.
 std::filesystem::path preds_dir_for(const std::filesystem::path& probes_dir, const std::string& kind);
 
-// Every EXPER/*_epoch_*/*_probes directory holding probes.safetensors,
-// sorted by kind then epoch; Error when there is none, or when two
-// directories name the same kind and epoch (pretrained_epoch_1 and
-// pretrained_epoch_01). Entries that look like epoch directories but do not
+// Every EXPER/*_epoch_*/*_probes directory holding probes.safetensors, and
+// every seed directory below one, sorted by kind, epoch and seed; Error when
+// there is none, or when two directories name the same kind, epoch and seed
+// (pretrained_epoch_1 and pretrained_epoch_01). Entries that look like epoch directories but do not
 // follow the layout get a warning, so a stray copy is never silently skipped.
 std::vector<std::filesystem::path> find_probes_dirs(const std::filesystem::path& exper_dir);
 
@@ -37,7 +53,12 @@ std::string file_fingerprint(const std::filesystem::path& path);
 // Error (status 2) for a name without one.
 std::filesystem::path model_experiment_dir(const std::string& name_or_path, const std::filesystem::path& root = ".");
 
-// The kind ("pretrained"/"fine_tuned") named by a path component, if any.
+// Epoch 1's online codelength of every probe set of `kind` saved in the
+// experiment (from the probes' metadata), the set without a seed first, then
+// by seed; empty when there is none.
+std::vector<SeedCodelength> saved_codelengths(const std::filesystem::path& exper_dir, const std::string& kind);
+
+// The kind (one of probe_kinds()) named by a path component, if any.
 std::optional<std::string> kind_from_path(const std::filesystem::path& path);
 
 }  // namespace layerprobe

@@ -1,5 +1,6 @@
 // Evaluation of probe prediction directories, as the original evaluate.py
-// walked them: EXPER/<kind>_epoch_<e>/<kind>_preds/pred_layer_<L>.{json,csv}.
+// walked them: EXPER/<kind>_epoch_<e>/<kind>_preds/pred_layer_<L>.{json,csv}
+// (and <kind>_preds/seed_<s>/ for probes trained with --seeds).
 #pragma once
 
 #include <filesystem>
@@ -32,7 +33,8 @@ class GoldCache {
   std::map<std::filesystem::path, std::string> fingerprints_;
 };
 
-// Every EXPER/*_epoch_*/*_preds directory, sorted; Error when there is none.
+// Every EXPER/*_epoch_*/*_preds directory and every seed_<s> directory in
+// one, sorted; Error when there is none.
 std::vector<std::filesystem::path> find_preds_dirs(const std::filesystem::path& exper_dir);
 
 // Error when two runs are the same kind and epoch (a stray copy of an epoch
@@ -44,7 +46,8 @@ void check_distinct_runs(const std::vector<RunResults>& runs);
 RunResults evaluate_preds_dir(const std::filesystem::path& preds_dir, const PredsEvalOptions& options,
                               GoldCache& gold);
 
-// Where results.csv of a preds dir goes: beside it, in the epoch directory.
+// Where results.csv of a preds dir goes: beside it, in the epoch directory
+// (results_seed_<s>.csv there for <kind>_preds/seed_<s>).
 std::filesystem::path results_csv_path(const std::filesystem::path& preds_dir);
 
 }  // namespace layerprobe

@@ -6,21 +6,24 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "layerprobe/probe/codelength.hpp"
 #include "layerprobe/probe/probes.hpp"
 
 namespace layerprobe {
 
 struct ProbeMetadata {
-  std::string kind;             // "pretrained" or "fine_tuned"
+  std::string kind;             // "pretrained", "fine_tuned" or "control"
   std::string model_path;       // model directory the probes were trained on
   nlohmann::json model_config;  // its config.json
   nlohmann::json training_options;
   int epoch = 0;
   int64_t features_seen = 0;
   std::vector<double> mean_loss;  // per layer, over the last epoch
+  std::optional<Codelength> codelength;  // epoch 1's online code (written with epoch 1)
 };
 
 struct StoredProbes {

@@ -1,8 +1,10 @@
-// Per-layer evaluation reports: the original study's results.csv, an aligned
-// text table, an experiment-wide summary.csv and an SVG chart of EM/F1 per
-// layer (the paper's Figures 1-2).
+// Per-layer evaluation reports of one prediction directory: the original
+// study's results.csv and an aligned text table (study_report.hpp has the
+// experiment-wide ones).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,10 +17,13 @@ struct LayerResult {
   SquadEvaluation eval;
 };
 
-// The probes of one kind ("pretrained"/"fine_tuned") after one epoch.
+// The probes of one kind ("pretrained"/"fine_tuned"/"control") after one
+// epoch, of one seed when trained with --seeds.
 struct RunResults {
   std::string kind;
   int epoch = 0;
+  std::optional<uint64_t> seed;
+  std::string dev_file;  // what the layers were scored against
   std::vector<LayerResult> layers;
 };
 
@@ -28,10 +33,4 @@ struct RunResults {
 std::string results_csv(const std::vector<LayerResult>& layers);
 // The same columns, right-aligned, two decimals.
 std::string results_table(const std::vector<LayerResult>& layers);
-// kind,epoch,layer followed by the results.csv metric columns.
-std::string summary_csv(const std::vector<RunResults>& runs);
-// Self-contained SVG: an EM panel and an F1 panel, x = layer, one line per
-// kind and epoch, with a legend.
-std::string layers_svg(const std::vector<RunResults>& runs);
-
 }  // namespace layerprobe

@@ -15,6 +15,10 @@ namespace layerprobe {
 
 struct ProbeTrainOptions {
   std::vector<std::string> kinds;  // "pretrained" and/or "fine_tuned"
+  // Also probe a control: a random-init copy of the first kind's architecture
+  // (probe/control.hpp), HF-initialised after torch::manual_seed(control_seed).
+  bool control = false;
+  uint64_t control_seed = 1;
   std::string device = "cpu";
   int epochs = 1;
   std::filesystem::path pretrained_model = "models/albert-base-v2";
@@ -25,7 +29,11 @@ struct ProbeTrainOptions {
   int batch_size = 8;
   double learning_rate = 5e-5;
   WindowOptions window;
-  uint64_t seed = 1;
+  uint64_t seed = 1;  // batch order; also the probes' seed when `seeds` is empty
+  // One probe set per seed (initialisation and dropout), all trained from one
+  // encoder pass in the same batch order, each in <kind>_probes/seed_<s>/.
+  // Empty: one set seeded by `seed`, in <kind>_probes/ itself.
+  std::vector<uint64_t> seeds;
   int64_t max_train_features = 0;  // 0 = all
   std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
   bool overwrite = false;

@@ -61,6 +61,13 @@ struct BestThresholds {
   double best_f1_thresh = 0.0;
 };
 
+// One scored question (after the na-prob threshold), as the summaries count it.
+struct QuestionScore {
+  double exact = 0.0;  // 0 or 1
+  double f1 = 0.0;     // 0..1
+  bool has_answer = false;
+};
+
 struct SquadEvaluation {
   ScoreSummary overall;
   std::optional<ScoreSummary> has_ans;  // absent when no question has an answer
@@ -68,6 +75,9 @@ struct SquadEvaluation {
   std::optional<BestThresholds> best;   // present when na-probs were given
   size_t missing = 0;                   // questions scored as "" (allow_missing)
   size_t skipped_unlabeled = 0;         // unlabeled questions left out (skip_unlabeled)
+  // Every scored question in the dataset's order: what a bootstrap over
+  // questions resamples (overall.f1 == 100 x the mean of their f1).
+  std::vector<QuestionScore> questions;
 
   // The script's OrderedDict: exact, f1, total, HasAns_*, NoAns_*, best_*.
   nlohmann::ordered_json to_json() const;

@@ -1,0 +1,44 @@
+// The experiment-wide report of probe_evaluate exper: summary.csv (one row
+// per kind, epoch and layer: means over seeds, their spread, bootstrap
+// intervals and paired differences to the pretrained model and the control),
+// layers.svg (EM and F1 per layer), report.svg (F1, HasAns F1 and NoAns
+// accuracy, each kind's last epoch, with seed bands, CI bars and the
+// always-"" baseline) and report.md (tables that render on GitHub).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "layerprobe/probe/codelength.hpp"
+#include "layerprobe/probe/layer_stats.hpp"
+
+namespace layerprobe {
+
+// kind,epoch,layer, then results.csv's six metric columns (the mean over
+// seeds: the plain value with one seed), then seeds, <metric>_std,
+// <metric>_ci_low, <metric>_ci_high, and for exact and f1
+// <metric>_minus_<reference>[_ci_low|_ci_high] for each reference kind.
+// Floats as Python prints them; a value that does not exist is empty.
+std::string summary_csv(const std::vector<KindStats>& stats);
+
+// Two panels (EM, F1), one line per kind and epoch.
+std::string layers_svg(const std::vector<KindStats>& stats);
+
+// Three panels (F1, HasAns F1, NoAns accuracy), each kind at its last epoch.
+std::string report_svg(const std::vector<KindStats>& stats);
+
+struct ReportInfo {
+  std::string experiment;  // the directory, as given
+  std::string dev_file;
+  BootstrapOptions bootstrap;
+  std::map<std::string, std::vector<SeedCodelength>> codelength;  // by kind
+};
+
+// Markdown: what was measured and how, the plot, and one table per kind (its last epoch).
+std::string report_md(const std::vector<KindStats>& stats, const ReportInfo& info);
+
+// Each kind's last epoch, in stats' order.
+std::vector<KindStats> last_epochs(const std::vector<KindStats>& stats);
+
+}  // namespace layerprobe
