@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iomanip>
 #include <iostream>
 #include <tuple>
 
@@ -58,8 +59,17 @@ RunResults evaluate_and_report(const fs::path& preds_dir, const PredsEvalOptions
   RunResults run = evaluate_preds_dir(preds_dir, options, gold);
   const fs::path out = results_csv_path(preds_dir);
   write_file_atomically(out, results_csv(run.layers));
-  std::cout << "== " << preds_dir.string() << " (" << run.kind << ", epoch " << run.epoch << ")\n"
-            << results_table(run.layers) << std::flush;
+  // One seed of several gets a line; report.md tables their mean and spread.
+  if (run.seed) {
+    std::cout << "== " << preds_dir.string() << " (" << run.kind << ", epoch " << run.epoch << ", seed " << *run.seed
+              << "): F1 layer " << run.layers.front().layer << " " << std::fixed << std::setprecision(2)
+              << run.layers.front().eval.overall.f1 << ", layer " << run.layers.back().layer << " "
+              << run.layers.back().eval.overall.f1 << std::defaultfloat << "\n"
+              << std::flush;
+  } else {
+    std::cout << "== " << preds_dir.string() << " (" << run.kind << ", epoch " << run.epoch << ")\n"
+              << results_table(run.layers) << std::flush;
+  }
   spdlog::info("wrote {}", out.string());
   return run;
 }

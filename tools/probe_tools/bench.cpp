@@ -33,6 +33,10 @@ void print_table(const nlohmann::json& r) {
                                       r["forward_padded_ratio"].get<double>()));
   line("probe_train step", fmt::format("{:.2f} features/s ({:.3f}x forward)", r["probe_train_fps"].get<double>(),
                                        r["probe_train_ratio"].get<double>()));
+  if (r["probe_seeds"].get<int>() > 1)
+    line("probe_train, " + std::to_string(r["probe_seeds"].get<int>()) + " seeds",
+         fmt::format("{:.2f} features/s ({:.3f}x the time of one seed)", r["probe_train_seeds_fps"].get<double>(),
+                     r["probe_seeds_cost"].get<double>()));
   line("probe_predict", fmt::format("{:.2f} features/s", r["predict_fps"].get<double>()));
   line("FLOPs", fmt::format("{:.2f} GFLOP/feature, forward {:.1f} GFLOP/s, GEMM peak {:.1f} (oneDNN {:.1f}, BLAS {:.1f})",
                             r["flops_per_feature"].get<double>() / 1e9, r["forward_gflops"].get<double>(),
@@ -81,6 +85,11 @@ void add_bench_command(CLI::App& app) {
                     "Run the encoder's reference ops instead of its CPU fast path (for comparison)");
   command->add_flag("--profile", o.profile,
                     "Also time one forward pass per LibTorch op the encoder calls (logged; JSON key forward_profile)");
+  command->add_option("--probe-seeds", o.probe_seeds,
+                      "Probe sets of the several-seed probe_train step (probe_train --seeds), timed beside the "
+                      "one-seed step (1 = skip)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   command->add_flag("--json", args->json, "Print one JSON object instead of a table");
   command->callback([args] { run_bench_command(*args); });
 }

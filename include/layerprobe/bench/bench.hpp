@@ -30,6 +30,7 @@ struct BenchOptions {
   bool fast_path = true;           // false: the reference encoder ops (set_fast_cpu_path)
   double gemm_seconds = 1.0;       // time spent measuring each GEMM peak
   bool profile = false;            // also time one forward pass per LibTorch op (BenchResult::forward_profile)
+  int probe_seeds = 5;             // probe sets of the several-seed probe_train step (probe_train --seeds)
 };
 
 // Every figure of one bench run; to_json() gives the documented keys.
@@ -37,6 +38,8 @@ struct BenchResult {
   int64_t features = 0, feature_tokens = 0;
   double featurize_s = 0, featurized_features = 0;
   double forward_fps = 0, forward_padded_fps = 0, probe_train_fps = 0, predict_fps = 0;
+  int probe_seeds = 0;
+  double probe_train_seeds_fps = 0;  // the probe_train step with probe_seeds probe sets on one encoder pass
   double flops_per_feature = 0, gemm_peak_onednn_gflops = 0, gemm_peak_blas_gflops = 0;
   double gemm_peak_bf16_gflops = 0;  // oneDNN bf16, on a CPU with native bf16 only
   std::string cpu_isa;               // onednn_cpu_isa()
