@@ -9,6 +9,8 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/device.hpp"
 #include "layerprobe/core/precision.hpp"
+#include "layerprobe/dist/dist.hpp"
+#include "layerprobe/dist/sharding.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/train/finetune.hpp"
@@ -135,14 +137,21 @@ void save_epoch(ProbeRun& run, const ProbeTrainOptions& options, const nlohmann:
   metadata.features_seen = run.features_seen;
   metadata.mean_loss.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
   auto path = probes_file(options.output_dir, run.kind, epoch);
-  save_probes(path, *run.probes, metadata);
   run.done_epochs = epoch;
+  if (!dist::is_main()) return;  // every rank holds the same probes; rank 0 writes them
+  save_probes(path, *run.probes, metadata);
   spdlog::info("{} epoch {}: mean loss layer 1 {:.4f}, layer {} {:.4f} -> {}", run.kind, epoch, metadata.mean_loss.front(),
                metadata.mean_loss.size(), metadata.mean_loss.back(), path.string());
 }
 
+// Hidden states of this rank's rows; [L,0,0,H] when it holds none of the batch.
+torch::Tensor shard_hidden_states(ProbeRun& run, const LoopBatch& batch, const ProbeTrainOptions& options) {
+  if (batch.rows.empty()) return torch::empty({run.probes->layers(), 0, 0, run.probes->hidden_size()});
+  return probed_hidden_states(*run.model.model, batch.inputs, options.precision);
+}
+
 std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, std::vector<torch::Tensor>& loss_sums,
-                       const ProbeTrainOptions& options, int epoch) {
+                       const ProbeTrainOptions& options, int epoch, const ProbeBatchShard& shard) {
   std::vector<int64_t> starts, ends;
   for (const auto* f : batch.rows) {
     starts.push_back(f->start_position);
@@ -153,12 +162,13 @@ std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, s
   auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
   std::string detail;
   for (size_t k = 0; k < active.size(); ++k) {
-    auto hidden = probed_hidden_states(*active[k]->model.model, batch.inputs, options.precision);
+    auto hidden = shard_hidden_states(*active[k], batch, options);
     auto result = active[k]->probes->train_step(hidden, batch.inputs.attention_mask, start_positions, end_positions,
-                                                dropout_seed(options.seed, epoch, active[k]->kind, batch.number));
+                                                dropout_seed(options.seed, epoch, active[k]->kind, batch.number),
+                                                shard);
     auto loss = result.loss.to(torch::kCPU, torch::kDouble);
-    loss_sums[k] += loss * static_cast<double>(batch.rows.size());
-    active[k]->features_seen += static_cast<int64_t>(batch.rows.size());
+    loss_sums[k] += loss * static_cast<double>(shard.global_rows);
+    active[k]->features_seen += shard.global_rows;
     detail += (detail.empty() ? "" : ", ") + active[k]->kind + " loss L" + std::to_string(loss.size(0)) + " " +
               fmt::format("{:.3f}", loss[-1].item<double>());
   }
@@ -178,8 +188,11 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
   loop.device = device;
   loop.resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
   loop.units_per_feature = static_cast<int64_t>(active.size());
-  for_each_batch(features, batches, loop,
-                 [&](const LoopBatch& batch) { return train_step(active, batch, loss_sums, options, epoch); });
+  // Each rank encodes its rows of every global batch (all of them in one process).
+  const auto shards = dist::rank_batches(batches, dist::rank(), dist::world_size());
+  for_each_batch(features, shards.local, loop, [&](const LoopBatch& batch) {
+    return train_step(active, batch, loss_sums, options, epoch, dist::probe_batch_shard(shards, batch.number));
+  });
   for (size_t k = 0; k < active.size(); ++k)
     save_epoch(*active[k], options, training_options, epoch, loss_sums[k], static_cast<int64_t>(features.size()));
 }
@@ -210,6 +223,7 @@ void train_probes(const ProbeTrainOptions& input_options) {
   auto training_options = training_options_json(options);
   for (auto& run : runs) {
     if (!options.overwrite) resume(run, options, training_options);
+    dist::require_same_on_every_rank(run.done_epochs, run.kind + " epochs saved in '" + options.output_dir.string() + "'");
   }
   int first_epoch = options.epochs + 1;
   for (const auto& run : runs) first_epoch = std::min(first_epoch, run.done_epochs + 1);
