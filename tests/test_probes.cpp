@@ -122,6 +122,10 @@ TEST(LayerProbes, DropoutMaskFollowsGlobalRowsNotPaddingOrSharding) {
   auto padded = dropout_keep_mask({2, 6, 16, 7}, 0.3, 5);
   EXPECT_TRUE(torch::equal(padded.slice(2, 0, 10), whole));
   EXPECT_FALSE(torch::equal(dropout_keep_mask(sizes, 0.3, 5, 1), whole));
+  // The tensor-op form a GPU uses gives the same decisions (here on the CPU), odd widths included.
+  EXPECT_TRUE(torch::equal(dropout_keep_mask_on(torch::kCPU, sizes, 0.3, 5), whole));
+  EXPECT_TRUE(torch::equal(dropout_keep_mask_on(torch::kCPU, {2, 3, 4, 7}, 0.3, 5, 2), shard));
+  EXPECT_TRUE(torch::equal(dropout_keep_mask_on(torch::kCPU, {3, 101, 333}, 0.1, 17), dropout_keep_mask({3, 101, 333}, 0.1, 17)));
 }
 
 namespace {

@@ -115,11 +115,23 @@ void for_each_dropout_decision(const DropoutShape& shape, double p, uint64_t see
   });
 }
 
+// mix64 and the keep decisions of for_each_dropout_decision as int64 tensor ops (wrapping arithmetic;
+// logical shifts masked out of arithmetic ones).
+torch::Tensor shift_right(const torch::Tensor& x, int bits) {
+  return x.__rshift__(bits).bitwise_and(static_cast<int64_t>(~0ULL >> bits));
+}
+
+torch::Tensor mix64_tensor(torch::Tensor x) {
+  x = x.bitwise_xor(shift_right(x, 30)).mul(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL));
+  x = x.bitwise_xor(shift_right(x, 27)).mul(static_cast<int64_t>(0x94d049bb133111ebULL));
+  return x.bitwise_xor(shift_right(x, 31));
+}
+
 torch::Tensor apply_dropout(const torch::Tensor& hidden, double p, uint64_t seed, int64_t row_offset) {
   if (p <= 0) return hidden;
-  // On a GPU the same mask, drawn on the CPU: sharded and single-process runs, CPU and GPU, drop alike.
+  // On a GPU the same mask with tensor ops: sharded and single-process runs, CPU and GPU, drop alike.
   if (hidden.is_cuda())
-    return hidden * dropout_keep_mask(hidden.sizes(), p, seed, row_offset).to(hidden.device(), true) / (1.0 - p);
+    return hidden * dropout_keep_mask_on(hidden.device(), hidden.sizes(), p, seed, row_offset) / (1.0 - p);
   auto input = hidden.contiguous();
   auto output = torch::empty_like(input);
   const float* in = input.data_ptr<float>();
@@ -201,6 +213,26 @@ torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, 
   bool* data = mask.data_ptr<bool>();
   for_each_dropout_decision(dropout_shape(sizes), p, seed, row_offset, [&](int64_t i, bool kept) { data[i] = kept; });
   return mask;
+}
+
+torch::Tensor dropout_keep_mask_on(torch::Device device, at::IntArrayRef sizes, double p, uint64_t seed,
+                                   int64_t row_offset) {
+  const DropoutShape shape = dropout_shape(sizes);
+  const auto options = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  const auto key = static_cast<int64_t>(mix64(seed + 0x9e3779b97f4a7c15ULL));
+  auto l = torch::arange(shape.layers, options).view({-1, 1, 1});
+  auto b = torch::arange(row_offset, row_offset + shape.batch, options).view({1, -1, 1});
+  auto t = torch::arange(shape.positions, options).view({1, 1, -1});
+  auto row_key = mix64_tensor(mix64_tensor(mix64_tensor(l + key) + b.mul(static_cast<int64_t>(0xd1b54a32d192ed03ULL))) +
+                              t.mul(static_cast<int64_t>(0x8cb92ba72f3d8dd7ULL)));  // [L,B,T]
+  const int64_t pairs = (shape.units + 1) / 2;
+  auto pair = torch::arange(1, pairs + 1, options).mul(static_cast<int64_t>(0x9e3779b97f4a7c15ULL));
+  auto draw = mix64_tensor(row_key.unsqueeze(-1) + pair);  // [L,B,T,pairs]
+  const auto threshold = static_cast<int64_t>(std::llround(p * 4294967296.0));
+  auto low = draw.bitwise_and(static_cast<int64_t>(0xffffffffULL)).ge(threshold);
+  auto high = shift_right(draw, 32).ge(threshold);
+  auto keep = torch::stack({low, high}, -1).view({shape.layers, shape.batch, shape.positions, 2 * pairs});
+  return keep.slice(-1, 0, shape.units).reshape(sizes);
 }
 
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& attention_mask,

@@ -89,6 +89,9 @@ class LayerProbes {
 // on every run, for any thread count, padding T or sharding of the rows.
 // Keeps with probability 1 - p (to 2^-32). Returns a bool tensor of `sizes`.
 torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, int64_t row_offset = 0);
+// The same mask computed with tensor ops on `device` (how a GPU draws it, without a copy from the CPU).
+torch::Tensor dropout_keep_mask_on(torch::Device device, at::IntArrayRef sizes, double p, uint64_t seed,
+                                   int64_t row_offset = 0);
 
 // Cross-entropy over the unmasked positions only, so results do not depend on
 // how a batch is padded. logits [..., B, T], mask [B, T], targets [B] -> [...].
