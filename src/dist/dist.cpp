@@ -13,6 +13,7 @@
 #endif
 
 #include <spdlog/spdlog.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -25,11 +26,18 @@ namespace layerprobe::dist {
 
 namespace {
 
+// LibTorch 2.x's process groups are c10d::Backend objects; 1.13's are c10d::ProcessGroup (same collectives).
+#if TORCH_VERSION_MAJOR >= 2
+using Group = c10d::Backend;
+#else
+using Group = c10d::ProcessGroup;
+#endif
+
 struct State {
   Environment env;
   std::string backend = "none";
   std::chrono::seconds timeout{300};
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<Group> group;
   double collective_seconds = 0.0;
 };
 
@@ -63,7 +71,7 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const Environment& env) {
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
-c10::intrusive_ptr<c10d::ProcessGroup> make_group(const c10::intrusive_ptr<c10d::Store>& store, const State& s) {
+c10::intrusive_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& store, const State& s) {
   const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(s.timeout);
   if (s.backend == "gloo") {
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
