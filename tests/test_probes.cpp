@@ -4,6 +4,10 @@
 
 #include "test_support.hpp"
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 using namespace layerprobe;
 
 namespace {
@@ -88,7 +92,7 @@ TEST(LayerProbes, FusedStepEqualsPerLayerLoop) {
 }
 
 TEST(LayerProbes, DropoutMaskKeepsAtTheRateAndDependsOnlyOnTheSeed) {
-  const std::vector<int64_t> sizes{3, 1001, 333};  // odd count: the last draw decides one element
+  const std::vector<int64_t> sizes{3, 1001, 333};  // odd width: the last draw of a row decides one element
   auto mask = dropout_keep_mask(sizes, 0.1, 17);
   EXPECT_EQ(mask.sizes(), sizes);
   const double n = static_cast<double>(mask.numel());
@@ -106,6 +110,90 @@ TEST(LayerProbes, DropoutMaskKeepsAtTheRateAndDependsOnlyOnTheSeed) {
   auto pairs = flat.slice(0, 0, -1, 2).logical_and(flat.slice(0, 1, flat.size(0), 2)).to(torch::kDouble).mean();
   EXPECT_NEAR(pairs.item<double>(), 0.81, 0.01);
   EXPECT_EQ(dropout_keep_mask({1000}, 0.0, 1).sum().item<int64_t>(), 1000);
+}
+
+TEST(LayerProbes, DropoutMaskFollowsGlobalRowsNotPaddingOrSharding) {
+  const std::vector<int64_t> sizes{2, 6, 10, 7};  // [L,B,T,H]
+  auto whole = dropout_keep_mask(sizes, 0.3, 5);
+  // Rows 2..4 of the batch, as a rank holding them would draw them, padded to 4 positions only.
+  auto shard = dropout_keep_mask({2, 3, 4, 7}, 0.3, 5, 2);
+  EXPECT_TRUE(torch::equal(shard, whole.slice(1, 2, 5).slice(2, 0, 4)));
+  // Longer padding keeps the decisions of the positions both have.
+  auto padded = dropout_keep_mask({2, 6, 16, 7}, 0.3, 5);
+  EXPECT_TRUE(torch::equal(padded.slice(2, 0, 10), whole));
+  EXPECT_FALSE(torch::equal(dropout_keep_mask(sizes, 0.3, 5, 1), whole));
+  // The tensor-op form a GPU uses gives the same decisions (here on the CPU), odd widths included.
+  EXPECT_TRUE(torch::equal(dropout_keep_mask_on(torch::kCPU, sizes, 0.3, 5), whole));
+  EXPECT_TRUE(torch::equal(dropout_keep_mask_on(torch::kCPU, {2, 3, 4, 7}, 0.3, 5, 2), shard));
+  EXPECT_TRUE(torch::equal(dropout_keep_mask_on(torch::kCPU, {3, 101, 333}, 0.1, 17), dropout_keep_mask({3, 101, 333}, 0.1, 17)));
+}
+
+namespace {
+
+// Sums tensors over the threads that call it together, as an all-reduce over ranks would.
+class ThreadSumReducer {
+ public:
+  explicit ThreadSumReducer(int parties) : parties_(parties) {}
+  void sum(torch::Tensor& tensor) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const int64_t generation = generation_;
+    total_ = arrived_ == 0 ? tensor.clone() : total_ + tensor;
+    if (++arrived_ == parties_) {
+      result_ = total_;
+      arrived_ = 0;
+      ++generation_;
+      changed_.notify_all();
+    } else {
+      changed_.wait(lock, [&] { return generation_ != generation; });
+    }
+    tensor.copy_(result_);
+  }
+
+ private:
+  int parties_, arrived_ = 0;
+  int64_t generation_ = 0;
+  torch::Tensor total_, result_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+};
+
+}  // namespace
+
+TEST(LayerProbes, ShardedStepsEqualOneProcessStep) {
+  const int64_t L = 3, B = 5, T = 9, H = 12;
+  ProbeOptions options;
+  options.learning_rate = 1e-2;
+  LayerProbes whole(L, H, options, 4);
+  std::vector<LayerProbes> ranks;  // copies of their own (a LayerProbes copy shares its tensors)
+  for (int r = 0; r < 2; ++r) ranks.emplace_back(whole.weight().clone(), whole.bias().clone(), options);
+  ThreadSumReducer reducer(2);
+  for (int step = 0; step < 4; ++step) {
+    auto batch = random_batch(L, B, T, H, 200 + step);
+    auto expected = whole.train_step(batch.hidden, batch.mask, batch.start, batch.end, step);
+    // Rank 0 holds rows 0..1 padded to their own length, rank 1 rows 2..4; on the last step rank 0 holds none.
+    const int64_t split = step == 3 ? 0 : 2;
+    std::vector<torch::Tensor> losses(2);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r)
+      threads.emplace_back([&, r] {
+        const int64_t begin = r == 0 ? 0 : split, end = r == 0 ? split : B;
+        const int64_t length = end > begin ? batch.mask.slice(0, begin, end).sum(1).max().item<int64_t>() : 0;
+        ProbeBatchShard shard;
+        shard.row_offset = begin;
+        shard.global_rows = B;
+        shard.all_reduce_sum = [&](torch::Tensor& t) { reducer.sum(t); };
+        losses[r] = ranks[r].train_step(batch.hidden.slice(1, begin, end).slice(2, 0, length),
+                                        batch.mask.slice(0, begin, end).slice(1, 0, length),
+                                        batch.start.slice(0, begin, end), batch.end.slice(0, begin, end), step, shard)
+                        .loss;
+      });
+    for (auto& thread : threads) thread.join();
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_TRUE(torch::allclose(losses[r], expected.loss, 1e-5, 1e-6)) << "step " << step << " rank " << r;
+      EXPECT_TRUE(torch::allclose(ranks[r].weight(), whole.weight(), 1e-5, 1e-6)) << "step " << step << " rank " << r;
+      EXPECT_TRUE(torch::equal(ranks[0].weight(), ranks[1].weight())) << "ranks diverged at step " << step;
+    }
+  }
 }
 
 TEST(LayerProbes, LossIsIndependentOfPadding) {

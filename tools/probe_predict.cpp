@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   ProbePredictOptions options;
   int threads = 0;
   bool verbose = false, quiet = false;
+  tools::DistFlags dist_flags;
   std::vector<std::string> words;
   std::string root = ".";
   app.add_option("args", words,
@@ -69,11 +70,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");
   tools::add_logging_flags(app, verbose, quiet);
+  tools::add_dist_options(app, dist_flags);
   return tools::run_tool(app, argc, argv, [&] {
     tools::configure_logging(verbose, quiet);
     install_stop_handlers();
     configure_threads(threads);
     read_positionals(words, root, options);
+    if (auto status = tools::start_distributed(dist_flags, argc, argv, options.device == "gpu")) return *status;
     predict_probes(options);
     return 0;
   });

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   ProbeTrainOptions options;
   int threads = 0;
   bool verbose = false, quiet = false;
+  tools::DistFlags dist_flags;
   app.add_option("what", which, "pretrained, fine_tuned or both; or a model (hub name or directory)")->required();
   app.add_option("device", options.device, "cpu or gpu")->required()->check(CLI::IsMember({"cpu", "gpu"}));
   app.add_option("epochs", options.epochs, "Number of epochs")->required()->check(CLI::PositiveNumber);
@@ -77,9 +78,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");
   tools::add_logging_flags(app, verbose, quiet);
+  tools::add_dist_options(app, dist_flags);
   return tools::run_tool(app, argc, argv, [&] {
     tools::configure_logging(verbose, quiet);
     install_stop_handlers();
+    if (auto status = tools::start_distributed(dist_flags, argc, argv, options.device == "gpu")) return *status;
     int used = configure_threads(threads);
     if (which == "both")
       options.kinds = {"pretrained", "fine_tuned"};
@@ -89,9 +92,15 @@ int main(int argc, char** argv) {
       use_named_model(which, kind, options);
     if (!kind.empty() && options.kinds.size() == 1 && options.kinds.front() != kind)
       throw Error("--kind applies to a named model only", 2);
-    tools::add_log_file(options.output_dir / "probe_train.log");
-    spdlog::info("probe_train {} {} {} ({} threads)", which, options.device, options.epochs, used);
+    if (dist::is_main()) tools::add_log_file(options.output_dir / "probe_train.log");
+    spdlog::info("probe_train {} {} {} ({} threads{})", which, options.device, options.epochs, used,
+                 dist::enabled() ? fmt::format(", {} ranks over {}", dist::world_size(), dist::backend_name()) : "");
+    const auto start = std::chrono::steady_clock::now();
     train_probes(options);
+    if (dist::enabled())
+      spdlog::info("rank 0 spent {:.2f} s of {:.2f} s in all-reduces (traffic and waiting for the other ranks)",
+                   dist::collective_seconds(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     return 0;
   });
 }

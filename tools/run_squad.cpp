@@ -1,5 +1,7 @@
 // run_squad — transformers 2.5.1's examples/run_squad.py for every family, with its
 // flags (underscored, as in the original) and defaults.
+#include <torch/cuda.h>
+
 #include <iostream>
 #include <set>
 
@@ -92,16 +94,22 @@ int main(int argc, char** argv) {
   RunSquadOptions options;
   options.threads = 0;
   bool verbose = false, quiet = false;
+  tools::DistFlags dist_flags;
   add_options(app, options);
   tools::add_logging_flags(app, verbose, quiet);
+  tools::add_dist_options(app, dist_flags);
+  app.add_option("--local_rank", dist_flags.local_rank,
+                 "This rank's GPU, as torch.distributed.launch passes it (default: $LOCAL_RANK)");
   return tools::run_tool(app, argc, argv, [&] {
     reject_unknown(app);
     tools::configure_logging(verbose, quiet);
     install_stop_handlers();
     const int used = configure_threads(options.threads);
     if (options.threads <= 0) options.threads = used;
+    if (auto status = tools::start_distributed(dist_flags, argc, argv, !options.no_cuda && torch::cuda::is_available()))
+      return *status;
     auto results = run_squad(options);
-    if (options.do_eval) std::cout << "Results: " << python_dict_repr(results) << std::endl;
+    if (options.do_eval && dist::is_main()) std::cout << "Results: " << python_dict_repr(results) << std::endl;
     return 0;
   });
 }

@@ -8,12 +8,17 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <optional>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/dist/dist.hpp"
+#include "layerprobe/dist/launch.hpp"
 #include "layerprobe/squad/features.hpp"
 
 namespace layerprobe::tools {
@@ -59,24 +64,76 @@ inline void add_log_file(const std::filesystem::path& path) {
   }
 }
 
+// Data-parallel runs: torchrun's environment, or --nproc N local ranks.
+struct DistFlags {
+  int nproc = 0;
+  std::string backend = "auto";
+  int timeout_s = 300;
+  int local_rank = -1;  // run_squad's --local_rank
+};
+
+inline void add_dist_options(CLI::App& app, DistFlags& flags) {
+  app.add_option("--nproc", flags.nproc,
+                 "Start N local ranks of this command (data parallel; or launch ranks yourself with torchrun's "
+                 "WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--dist-backend", flags.backend, "Process group backend: auto (nccl on a GPU, else gloo), gloo, nccl")
+      ->check(CLI::IsMember({"auto", "gloo", "nccl"}))
+      ->capture_default_str();
+  app.add_option("--dist-timeout", flags.timeout_s,
+                 "Seconds a rank waits for the others (rendezvous and every collective) before all stop")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+// With --nproc N > 1 and no WORLD_SIZE set, starts N ranks of this command
+// and returns their exit status; otherwise joins the process group (when
+// WORLD_SIZE > 1) and returns nothing. Ranks other than 0 log warnings and
+// errors only, every line tagged with its rank.
+inline std::optional<int> start_distributed(const DistFlags& flags, int argc, char** argv, bool cuda) {
+  const char* world = std::getenv("WORLD_SIZE");
+  if (flags.nproc > 1 && !(world && *world)) return dist::spawn_local_ranks(flags.nproc, argc, argv);
+  dist::InitOptions options;
+  options.backend = flags.backend;
+  options.cuda = cuda;
+  options.timeout = std::chrono::seconds(flags.timeout_s);
+  options.local_rank = flags.local_rank;
+  dist::init(options);
+  if (dist::enabled()) {
+    spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(dist::rank()) + "] %^%l%$ %v");
+    if (!dist::is_main()) spdlog::set_level(spdlog::level::warn);
+  }
+  return std::nullopt;
+}
+
 // Parses argv into `app`, then runs `body` (which returns the exit status).
 inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
   // Logs go to stderr so that stdout carries only a command's output.
   if (!spdlog::get("layerprobe")) spdlog::set_default_logger(spdlog::stderr_color_mt("layerprobe"));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   // Subcommand callbacks run inside parse(), so errors are caught around both.
+  // A rank that fails leaves at once: its process group's threads may wait on ranks that are gone.
+  auto leave = [](int status) {
+    if (dist::enabled()) {
+      spdlog::default_logger()->flush();
+      std::_Exit(status);
+    }
+    return status;
+  };
   try {
     app.parse(argc, argv);
-    return body();
+    const int status = body();
+    if (status == 0) dist::shutdown();
+    return leave(status);
   } catch (const CLI::ParseError& e) {
     int status = app.exit(e);
     return status == 0 ? 0 : 2;
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
-    return e.exit_code();
+    return leave(e.exit_code());
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
-    return 1;
+    return leave(1);
   }
 }
 

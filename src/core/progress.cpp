@@ -29,7 +29,8 @@ ProgressMeter::ProgressMeter(std::string label, int64_t total, std::string unit,
       unit_(std::move(unit)),
       total_(total),
       log_interval_s_(log_interval_s),
-      tty_(::isatty(STDERR_FILENO) == 1),
+      // No live bar where info lines are off (--quiet, ranks other than 0 of a data-parallel run).
+      tty_(::isatty(STDERR_FILENO) == 1 && spdlog::should_log(spdlog::level::info)),
       start_(Clock::now()),
       last_shown_(start_) {}
 

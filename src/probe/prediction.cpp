@@ -8,6 +8,8 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/squad/decoder.hpp"
 #include "layerprobe/core/device.hpp"
+#include "layerprobe/dist/dist.hpp"
+#include "layerprobe/dist/sharding.hpp"
 #include "layerprobe/probe/control.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/squad/features.hpp"
@@ -133,7 +135,8 @@ void score_features(QaModel& model, const std::vector<SquadFeature>& features, s
 
 void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
                        const std::vector<SquadFeature>& features, const Tokenizer& tokenizer,
-                       const ProbePredictOptions& options, const std::string& dev_fingerprint) {
+                       const ProbePredictOptions& options, const std::string& dev_fingerprint,
+                       size_t total_questions) {
   DecodeOptions decode;
   decode.do_lower_case = tokenizer.lowercases();
   decode.n_best_size = options.n_best_size;
@@ -141,14 +144,18 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
   decode.null_score_diff_threshold = options.null_score_diff_threshold;
   auto preds = preds_dir_for(set.dir, set.kind);
   for (size_t layer = 0; layer < set.logits.size(); ++layer) {
-    auto predictions = decode_predictions(examples, features, set.logits[layer], tokenizer, decode);
+    // With several ranks, each decodes its questions and rank 0 writes them all.
+    auto predictions = dist::gather_predictions(
+        decode_predictions(examples, features, set.logits[layer], tokenizer, decode), total_questions);
+    set.logits[layer].clear();
+    set.logits[layer].shrink_to_fit();
+    if (!dist::is_main()) continue;
     auto name = std::to_string(layer + 1);
     write_predictions_csv(preds / ("pred_layer_" + name + ".csv"), predictions);
     write_predictions_json(preds / ("pred_layer_" + name + ".json"), predictions);
     write_null_odds_json(preds / ("null_odds_layer_" + name + ".json"), predictions);
-    set.logits[layer].clear();
-    set.logits[layer].shrink_to_fit();
   }
+  if (!dist::is_main()) return;
   nlohmann::json meta = {{"dev_file", fs::absolute(options.dev_file).lexically_normal().string()},
                          {"dev_file_fingerprint", dev_fingerprint},
                          {"layers", set.stored.probes.layers()},
@@ -157,12 +164,12 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
                          {"seed", set.seed ? nlohmann::json(*set.seed) : nlohmann::json()},
                          {"model", fs::absolute(set.model_dir).lexically_normal().string()},
                          {"probes", fs::absolute(set.dir / "probes.safetensors").lexically_normal().string()},
-                         {"questions", examples.size()},
+                         {"questions", total_questions},
                          {"max_answer_length", options.max_answer_length},
                          {"n_best_size", options.n_best_size},
                          {"null_score_diff_threshold", options.null_score_diff_threshold}};
   write_file_atomically(preds / "preds_meta.json", meta.dump(2) + "\n");
-  spdlog::info("{}: {} layers x {} predictions -> {}", set.dir.string(), set.logits.size(), examples.size(),
+  spdlog::info("{}: {} layers x {} predictions -> {}", set.dir.string(), set.logits.size(), total_questions,
                preds.string());
 }
 
@@ -207,8 +214,15 @@ void predict_probes(const ProbePredictOptions& input_options) {
     spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}{}", options.dev_file.string(),
                  dataset.examples.size(), features.size(), group.size(),
                  first.kind == "control" ? "the control encoder of " : "", model_dir.string());
-    score_features(*loaded.model, features, group, options, device, tokenizer->pad_id());
-    for (auto* set : group) write_predictions(*set, dataset.examples, features, *tokenizer, options, dev_fingerprint);
+    // Each rank scores and decodes its questions, with all their windows (all of them in one process).
+    const auto shard = dist::enabled()
+                           ? dist::question_shard(dataset.examples, features, dist::rank(), dist::world_size())
+                           : dist::QuestionShard{};
+    const auto& examples = dist::enabled() ? shard.examples : dataset.examples;
+    const auto& local_features = dist::enabled() ? shard.features : features;
+    score_features(*loaded.model, local_features, group, options, device, tokenizer->pad_id());
+    for (auto* set : group)
+      write_predictions(*set, examples, local_features, *tokenizer, options, dev_fingerprint, dataset.examples.size());
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -74,37 +75,69 @@ uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
   return x ^ (x >> 31);
 }
 
-// Calls keep(i, kept) for every element i < n; each 64-bit draw decides two
-// elements (its low and high halves against a 32-bit threshold).
+// Hidden states [L,B,T,H] seen as L*B*T rows of H units; sizes with fewer
+// dimensions have the missing leading ones set to 1.
+struct DropoutShape {
+  int64_t layers = 1, batch = 1, positions = 1, units = 1;
+};
+
+DropoutShape dropout_shape(at::IntArrayRef sizes) {
+  DropoutShape shape;
+  const auto dims = static_cast<int64_t>(sizes.size());
+  if (dims >= 1) shape.units = sizes[dims - 1];
+  if (dims >= 2) shape.positions = sizes[dims - 2];
+  if (dims >= 3) shape.batch = sizes[dims - 3];
+  for (int64_t d = 0; d + 3 < dims; ++d) shape.layers *= sizes[d];
+  return shape;
+}
+
+// Calls keep(i, kept) for every element i (row-major) of a tensor of `shape`.
+// The decision for (l, b, t, h) hashes (seed, l, row_offset + b, t, h) alone;
+// each 64-bit draw decides two units (its low and high halves against a
+// 32-bit threshold).
 template <typename Keep>
-void for_each_dropout_decision(int64_t n, double p, uint64_t seed, Keep keep) {
+void for_each_dropout_decision(const DropoutShape& shape, double p, uint64_t seed, int64_t row_offset, Keep keep) {
   const auto threshold = static_cast<uint64_t>(std::llround(p * 4294967296.0));
   const uint64_t key = mix64(seed + 0x9e3779b97f4a7c15ULL);
-  at::parallel_for(0, (n + 1) / 2, 1 << 14, [&](int64_t begin, int64_t end) {
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const uint64_t draw = mix64(key + static_cast<uint64_t>(pair) * 0x9e3779b97f4a7c15ULL);
-      keep(2 * pair, (draw & 0xffffffffULL) >= threshold);
-      if (2 * pair + 1 < n) keep(2 * pair + 1, (draw >> 32) >= threshold);
+  const int64_t T = shape.positions, B = shape.batch, H = shape.units;
+  const int64_t rows = shape.layers * B * T;
+  at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, H)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const auto t = static_cast<uint64_t>(r % T), b = static_cast<uint64_t>(row_offset + (r / T) % B),
+                 l = static_cast<uint64_t>(r / (T * B));
+      const uint64_t row_key = mix64(mix64(mix64(key + l) + b * 0xd1b54a32d192ed03ULL) + t * 0x8cb92ba72f3d8dd7ULL);
+      for (int64_t h = 0; h < H; h += 2) {
+        const uint64_t draw = mix64(row_key + static_cast<uint64_t>(h / 2 + 1) * 0x9e3779b97f4a7c15ULL);
+        keep(r * H + h, (draw & 0xffffffffULL) >= threshold);
+        if (h + 1 < H) keep(r * H + h + 1, (draw >> 32) >= threshold);
+      }
     }
   });
 }
 
-torch::Tensor apply_dropout(const torch::Tensor& hidden, double p, uint64_t seed) {
+// mix64 and the keep decisions of for_each_dropout_decision as int64 tensor ops (wrapping arithmetic;
+// logical shifts masked out of arithmetic ones).
+torch::Tensor shift_right(const torch::Tensor& x, int bits) {
+  return x.__rshift__(bits).bitwise_and(static_cast<int64_t>(~0ULL >> bits));
+}
+
+torch::Tensor mix64_tensor(torch::Tensor x) {
+  x = x.bitwise_xor(shift_right(x, 30)).mul(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL));
+  x = x.bitwise_xor(shift_right(x, 27)).mul(static_cast<int64_t>(0x94d049bb133111ebULL));
+  return x.bitwise_xor(shift_right(x, 31));
+}
+
+torch::Tensor apply_dropout(const torch::Tensor& hidden, double p, uint64_t seed, int64_t row_offset) {
   if (p <= 0) return hidden;
-  if (hidden.is_cuda()) {
-    auto generator = at::globalContext().defaultGenerator(hidden.device());
-    {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_current_seed(seed);
-    }
-    return hidden * torch::empty_like(hidden).bernoulli_(1.0 - p, generator) / (1.0 - p);
-  }
+  // On a GPU the same mask with tensor ops: sharded and single-process runs, CPU and GPU, drop alike.
+  if (hidden.is_cuda())
+    return hidden * dropout_keep_mask_on(hidden.device(), hidden.sizes(), p, seed, row_offset) / (1.0 - p);
   auto input = hidden.contiguous();
   auto output = torch::empty_like(input);
   const float* in = input.data_ptr<float>();
   float* out = output.data_ptr<float>();
   const auto scale = static_cast<float>(1.0 / (1.0 - p));
-  for_each_dropout_decision(input.numel(), p, seed,
+  for_each_dropout_decision(dropout_shape(input.sizes()), p, seed, row_offset,
                             [&](int64_t i, bool kept) { out[i] = kept ? in[i] * scale : 0.0f; });
   return output;
 }
@@ -128,24 +161,78 @@ struct LossAndGradient {
   torch::Tensor gradient;  // d(loss) / d(logits), [..., B, T]
 };
 
-// The mean over B of -log softmax[target] and its gradient, softmax - onehot
-// over B (zero at padding, where the softmax is zero).
+// The sum over B of -log softmax[target] and its gradient, softmax - onehot
+// (zero at padding, where the softmax is zero), both divided by `rows` (B, or
+// the global batch's rows when B is one shard of it).
 LossAndGradient masked_cross_entropy_with_gradient(const torch::Tensor& logits, const torch::Tensor& attention_mask,
-                                                   const torch::Tensor& targets) {
+                                                   const torch::Tensor& targets, int64_t rows) {
   auto log_probs = masked_log_softmax(logits, attention_mask);
   auto index = target_index(log_probs, targets);
-  auto loss = -log_probs.gather(-1, index).squeeze(-1).mean(-1);
+  auto loss = -log_probs.gather(-1, index).squeeze(-1).sum(-1).div_(static_cast<double>(rows));
   auto gradient = log_probs.exp().scatter_add_(-1, index, torch::full(index.sizes(), -1.0f, log_probs.options()));
-  return {loss, gradient.div_(static_cast<double>(targets.size(0)))};
+  return {loss, gradient.div_(static_cast<double>(rows))};
+}
+
+struct StepGradients {
+  torch::Tensor grad_w;  // [L,2,H]
+  torch::Tensor grad_b;  // [L,2]
+  torch::Tensor loss;    // [L]
+};
+
+// This batch's share of the global batch's mean loss and gradient.
+StepGradients local_gradients(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                              const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                              const torch::Tensor& weight, const torch::Tensor& bias, double dropout,
+                              uint64_t dropout_seed, int64_t row_offset, int64_t global_rows) {
+  const int64_t L = weight.size(0), B = hidden.size(1), H = weight.size(2);
+  if (B == 0) return {torch::zeros_like(weight), torch::zeros_like(bias), torch::zeros({L}, weight.options())};
+  const int64_t T = hidden.size(2);
+  auto dropped = apply_dropout(hidden.to(torch::kFloat32), dropout, dropout_seed, row_offset).reshape({L, B * T, H});
+  auto logits = probe_logits(dropped.view({L, B, T, H}), weight, bias);  // [L,B,T,2]
+  auto start = masked_cross_entropy_with_gradient(logits.select(-1, 0), attention_mask, start_positions, global_rows);
+  auto end = masked_cross_entropy_with_gradient(logits.select(-1, 1), attention_mask, end_positions, global_rows);
+  // loss = (start + end) / 2 per layer; layers and heads are independent.
+  auto grad_logits = torch::stack({start.gradient, end.gradient}, -1).mul_(0.5).view({L, B * T, 2});
+  return {torch::bmm(grad_logits.transpose(1, 2), dropped), grad_logits.sum(1), (start.loss + end.loss) / 2};
+}
+
+// Sums a step's gradients and losses over the ranks, in one collective.
+void reduce_over_ranks(StepGradients& step, const std::function<void(torch::Tensor&)>& all_reduce_sum) {
+  auto flat = torch::cat({step.grad_w.reshape({-1}), step.grad_b.reshape({-1}), step.loss.reshape({-1})});
+  all_reduce_sum(flat);
+  const int64_t w = step.grad_w.numel(), b = step.grad_b.numel();
+  step.grad_w = flat.slice(0, 0, w).view(step.grad_w.sizes());
+  step.grad_b = flat.slice(0, w, w + b).view(step.grad_b.sizes());
+  step.loss = flat.slice(0, w + b).clone();
 }
 
 }  // namespace
 
-torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed) {
+torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, int64_t row_offset) {
   auto mask = torch::empty(sizes, torch::kBool);
   bool* data = mask.data_ptr<bool>();
-  for_each_dropout_decision(mask.numel(), p, seed, [&](int64_t i, bool kept) { data[i] = kept; });
+  for_each_dropout_decision(dropout_shape(sizes), p, seed, row_offset, [&](int64_t i, bool kept) { data[i] = kept; });
   return mask;
+}
+
+torch::Tensor dropout_keep_mask_on(torch::Device device, at::IntArrayRef sizes, double p, uint64_t seed,
+                                   int64_t row_offset) {
+  const DropoutShape shape = dropout_shape(sizes);
+  const auto options = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  const auto key = static_cast<int64_t>(mix64(seed + 0x9e3779b97f4a7c15ULL));
+  auto l = torch::arange(shape.layers, options).view({-1, 1, 1});
+  auto b = torch::arange(row_offset, row_offset + shape.batch, options).view({1, -1, 1});
+  auto t = torch::arange(shape.positions, options).view({1, 1, -1});
+  auto row_key = mix64_tensor(mix64_tensor(mix64_tensor(l + key) + b.mul(static_cast<int64_t>(0xd1b54a32d192ed03ULL))) +
+                              t.mul(static_cast<int64_t>(0x8cb92ba72f3d8dd7ULL)));  // [L,B,T]
+  const int64_t pairs = (shape.units + 1) / 2;
+  auto pair = torch::arange(1, pairs + 1, options).mul(static_cast<int64_t>(0x9e3779b97f4a7c15ULL));
+  auto draw = mix64_tensor(row_key.unsqueeze(-1) + pair);  // [L,B,T,pairs]
+  const auto threshold = static_cast<int64_t>(std::llround(p * 4294967296.0));
+  auto low = draw.bitwise_and(static_cast<int64_t>(0xffffffffULL)).ge(threshold);
+  auto high = shift_right(draw, 32).ge(threshold);
+  auto keep = torch::stack({low, high}, -1).view({shape.layers, shape.batch, shape.positions, 2 * pairs});
+  return keep.slice(-1, 0, shape.units).reshape(sizes);
 }
 
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& attention_mask,
@@ -156,22 +243,17 @@ torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Ten
 
 ProbeStepResult LayerProbes::train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
                                         const torch::Tensor& start_positions, const torch::Tensor& end_positions,
-                                        uint64_t dropout_seed) {
+                                        uint64_t dropout_seed, const ProbeBatchShard& shard) {
   torch::InferenceMode inference;
-  const int64_t L = hidden.size(0), B = hidden.size(1), T = hidden.size(2), H = hidden.size(3);
-  auto dropped = apply_dropout(hidden.to(torch::kFloat32), options_.dropout, dropout_seed).reshape({L, B * T, H});
-  auto logits = probe_logits(dropped.view({L, B, T, H}), weight_, bias_);  // [L,B,T,2]
-  auto start = masked_cross_entropy_with_gradient(logits.select(-1, 0), attention_mask, start_positions);
-  auto end = masked_cross_entropy_with_gradient(logits.select(-1, 1), attention_mask, end_positions);
-  // loss = (start + end) / 2 per layer; layers and heads are independent.
-  auto grad_logits = torch::stack({start.gradient, end.gradient}, -1).mul_(0.5).view({L, B * T, 2});
-  auto grad_w = torch::bmm(grad_logits.transpose(1, 2), dropped);  // [L,2,H]
-  auto grad_b = grad_logits.sum(1);                                 // [L,2]
+  const int64_t global_rows = shard.global_rows > 0 ? shard.global_rows : hidden.size(1);
+  auto step = local_gradients(hidden, attention_mask, start_positions, end_positions, weight_, bias_,
+                              options_.dropout, dropout_seed, shard.row_offset, global_rows);
+  if (shard.all_reduce_sum) reduce_over_ranks(step, shard.all_reduce_sum);
   // clip_grad_norm_ per (layer, head) over that head's weight and bias.
-  auto norm = (grad_w.pow(2).sum(-1) + grad_b.pow(2)).sqrt();  // [L,2]
+  auto norm = (step.grad_w.pow(2).sum(-1) + step.grad_b.pow(2)).sqrt();  // [L,2]
   auto coef = (options_.max_grad_norm / (norm + 1e-6)).clamp_max(1.0);
-  apply_adamw(grad_w * coef.unsqueeze(-1), grad_b * coef);
-  return {(start.loss + end.loss) / 2};
+  apply_adamw(step.grad_w * coef.unsqueeze(-1), step.grad_b * coef);
+  return {step.loss};
 }
 
 void LayerProbes::apply_adamw(const torch::Tensor& grad_w, const torch::Tensor& grad_b) {

@@ -10,6 +10,8 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/device.hpp"
 #include "layerprobe/core/precision.hpp"
+#include "layerprobe/dist/dist.hpp"
+#include "layerprobe/dist/sharding.hpp"
 #include "layerprobe/probe/codelength.hpp"
 #include "layerprobe/probe/control.hpp"
 #include "layerprobe/probe/experiment.hpp"
@@ -192,8 +194,9 @@ void save_epoch(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& o
   metadata.mean_loss.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
   if (epoch == 1) metadata.codelength = set.codelength;
   auto path = probes_file(options.output_dir, run.kind, epoch, set.seed);
-  save_probes(path, *set.probes, metadata);
   set.done_epochs = epoch;
+  if (!dist::is_main()) return;  // every rank holds the same probes; rank 0 writes them
+  save_probes(path, *set.probes, metadata);
   spdlog::info("{}{} epoch {}: mean loss layer 1 {:.4f}, layer {} {:.4f} -> {}", run.kind,
                set.seed ? " seed " + std::to_string(*set.seed) : "", epoch, metadata.mean_loss.front(),
                metadata.mean_loss.size(), metadata.mean_loss.back(), path.string());
@@ -207,14 +210,24 @@ std::vector<SeedProbes*> training_sets(ProbeRun& run, int epoch) {
   return sets;
 }
 
-// Each unmasked position is a target the probe's softmax may name.
-std::vector<int64_t> unmasked_positions(const LoopBatch& batch) {
-  auto counts = batch.inputs.attention_mask.sum(1).to(torch::kCPU, torch::kInt64).contiguous();
-  return {counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel()};
+// Each feature's tokens: the targets the probe's softmax may name. From the
+// global batch, so every rank codes the same features.
+std::vector<int64_t> feature_positions(const std::vector<SquadFeature>& features, const std::vector<size_t>& batch) {
+  std::vector<int64_t> positions;
+  for (size_t index : batch) positions.push_back(static_cast<int64_t>(features[index].length()));
+  return positions;
 }
 
+// Hidden states of this rank's rows; [L,0,0,H] when it holds none of the batch.
+torch::Tensor shard_hidden_states(ProbeRun& run, const LoopBatch& batch, const ProbeTrainOptions& options) {
+  if (batch.rows.empty()) return torch::empty({run.model.config.num_hidden_layers, 0, 0, run.model.config.hidden_size});
+  return probed_hidden_states(*run.model.model, batch.inputs, options.precision);
+}
+
+// One batch through every active encoder, then each of its probe sets'
+// training step; `positions` (epoch 1 only) feed the codelength.
 std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, const ProbeTrainOptions& options,
-                       int epoch) {
+                       int epoch, const ProbeBatchShard& shard, const std::vector<int64_t>& positions) {
   std::vector<int64_t> starts, ends;
   for (const auto* f : batch.rows) {
     starts.push_back(f->start_position);
@@ -223,18 +236,17 @@ std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, c
   const auto device = batch.inputs.input_ids.device();
   auto start_positions = torch::tensor(starts, torch::kInt64).to(device);
   auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
-  const auto positions = epoch == 1 ? unmasked_positions(batch) : std::vector<int64_t>{};
   std::string detail;
   for (auto* run : active) {
-    auto hidden = probed_hidden_states(*run->model.model, batch.inputs, options.precision);
+    auto hidden = shard_hidden_states(*run, batch, options);
     torch::Tensor shown;
     for (auto* set : training_sets(*run, epoch)) {
       auto result = set->probes->train_step(hidden, batch.inputs.attention_mask, start_positions, end_positions,
-                                            dropout_seed(set->probe_seed, epoch, run->kind, batch.number));
+                                            dropout_seed(set->probe_seed, epoch, run->kind, batch.number), shard);
       auto loss = result.loss.to(torch::kCPU, torch::kDouble);
-      set->loss_sum += loss * static_cast<double>(batch.rows.size());
+      set->loss_sum += loss * static_cast<double>(shard.global_rows);
       if (set->codelength) set->codelength->add_batch(loss, positions);
-      set->features_seen += static_cast<int64_t>(batch.rows.size());
+      set->features_seen += shard.global_rows;
       if (!shown.defined()) shown = loss;
     }
     detail += (detail.empty() ? "" : ", ") + run->kind + " loss L" + std::to_string(shown.size(0)) + " " +
@@ -258,12 +270,16 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
   loop.device = device;
   loop.resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
   loop.units_per_feature = static_cast<int64_t>(active.size());
-  for_each_batch(features, batches, loop,
-                 [&](const LoopBatch& batch) { return train_step(active, batch, options, epoch); });
+  // Each rank encodes its rows of every global batch (all of them in one process).
+  const auto shards = dist::rank_batches(batches, dist::rank(), dist::world_size());
+  for_each_batch(features, shards.local, loop, [&](const LoopBatch& batch) {
+    const auto positions = epoch == 1 ? feature_positions(features, batches[batch.number]) : std::vector<int64_t>{};
+    return train_step(active, batch, options, epoch, dist::probe_batch_shard(shards, batch.number), positions);
+  });
   for (auto* run : active) {
     for (auto* set : training_sets(*run, epoch))
       save_epoch(*run, *set, options, epoch, static_cast<int64_t>(features.size()));
-    if (epoch == 1) write_codelength_csv(run->kind, options);
+    if (epoch == 1 && dist::is_main()) write_codelength_csv(run->kind, options);
   }
 }
 
@@ -313,8 +329,11 @@ void train_probes(const ProbeTrainOptions& input_options) {
     // The control's weights fingerprint is part of its settings, so it is built before resuming.
     if (run.kind == "control") run.model = control_model(run.model_dir, options.control_seed);
     run.sets = seed_sets(options, run_training_options(shared_options, run, options));
-    for (auto& set : run.sets)
+    for (auto& set : run.sets) {
       if (!options.overwrite) resume(run, set, options);
+      dist::require_same_on_every_rank(set.done_epochs, run.kind + (set.seed ? " seed " + std::to_string(*set.seed) : "") +
+                                                            " epochs saved in '" + options.output_dir.string() + "'");
+    }
   }
   int first_epoch = options.epochs + 1;
   for (const auto& run : runs) first_epoch = std::min(first_epoch, run.done_epochs() + 1);

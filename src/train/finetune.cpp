@@ -10,6 +10,8 @@
 #include "layerprobe/core/hash.hpp"
 #include "layerprobe/core/precision.hpp"
 #include "layerprobe/core/progress.hpp"
+#include "layerprobe/dist/dist.hpp"
+#include "layerprobe/dist/sharding.hpp"
 #include "layerprobe/io/safetensors.hpp"
 #include "layerprobe/text/tokenizer_registry.hpp"
 
@@ -194,7 +196,9 @@ class Trainer {
         fp16_(options.fp16 && device.is_cuda()),
         optimizer_(model.named_parameters(), options.weight_decay, options.adam_epsilon) {
     validate();
-    batches_per_epoch_ = (static_cast<int64_t>(features.size()) + options.batch_size - 1) / options.batch_size;
+    // Data parallel: each of the W ranks takes its --per_gpu_train_batch_size rows of a global batch W times that.
+    global_batch_ = options.batch_size * dist::world_size();
+    batches_per_epoch_ = (static_cast<int64_t>(features.size()) + global_batch_ - 1) / global_batch_;
     updates_per_epoch_ = batches_per_epoch_ / options.gradient_accumulation_steps;
     if (updates_per_epoch_ == 0)
       throw Error("only " + std::to_string(batches_per_epoch_) + " batches of training data, fewer than " +
@@ -243,8 +247,11 @@ class Trainer {
     }
     progress.finish();
     model_.eval();
-    save_model(options_.output_dir);
+    if (dist::is_main()) save_model(options_.output_dir);
     spdlog::info("saved the fine-tuned model to {}", options_.output_dir.string());
+    if (dist::enabled())
+      spdlog::info("{} ranks: gradient all-reduce took {:.1f} s of {:.1f} s of training", dist::world_size(),
+                   reduce_seconds_, progress.seconds());
     FineTuneResult result;
     result.global_step = state_.global_step;
     result.mean_loss = state_.global_step > 0 ? state_.loss_sum / static_cast<double>(state_.global_step) : 0.0;
@@ -262,7 +269,7 @@ class Trainer {
 
   nlohmann::json fingerprint() const {
     const auto& o = options_;
-    return {{"seed", o.seed},
+    nlohmann::json json = {{"seed", o.seed},
             {"per_gpu_train_batch_size", o.batch_size},
             {"learning_rate", o.learning_rate},
             {"gradient_accumulation_steps", o.gradient_accumulation_steps},
@@ -277,6 +284,9 @@ class Trainer {
             {"fp16", fp16_},
             {"train_features", features_.size()},
             {"features_checksum", features_checksum(features_)}};
+    // Recorded only for several ranks, so earlier checkpoints still resume.
+    if (dist::enabled()) json["world_size"] = dist::world_size();
+    return json;
   }
 
   bool finished() const { return options_.max_steps > 0 && state_.global_step >= options_.max_steps; }
@@ -288,13 +298,14 @@ class Trainer {
 
   void log_plan() const {
     spdlog::info("training on {} features: {} epochs of {} batches of {} (accumulating {}), {} optimizer steps",
-                 features_.size(), epochs_, batches_per_epoch_, options_.batch_size,
+                 features_.size(), epochs_, batches_per_epoch_, global_batch_,
                  options_.gradient_accumulation_steps, remaining_steps() + state_.global_step);
   }
 
   void resume() {
     auto dir = latest_checkpoint(options_.output_dir);
     if (!dir) {
+      dist::require_same_on_every_rank(0, "the step resumed from in '" + options_.output_dir.string() + "'");
       spdlog::info("--resume: no checkpoint with a trainer state in '{}'; starting from the beginning",
                    options_.output_dir.string());
       return;
@@ -310,6 +321,7 @@ class Trainer {
     const fs::path optimizer_file = *dir / kOptimizerFile;
     optimizer_.load_state_tensors(read_safetensors(optimizer_file).tensors, optimizer_file.string());
     state_ = stored;
+    dist::require_same_on_every_rank(state_.global_step, "the step resumed from in '" + options_.output_dir.string() + "'");
     spdlog::info("resuming from {} (step {}, epoch {}, batch {})", dir->string(), state_.global_step,
                  state_.epoch + 1, state_.next_batch);
   }
@@ -319,8 +331,11 @@ class Trainer {
   double train_batch(const std::vector<size_t>& order, int64_t b) {
     std::vector<const SquadFeature*> rows;
     std::vector<int64_t> starts, ends;
-    const auto begin = static_cast<size_t>(b * options_.batch_size);
-    for (size_t i = begin; i < std::min(order.size(), begin + static_cast<size_t>(options_.batch_size)); ++i) {
+    const auto global_begin = static_cast<size_t>(b * global_batch_);
+    const size_t global_rows = std::min(order.size(), global_begin + static_cast<size_t>(global_batch_)) - global_begin;
+    const auto world = static_cast<size_t>(dist::world_size()), rank = static_cast<size_t>(dist::rank());
+    const size_t begin = global_begin + global_rows * rank / world, end = global_begin + global_rows * (rank + 1) / world;
+    for (size_t i = begin; i < end; ++i) {
       rows.push_back(&features_[order[i]]);
       starts.push_back(rows.back()->start_position);
       ends.push_back(rows.back()->end_position);
@@ -330,8 +345,11 @@ class Trainer {
     if (options_.tokenizer) batch_options.pad_id = options_.tokenizer->pad_id();
     const EncoderBatch batch = make_batch(rows, batch_options).to(device_);
     // Dropout masks depend only on (seed, batch number), so a resumed run draws the same ones.
-    torch::manual_seed(options_.seed * 1000003ULL + 7919ULL * static_cast<uint64_t>(state_.epoch * batches_per_epoch_ + b));
+    // (and on the rank: ranks draw different masks for their different rows).
+    torch::manual_seed(options_.seed * 1000003ULL + 7919ULL * static_cast<uint64_t>(state_.epoch * batches_per_epoch_ + b) +
+                       0x9e3779b97f4a7c15ULL * rank);
     model_.train();
+    if (rows.empty()) return reduced_loss(0.0);  // a small last batch: no rows for this rank
     torch::Tensor loss;
     {
       // Autocast for the forward pass only, as torch.cuda.amp.autocast is used.
@@ -341,13 +359,40 @@ class Trainer {
                      torch::tensor(starts, torch::kInt64).to(device_), torch::tensor(ends, torch::kInt64).to(device_));
     }
     if (options_.gradient_accumulation_steps > 1) loss = loss / static_cast<double>(options_.gradient_accumulation_steps);
+    // This rank's share of the global batch's mean: the ranks' gradients are summed.
+    if (world > 1) loss = loss * (static_cast<double>(rows.size()) / static_cast<double>(global_rows));
     (fp16_ ? loss * state_.loss_scale : loss).backward();
-    const double value = loss.item<double>();
+    const double value = reduced_loss(loss.item<double>());
     last_loss_ = value * static_cast<double>(options_.gradient_accumulation_steps);
     if (!std::isfinite(value) && !fp16_)
       throw Error("the training loss became " + std::to_string(value) + " at step " +
                   std::to_string(state_.global_step + 1) + "; lower --learning_rate");
     return value;
+  }
+
+  // The global batch's loss from this rank's share of it.
+  double reduced_loss(double local) {
+    if (!dist::enabled()) return local;
+    auto total = torch::tensor({local}, torch::kDouble);
+    dist::all_reduce_sum(total);
+    return total.item<double>();
+  }
+
+  // Sums the gradients over the ranks (bucketed, as DDP does), once per
+  // update. A parameter with a gradient on some rank gets one on all.
+  void reduce_gradients(std::vector<torch::Tensor>& parameters) {
+    if (!dist::enabled()) return;
+    torch::NoGradGuard no_grad;
+    auto defined = torch::zeros({static_cast<int64_t>(parameters.size())});
+    for (size_t i = 0; i < parameters.size(); ++i) defined[static_cast<int64_t>(i)] = parameters[i].grad().defined() ? 1.0 : 0.0;
+    dist::all_reduce_sum(defined);
+    std::vector<torch::Tensor> grads;
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      if (defined[static_cast<int64_t>(i)].item<double>() == 0.0) continue;
+      if (!parameters[i].grad().defined()) parameters[i].mutable_grad() = torch::zeros_like(parameters[i]);
+      grads.push_back(parameters[i].grad());
+    }
+    reduce_seconds_ += dist::all_reduce_sum_bucketed(grads);
   }
 
   // Clip, AdamW step, schedule; returns the learning rate used. With fp16 an
@@ -357,6 +402,7 @@ class Trainer {
     const double lr = options_.learning_rate *
                       linear_schedule_factor(state_.global_step, options_.warmup_steps, total_steps_);
     auto parameters = model_.parameters();
+    reduce_gradients(parameters);
     if (fp16_) {
       torch::NoGradGuard no_grad;
       for (auto& p : parameters)
@@ -380,6 +426,10 @@ class Trainer {
   }
 
   void save(const std::string& name) {
+    if (!dist::is_main()) {  // every rank holds the same model; rank 0 writes it
+      last_saved_step_ = state_.global_step;
+      return;
+    }
     const fs::path dir = options_.output_dir / name;
     save_model(dir);
     write_safetensors(dir / kOptimizerFile, optimizer_.state_tensors());
@@ -412,7 +462,8 @@ class Trainer {
   bool fp16_;
   AdamW optimizer_;
   TrainerState state_;
-  int64_t batches_per_epoch_ = 0, updates_per_epoch_ = 0, epochs_ = 0;
+  int64_t global_batch_ = 0, batches_per_epoch_ = 0, updates_per_epoch_ = 0, epochs_ = 0;
+  double reduce_seconds_ = 0.0;
   double total_steps_ = 0.0;
   double last_loss_ = 0.0;
   int64_t last_saved_step_ = -1;

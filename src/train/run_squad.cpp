@@ -9,6 +9,8 @@
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/precision.hpp"
+#include "layerprobe/dist/dist.hpp"
+#include "layerprobe/dist/sharding.hpp"
 #include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/squad/predictions_io.hpp"
@@ -62,7 +64,9 @@ void check_model_type(const std::string& model_type, const ModelConfig& config, 
 }
 
 torch::Device pick_device(const RunSquadOptions& o) {
-  if (!o.no_cuda && torch::cuda::is_available()) return torch::Device(torch::kCUDA, 0);
+  // LOCAL_RANK (or --local_rank) picks the GPU of a data-parallel rank.
+  if (!o.no_cuda && torch::cuda::is_available())
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::enabled() ? dist::local_rank() : 0));
   return torch::Device(torch::kCPU);
 }
 
@@ -102,9 +106,15 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer,
                                 const torch::Device& device) {
   const fs::path predict_file = data_file(o.predict_file, o.data_dir, "dev-v2.0.json", "--predict_file");
   const auto dataset = load_squad(predict_file);
-  const auto features = squad_features(dataset.examples, tokenizer, o, false);
+  const auto all_features = squad_features(dataset.examples, tokenizer, o, false);
+  // Each rank evaluates its questions, with all their windows; rank 0 writes every answer.
+  const auto shard = dist::enabled()
+                         ? dist::question_shard(dataset.examples, all_features, dist::rank(), dist::world_size())
+                         : dist::QuestionShard{};
+  const auto& examples = dist::enabled() ? shard.examples : dataset.examples;
+  const auto& features = dist::enabled() ? shard.features : all_features;
   spdlog::info("{}: {} examples -> {} features; evaluating with batch size {}", predict_file.string(),
-               dataset.examples.size(), features.size(), o.per_gpu_eval_batch_size);
+               dataset.examples.size(), all_features.size(), o.per_gpu_eval_batch_size);
   LogitsOptions logits_options;
   logits_options.batch_size = o.per_gpu_eval_batch_size;
   logits_options.pad_to = o.window.max_seq_length;
@@ -116,7 +126,9 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer,
   decode.max_answer_length = o.max_answer_length;
   decode.null_score_diff_threshold = o.null_score_diff_threshold;
   decode.do_lower_case = o.do_lower_case;
-  const auto predictions = decode_predictions(dataset.examples, features, logits, tokenizer, decode);
+  const auto predictions = dist::gather_predictions(decode_predictions(examples, features, logits, tokenizer, decode),
+                                                   dataset.examples.size());
+  if (!dist::is_main()) return nlohmann::ordered_json::object();
   fs::create_directories(o.output_dir);
   write_predictions_json(o.output_dir / "predictions.json", predictions);
   write_nbest_json(o.output_dir / "nbest_predictions.json", predictions);

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace layerprobe {
@@ -26,6 +27,15 @@ struct ProbeStepResult {
   torch::Tensor loss;
 };
 
+// Where a train_step's rows sit when the batch is one rank's shard of a
+// data-parallel global batch. The default is a whole batch in one process.
+struct ProbeBatchShard {
+  int64_t row_offset = 0;   // global index of this shard's first row (dropout follows global rows)
+  int64_t global_rows = 0;  // rows of the global batch; 0: this batch is all of it
+  // Sums a float tensor over the ranks in place (dist::all_reduce_sum); empty: one process.
+  std::function<void(torch::Tensor&)> all_reduce_sum;
+};
+
 class LayerProbes {
  public:
   // Fresh probes for `layers` layers of width `hidden`: w ~ N(0, init_std), b = 0.
@@ -41,13 +51,16 @@ class LayerProbes {
   // cross-entropy per head, gradient clipping per layer and head, and
   // AdamW without bias correction (as the original study's optimiser).
   // hidden [L,B,T,H] (float), attention_mask [B,T], start/end [B] (int64).
-  // The dropout masks are a function of dropout_seed alone (dropout_keep_mask
-  // on the CPU; the device's generator seeded with it on CUDA), so a step
-  // repeats exactly. Gradients are written out by hand: no autograd graph,
-  // and hidden may be an inference tensor.
+  // The dropout masks are dropout_keep_mask(dropout_seed, shard.row_offset):
+  // a function of (seed, layer, global row, position, unit), so a step
+  // repeats exactly, whatever the padding, the device or the sharding.
+  // Gradients are written out by hand: no autograd graph, and hidden may be an
+  // inference tensor. With a shard, the gradient and the loss are the means
+  // over the global batch (summed over ranks by shard.all_reduce_sum), and
+  // every rank makes the same update; a rank may hold no rows (B = 0).
   ProbeStepResult train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
                              const torch::Tensor& start_positions, const torch::Tensor& end_positions,
-                             uint64_t dropout_seed);
+                             uint64_t dropout_seed, const ProbeBatchShard& shard = {});
 
   int64_t layers() const { return weight_.size(0); }
   int64_t hidden_size() const { return weight_.size(2); }
@@ -70,11 +83,15 @@ class LayerProbes {
   torch::Tensor exp_avg_w_, exp_avg_sq_w_, exp_avg_b_, exp_avg_sq_b_;
 };
 
-// Dropout's keep decisions on the CPU as a pure function of (seed, element
-// index): drawn in parallel by a counter-based hash, the same on every run
-// and for any thread count. Keeps with probability 1 - p (to 2^-32).
-// Returns a bool tensor of `sizes`.
-torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed);
+// Dropout's keep decisions on the CPU for hidden states of `sizes` [L,B,T,H]
+// (missing leading dimensions count as 1) as a pure function of (seed, layer,
+// row_offset + b, t, h): drawn in parallel by a counter-based hash, the same
+// on every run, for any thread count, padding T or sharding of the rows.
+// Keeps with probability 1 - p (to 2^-32). Returns a bool tensor of `sizes`.
+torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, int64_t row_offset = 0);
+// The same mask computed with tensor ops on `device` (how a GPU draws it, without a copy from the CPU).
+torch::Tensor dropout_keep_mask_on(torch::Device device, at::IntArrayRef sizes, double p, uint64_t seed,
+                                   int64_t row_offset = 0);
 
 // Cross-entropy over the unmasked positions only, so results do not depend on
 // how a batch is padded. logits [..., B, T], mask [B, T], targets [B] -> [...].
