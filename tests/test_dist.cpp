@@ -190,6 +190,32 @@ TEST_F(Dist, TwoRanksTrainTheSameProbesAsOneProcess) {
   EXPECT_EQ(read_file(exper / "summary.csv"), read_file(one_process() / "summary.csv"));
 }
 
+TEST_F(Dist, TwoRanksTrainTheSameSeedsControlAndCodelengthAsOneProcess) {
+  const std::string extra = " --control --seeds 1,2";
+  std::vector<fs::path> expers;
+  for (const std::string name : {"seeds_one", "seeds_two"}) {
+    const fs::path exper = root_ / name;
+    fs::remove_all(exper);
+    const std::string ranks = name == "seeds_two" ? " --nproc 2" : "";
+    ASSERT_EQ(run_logged(probe_train(exper, extra + ranks), root_ / (name + ".log")), 0) << read_file(root_ / (name + ".log"));
+    expers.push_back(exper);
+  }
+  for (const std::string kind : {"pretrained", "fine_tuned", "control"})
+    for (const std::string seed : {"seed_1", "seed_2"}) {
+      const auto in = [&](const fs::path& exper) {
+        return exper / (kind + "_epoch_1") / (kind + "_probes") / seed / "probes.safetensors";
+      };
+      expect_probes_close(in(expers[1]), in(expers[0]), 1e-5);
+      const auto one = load_probes(in(expers[0])).metadata.codelength, two = load_probes(in(expers[1])).metadata.codelength;
+      ASSERT_TRUE(one && two) << in(expers[1]);
+      EXPECT_EQ(one->features, two->features);
+      EXPECT_DOUBLE_EQ(one->uniform_bits, two->uniform_bits);
+      for (size_t l = 0; l < one->online_bits.size(); ++l)
+        EXPECT_NEAR(one->online_bits[l], two->online_bits[l], 1e-4 * one->online_bits[l]) << kind << seed << l;
+    }
+  EXPECT_TRUE(fs::exists(expers[1] / "control_epoch_1" / "codelength.csv"));
+}
+
 TEST_F(Dist, ThreeRanksPredictTheSameFilesAsOneProcess) {
   std::vector<fs::path> expers;
   for (const std::string name : {"predict_one", "predict_three"}) {
