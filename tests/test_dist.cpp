@@ -117,22 +117,7 @@ class Dist : public ::testing::Test {
     ::setenv("MASTER_ADDR", "127.0.0.1", 1);  // never anything but loopback, even for --nproc
     for (const char* name : {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT"}) ::unsetenv(name);
     root_ = fs::path(LAYERPROBE_BINARY_DIR) / "test-scratch" / "dist";
-    fs::create_directories(root_.parent_path());
-    const int lock = ::open((root_.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    ASSERT_GE(lock, 0);
-    ::flock(lock, LOCK_EX);
-    std::string stamp;
-    for (const char* name : {"probe_tools", "probe_train", "run_squad"})
-      stamp += std::to_string(fs::last_write_time(tool(name)).time_since_epoch().count()) + "\n";
-    const fs::path marker = root_ / "ready";
-    if (!fs::exists(marker) || read_file(marker) != stamp) {
-      fs::remove_all(root_);
-      fs::create_directories(root_);
-      make_fixture();
-      if (!HasFailure()) write_file_atomically(marker, stamp);
-    }
-    ::flock(lock, LOCK_UN);
-    ::close(lock);
+    test_support::make_shared_fixture(root_, make_fixture);
   }
 
   static void must(const std::string& command) {

@@ -200,21 +200,7 @@ class Reliability : public ::testing::Test {
   static void SetUpTestSuite() {
     ::setenv("LAYERPROBE_THREADS", "1", 1);  // one thread: bit-identical reruns, light on shared CPUs
     root_ = fs::path(LAYERPROBE_BINARY_DIR) / "test-scratch" / "reliability";
-    fs::create_directories(root_.parent_path());
-    const int lock = ::open((root_.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    ASSERT_GE(lock, 0);
-    ::flock(lock, LOCK_EX);
-    std::string stamp;
-    for (const char* name : {"probe_tools", "probe_train", "run_squad"})
-      stamp += std::to_string(fs::last_write_time(tool(name)).time_since_epoch().count()) + "\n";
-    const fs::path marker = root_ / "ready";
-    if (!fs::exists(marker) || read_file(marker) != stamp) {
-      fs::remove_all(root_);
-      make_fixture();
-      if (!HasFailure()) write_file_atomically(marker, stamp);
-    }
-    ::flock(lock, LOCK_UN);
-    ::close(lock);
+    test_support::make_shared_fixture(root_, make_fixture);
   }
 
   static void make_fixture() {

@@ -6,13 +6,19 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "layerprobe/core/common.hpp"
 
 namespace layerprobe::test_support {
 
@@ -38,6 +44,29 @@ inline int run_logged(const std::string& command, const std::filesystem::path& l
   const std::string full = "LAYERPROBE_THREADS=2 " + command + " >" + log.string() + " 2>&1";
   const int status = std::system(full.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Makes the directory `root` with `make` once per build of the executables
+// the fixture runs: under a lock (for ctest -j, where each test is its own
+// process), and again whenever probe_tools, probe_train or run_squad change.
+// A fixture whose making failed (a gtest failure) is made again next time.
+inline void make_shared_fixture(const std::filesystem::path& root, const std::function<void()>& make) {
+  std::filesystem::create_directories(root.parent_path());
+  const int lock = ::open((root.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(lock, 0);
+  ::flock(lock, LOCK_EX);
+  std::string stamp;
+  for (const char* name : {"probe_tools", "probe_train", "run_squad"})
+    stamp += std::to_string(std::filesystem::last_write_time(tool(name)).time_since_epoch().count()) + "\n";
+  const std::filesystem::path marker = root / "ready";
+  if (!std::filesystem::exists(marker) || layerprobe::read_file(marker) != stamp) {
+    std::filesystem::remove_all(root);
+    std::filesystem::create_directories(root);
+    make();
+    if (!::testing::Test::HasFailure()) layerprobe::write_file_atomically(marker, stamp);
+  }
+  ::flock(lock, LOCK_UN);
+  ::close(lock);
 }
 
 // Largest absolute difference, in double; the shapes must agree.
