@@ -151,19 +151,26 @@ TEST(Workflow, FinalStudyFormOnEveryFamily) {
     REQUIRE_SHARED(family.vocab);
     const std::string name = family.name;
     init_model(name, family.vocab, family.lower_case, dir / "models" / name, "--no-qa-head", dir / "init.log");
-    ASSERT_EQ(run(env + tool("probe_train") + " " + name + " cpu 1 --train-file " + dev + " --max-train-features 32",
+    // With a control of the family's architecture and two probe seeds from one encoder pass.
+    ASSERT_EQ(run(env + tool("probe_train") + " " + name + " cpu 1 --train-file " + dev +
+                      " --max-train-features 32 --control --seeds 1,2",
                   dir / "train.log"),
               0)
         << read_file(dir / "train.log");
-    auto probes = dir / name / "pretrained_epoch_1" / "pretrained_probes" / "probes.safetensors";
-    ASSERT_TRUE(fs::exists(probes)) << read_file(dir / "train.log");
-    EXPECT_EQ(load_probes(probes).probes.layers(), static_cast<int64_t>(family.layers));
+    for (const std::string kind : {"pretrained", "control"})
+      for (const char* seed : {"seed_1", "seed_2"}) {
+        auto probes = dir / name / (kind + "_epoch_1") / (kind + "_probes") / seed / "probes.safetensors";
+        ASSERT_TRUE(fs::exists(probes)) << read_file(dir / "train.log");
+        EXPECT_EQ(load_probes(probes).probes.layers(), static_cast<int64_t>(family.layers));
+      }
+    EXPECT_EQ(csv_rows(dir / name / "control_epoch_1" / "codelength.csv"), 1u + 2 * family.layers);
     ASSERT_EQ(run(env + tool("probe_predict") + " " + name + " cpu --dev-file " + dev, dir / "predict.log"), 0)
         << read_file(dir / "predict.log");
-    ASSERT_EQ(run(env + tool("probe_evaluate") + " " + name, dir / "evaluate.log"), 0)
+    ASSERT_EQ(run(env + tool("probe_evaluate") + " " + name + " --bootstrap 100", dir / "evaluate.log"), 0)
         << read_file(dir / "evaluate.log");
-    EXPECT_EQ(csv_rows(dir / name / "pretrained_epoch_1" / "results.csv"), family.layers + 1);
-    EXPECT_EQ(csv_rows(dir / name / "summary.csv"), 1u + family.layers);
+    EXPECT_EQ(csv_rows(dir / name / "pretrained_epoch_1" / "results_seed_2.csv"), family.layers + 1);
+    EXPECT_EQ(csv_rows(dir / name / "summary.csv"), 1u + 2 * family.layers);
+    EXPECT_NE(read_file(dir / name / "report.md").find("## control, epoch 1 (2 seeds (1, 2))"), std::string::npos);
   }
 }
 

@@ -358,7 +358,7 @@ BenchResult run_bench(const BenchOptions& options) {
     all_features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
   });
   result.featurized_features = static_cast<double>(all_features.size());
-  const Sample sample = sample_examples(dataset.examples, all_features, options.features);
+  Sample sample = sample_examples(dataset.examples, all_features, options.features);
   if (sample.features.empty()) throw Error("'" + options.data_file.string() + "' gives no features to measure");
   result.features = static_cast<int64_t>(sample.features.size());
   double flops = 0;
@@ -371,98 +371,108 @@ BenchResult run_bench(const BenchOptions& options) {
   spdlog::info("bench: {} features ({} tokens on average), batch {}, {} thread(s), {} {}, oneDNN ISA {}", result.features,
                static_cast<double>(result.feature_tokens) / n, options.batch_size, result.threads, options.device,
                options.precision, result.cpu_isa);
-
-  const auto batches = bucketed_batches(sample.features, options.batch_size);
-  // Probe set 0 is the one-seed step's; all of them, the several-seed step's.
-  std::vector<LayerProbes> probe_sets;
-  for (int s = 0; s < std::max(1, options.probe_seeds); ++s) {
-    probe_sets.emplace_back(loaded.config.num_hidden_layers, loaded.config.hidden_size, ProbeOptions{}, s + 1);
-    probe_sets.back().to(device);
-  }
-  LayerProbes& probes = probe_sets.front();
-  {
-    auto forward_batch = [&](const EncoderBatch& batch) { encode_frozen(model, batch, options.precision, true); };
-    auto forward = [&](const BatchOptions& padding) {
-      return timed(device, [&] {
-        for (const auto& rows : batches) {
-          stop_point();
-          forward_batch(make_batch(rows, padding).to(device));
-        }
-      });
-    };
-    uint64_t dropout_seed = 1;
-    // probe_train's step: one encoder pass, then each probe set's train_step.
-    auto probe_train_batch = [&](const std::vector<const SquadFeature*>& rows, const EncoderBatch& batch, size_t sets) {
-      auto hidden = probed_hidden_states(model, batch, options.precision);
-      for (size_t s = 0; s < sets; ++s)
-        probe_sets[s].train_step(hidden, batch.attention_mask, positions(rows, true, device),
-                                 positions(rows, false, device), dropout_seed++);
-    };
-    forward(unpadded);  // warm-up: weight preparation, allocator, kernels
-    // ... and the optimisers' state
-    probe_train_batch(batches.front(), make_batch(batches.front(), unpadded).to(device), probe_sets.size());
-    // Forward alone and the probe_train steps run on each batch one after the
-    // other: a change in the machine's speed (another process, clocks) then
-    // falls on all alike, and their ratios hold still from run to run.
-    double forward_s = 0, probe_train_s = 0, probe_seeds_s = 0;
-    for (const auto& rows : batches) {
-      stop_point();
-      const auto batch = make_batch(rows, unpadded).to(device);
-      forward_s += timed(device, [&] { forward_batch(batch); });
-      probe_train_s += timed(device, [&] { probe_train_batch(rows, batch, 1); });
-      if (options.probe_seeds > 1)
-        probe_seeds_s += timed(device, [&] { probe_train_batch(rows, batch, probe_sets.size()); });
+  // Stopped by a signal, the process exits at once: the dev set's examples
+  // and features (millions of small allocations) are not freed on the way out.
+  try {
+    const auto batches = bucketed_batches(sample.features, options.batch_size);
+    // Probe set 0 is the one-seed step's; all of them, the several-seed step's.
+    std::vector<LayerProbes> probe_sets;
+    for (int s = 0; s < std::max(1, options.probe_seeds); ++s) {
+      probe_sets.emplace_back(loaded.config.num_hidden_layers, loaded.config.hidden_size, ProbeOptions{}, s + 1);
+      probe_sets.back().to(device);
     }
-    result.forward_fps = n / forward_s;
-    result.probe_train_fps = n / probe_train_s;
-    result.probe_seeds = options.probe_seeds;
-    if (options.probe_seeds > 1) {
-      result.probe_train_seeds_fps = n / probe_seeds_s;
-      spdlog::info("bench: probe_train step with {} probe seeds {:.2f} features/s ({:.3f}x the time of one)",
-                   options.probe_seeds, result.probe_train_seeds_fps, probe_seeds_s / probe_train_s);
+    LayerProbes& probes = probe_sets.front();
+    {
+      auto forward_batch = [&](const EncoderBatch& batch) { encode_frozen(model, batch, options.precision, true); };
+      auto forward = [&](const BatchOptions& padding) {
+        return timed(device, [&] {
+          for (const auto& rows : batches) {
+            stop_point();
+            forward_batch(make_batch(rows, padding).to(device));
+          }
+        });
+      };
+      uint64_t dropout_seed = 1;
+      // probe_train's step: one encoder pass, then each probe set's train_step.
+      auto probe_train_batch = [&](const std::vector<const SquadFeature*>& rows, const EncoderBatch& batch, size_t sets) {
+        auto hidden = probed_hidden_states(model, batch, options.precision);
+        for (size_t s = 0; s < sets; ++s)
+          probe_sets[s].train_step(hidden, batch.attention_mask, positions(rows, true, device),
+                                   positions(rows, false, device), dropout_seed++);
+      };
+      forward(unpadded);  // warm-up: weight preparation, allocator, kernels
+      // ... and the optimisers' state
+      probe_train_batch(batches.front(), make_batch(batches.front(), unpadded).to(device), probe_sets.size());
+      // Forward alone and the probe_train steps run on each batch one after the
+      // other: a change in the machine's speed (another process, clocks) then
+      // falls on all alike, and their ratios hold still from run to run.
+      double forward_s = 0, probe_train_s = 0, probe_seeds_s = 0;
+      for (const auto& rows : batches) {
+        stop_point();
+        const auto batch = make_batch(rows, unpadded).to(device);
+        forward_s += timed(device, [&] { forward_batch(batch); });
+        probe_train_s += timed(device, [&] { probe_train_batch(rows, batch, 1); });
+        if (options.probe_seeds > 1)
+          probe_seeds_s += timed(device, [&] { probe_train_batch(rows, batch, probe_sets.size()); });
+      }
+      result.forward_fps = n / forward_s;
+      result.probe_train_fps = n / probe_train_s;
+      result.probe_seeds = options.probe_seeds;
+      if (options.probe_seeds > 1) {
+        result.probe_train_seeds_fps = n / probe_seeds_s;
+        spdlog::info("bench: probe_train step with {} probe seeds {:.2f} features/s ({:.3f}x the time of one)",
+                     options.probe_seeds, result.probe_train_seeds_fps, probe_seeds_s / probe_train_s);
+      }
+      spdlog::info("bench: forward {:.2f} features/s, probe_train step {:.2f} features/s", result.forward_fps,
+                   result.probe_train_fps);
+      if (options.profile) {
+        result.forward_profile_s = timed(device, [&] { result.forward_profile = profile_forward([&] { forward(unpadded); }); });
+        for (const auto& [op, seconds] : result.forward_profile)
+          spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
+      }
+      BatchOptions padded = unpadded;
+      padded.pad_to = options.window.max_seq_length;
+      result.forward_padded_fps = n / forward(padded);
+      spdlog::info("bench: forward padded to {} {:.2f} features/s", padded.pad_to, result.forward_padded_fps);
+      result.predict_fps = n / predict_seconds(model, tokenizer, probes, sample, batches, device, options.precision);
+      spdlog::info("bench: probe_predict with decoding {:.2f} features/s", result.predict_fps);
     }
-    spdlog::info("bench: forward {:.2f} features/s, probe_train step {:.2f} features/s", result.forward_fps,
-                 result.probe_train_fps);
-    if (options.profile) {
-      result.forward_profile_s = timed(device, [&] { result.forward_profile = profile_forward([&] { forward(unpadded); }); });
-      for (const auto& [op, seconds] : result.forward_profile)
-        spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
+    const int64_t mean_tokens = std::max<int64_t>(1, result.feature_tokens / result.features);
+    const int64_t gemm_rows = mean_tokens * options.batch_size;
+    if (!device.is_cuda()) {
+      result.gemm_peak_onednn_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
+                                                           loaded.config.intermediate_size, true, options.gemm_seconds);
+      result.gemm_peak_blas_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
+                                                         loaded.config.intermediate_size, false, options.gemm_seconds);
+      if (cpu_has_native_bf16())
+        result.gemm_peak_bf16_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
+                                                           loaded.config.intermediate_size, true, options.gemm_seconds,
+                                                           torch::kBFloat16);
+      spdlog::info("bench: GEMM [{}x{}]x[{}x{}]: oneDNN {:.1f} GFLOP/s, BLAS {:.1f} GFLOP/s, oneDNN bf16 {:.1f} GFLOP/s",
+                   gemm_rows, loaded.config.hidden_size, loaded.config.hidden_size, loaded.config.intermediate_size,
+                   result.gemm_peak_onednn_gflops, result.gemm_peak_blas_gflops, result.gemm_peak_bf16_gflops);
     }
-    BatchOptions padded = unpadded;
-    padded.pad_to = options.window.max_seq_length;
-    result.forward_padded_fps = n / forward(padded);
-    spdlog::info("bench: forward padded to {} {:.2f} features/s", padded.pad_to, result.forward_padded_fps);
-    result.predict_fps = n / predict_seconds(model, tokenizer, probes, sample, batches, device, options.precision);
-    spdlog::info("bench: probe_predict with decoding {:.2f} features/s", result.predict_fps);
+    if (options.train_features > 0) {
+      Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
+      auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
+      train_step_seconds(model, {train_batches.front()}, unpadded, device);  // warm-up: optimiser state, allocator
+      double flops = 0;
+      for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
+      result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
+      result.train_step_fps = static_cast<double>(train_sample.features.size()) /
+                              train_step_seconds(model, train_batches, unpadded, device);
+      spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
+    }
+    result.peak_rss_mb = peak_rss_mb();
+    set_fast_cpu_path(true);
+  } catch (const Error& e) {
+    if (e.exit_code() == 130) {
+      keep_until_exit(std::move(dataset));
+      keep_until_exit(std::move(all_features));
+      keep_until_exit(std::move(sample));
+    }
+    throw;
   }
-  const int64_t mean_tokens = std::max<int64_t>(1, result.feature_tokens / result.features);
-  const int64_t gemm_rows = mean_tokens * options.batch_size;
-  if (!device.is_cuda()) {
-    result.gemm_peak_onednn_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
-                                                         loaded.config.intermediate_size, true, options.gemm_seconds);
-    result.gemm_peak_blas_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
-                                                       loaded.config.intermediate_size, false, options.gemm_seconds);
-    if (cpu_has_native_bf16())
-      result.gemm_peak_bf16_gflops = measure_gemm_gflops(gemm_rows, loaded.config.hidden_size,
-                                                         loaded.config.intermediate_size, true, options.gemm_seconds,
-                                                         torch::kBFloat16);
-    spdlog::info("bench: GEMM [{}x{}]x[{}x{}]: oneDNN {:.1f} GFLOP/s, BLAS {:.1f} GFLOP/s, oneDNN bf16 {:.1f} GFLOP/s",
-                 gemm_rows, loaded.config.hidden_size, loaded.config.hidden_size, loaded.config.intermediate_size,
-                 result.gemm_peak_onednn_gflops, result.gemm_peak_blas_gflops, result.gemm_peak_bf16_gflops);
-  }
-  if (options.train_features > 0) {
-    Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
-    auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
-    train_step_seconds(model, {train_batches.front()}, unpadded, device);  // warm-up: optimiser state, allocator
-    double flops = 0;
-    for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
-    result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
-    result.train_step_fps = static_cast<double>(train_sample.features.size()) /
-                            train_step_seconds(model, train_batches, unpadded, device);
-    spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
-  }
-  result.peak_rss_mb = peak_rss_mb();
-  set_fast_cpu_path(true);
   return result;
 }
 

@@ -153,4 +153,9 @@ void throw_if_stop_requested(const std::string& how_to_resume) {
   if (stop_requested()) throw Error("stopped by signal; finished work is saved. " + how_to_resume, 130);
 }
 
+std::vector<std::shared_ptr<void>>& kept_until_exit() {
+  static auto* kept = new std::vector<std::shared_ptr<void>>();  // never destroyed: see the header
+  return *kept;
+}
+
 }  // namespace layerprobe

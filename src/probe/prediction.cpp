@@ -173,6 +173,43 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
                preds.string());
 }
 
+// One encoder pass over the dev features for every probe set of one encoder,
+// then each set's predictions (this rank's questions when distributed).
+void predict_group(std::vector<ProbeSet*>& group, const SquadDataset& dataset,
+                   std::map<std::string, std::vector<SquadFeature>>& features_by_tokenizer,
+                   const ProbePredictOptions& options, torch::Device device, const std::string& dev_fingerprint) {
+  const ProbeSet& first = *group.front();
+  const fs::path& model_dir = first.model_dir;
+  auto loaded = load_probed_model(first.kind, model_dir, first.stored.metadata.training_options,
+                                  (first.dir / "probes.safetensors").string());
+  for (auto* set : group) {
+    check_fits(*set, loaded.config);
+    set->stored.probes.to(device);
+  }
+  loaded.model->to(device);
+  loaded.model->eval();
+  const auto tokenizer = load_model_tokenizer(model_dir, group.front()->vocab);
+  const auto& training_options = first.stored.metadata.training_options;
+  const std::string tokenizer_key = fs::absolute(model_dir).lexically_normal().string() + "\n" +
+                                    first.vocab.string() + "\n" + WindowOptions::from_json(training_options).to_json().dump();
+  auto cached = features_by_tokenizer.find(tokenizer_key);
+  if (cached == features_by_tokenizer.end())
+    cached = features_by_tokenizer.emplace(tokenizer_key, dev_features(dataset.examples, *tokenizer, training_options)).first;
+  const auto& features = cached->second;
+  spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}{}", options.dev_file.string(),
+               dataset.examples.size(), features.size(), group.size(),
+               first.kind == "control" ? "the control encoder of " : "", model_dir.string());
+  // Each rank scores and decodes its questions, with all their windows (all of them in one process).
+  const auto shard = dist::enabled()
+                         ? dist::question_shard(dataset.examples, features, dist::rank(), dist::world_size())
+                         : dist::QuestionShard{};
+  const auto& examples = dist::enabled() ? shard.examples : dataset.examples;
+  const auto& local_features = dist::enabled() ? shard.features : features;
+  score_features(*loaded.model, local_features, group, options, device, tokenizer->pad_id());
+  for (auto* set : group)
+    write_predictions(*set, examples, local_features, *tokenizer, options, dev_fingerprint, dataset.examples.size());
+}
+
 }  // namespace
 
 void predict_probes(const ProbePredictOptions& input_options) {
@@ -192,37 +229,18 @@ void predict_probes(const ProbePredictOptions& input_options) {
   for (auto& set : sets) by_model[encoder_key(set)].push_back(&set);
   // A control shares its model's tokenizer, so their features are made once.
   std::map<std::string, std::vector<SquadFeature>> features_by_tokenizer;
-  for (auto& [key, group] : by_model) {
-    const ProbeSet& first = *group.front();
-    const fs::path& model_dir = first.model_dir;
-    auto loaded = load_probed_model(first.kind, model_dir, first.stored.metadata.training_options,
-                                    (first.dir / "probes.safetensors").string());
-    for (auto* set : group) {
-      check_fits(*set, loaded.config);
-      set->stored.probes.to(device);
+  try {
+    for (auto& [key, group] : by_model)
+      predict_group(group, dataset, features_by_tokenizer, options, device, dev_fingerprint);
+  } catch (const Error& e) {
+    // Stopped by a signal, the process exits at once: the dev set's examples,
+    // features and logits (millions of small allocations) are not freed on the way out.
+    if (e.exit_code() == 130) {
+      keep_until_exit(std::move(dataset));
+      keep_until_exit(std::move(features_by_tokenizer));
+      keep_until_exit(std::move(sets));
     }
-    loaded.model->to(device);
-    loaded.model->eval();
-    const auto tokenizer = load_model_tokenizer(model_dir, group.front()->vocab);
-    const auto& training_options = first.stored.metadata.training_options;
-    const std::string tokenizer_key = fs::absolute(model_dir).lexically_normal().string() + "\n" +
-                                      first.vocab.string() + "\n" + WindowOptions::from_json(training_options).to_json().dump();
-    auto cached = features_by_tokenizer.find(tokenizer_key);
-    if (cached == features_by_tokenizer.end())
-      cached = features_by_tokenizer.emplace(tokenizer_key, dev_features(dataset.examples, *tokenizer, training_options)).first;
-    const auto& features = cached->second;
-    spdlog::info("{}: {} questions -> {} features; scoring with {} probe set(s) of {}{}", options.dev_file.string(),
-                 dataset.examples.size(), features.size(), group.size(),
-                 first.kind == "control" ? "the control encoder of " : "", model_dir.string());
-    // Each rank scores and decodes its questions, with all their windows (all of them in one process).
-    const auto shard = dist::enabled()
-                           ? dist::question_shard(dataset.examples, features, dist::rank(), dist::world_size())
-                           : dist::QuestionShard{};
-    const auto& examples = dist::enabled() ? shard.examples : dataset.examples;
-    const auto& local_features = dist::enabled() ? shard.features : features;
-    score_features(*loaded.model, local_features, group, options, device, tokenizer->pad_id());
-    for (auto* set : group)
-      write_predictions(*set, examples, local_features, *tokenizer, options, dev_fingerprint, dataset.examples.size());
+    throw;
   }
 }
 

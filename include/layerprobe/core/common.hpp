@@ -3,8 +3,11 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace layerprobe {
 
@@ -40,5 +43,15 @@ void install_stop_handlers();
 bool stop_requested();
 // Throws Error (exit status 130) saying `how_to_resume` when a stop was requested.
 void throw_if_stop_requested(const std::string& how_to_resume);
+
+// Holders of what a stopped process leaves unfreed: a dataset's millions of
+// small allocations would take seconds to free on the way out after Ctrl-C
+// or SIGTERM, past the promised second. Held from a global, so still reachable
+// (no leak report), and never destroyed.
+std::vector<std::shared_ptr<void>>& kept_until_exit();
+template <typename T>
+void keep_until_exit(T&& data) {
+  kept_until_exit().push_back(std::make_shared<std::decay_t<T>>(std::forward<T>(data)));
+}
 
 }  // namespace layerprobe
