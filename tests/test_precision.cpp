@@ -13,11 +13,13 @@ using namespace layerprobe;
 
 namespace {
 
-// bf16 keeps 8 significant bits. Measured on the four tiny goldens (this
-// machine, AVX512_BF16): hidden states within 0.017-0.023 of the layer's
-// largest value, start logits within 0.0045-0.0053; the bounds leave about 2x.
-constexpr double kBf16HiddenBound = 0.05;
-constexpr double kBf16LogitBound = 0.012;
+// bf16 keeps 8 significant bits. Measured on the four tiny goldens (this machine, AVX512_BF16, the
+// oneDNN layer path: products accumulate and the residual is added in fp32): hidden states within
+// 0.013-0.017 of the layer's largest value and 0.0053-0.0056 of its mean magnitude on average;
+// start/end logits within 0.0036-0.0042 (0.0008 on average). The bounds leave about 2x.
+constexpr double kBf16HiddenBound = 0.035;
+constexpr double kBf16MeanHiddenBound = 0.012;
+constexpr double kBf16LogitBound = 0.009;
 
 int usage_error_code(const std::string& precision, const torch::Device& device) {
   try {
@@ -65,18 +67,26 @@ TEST_P(CpuBf16, StaysCloseToTheFp32References) {
   const EncoderOutput out = encode_frozen(*loaded.model, batch, "bf16", true);
   const torch::Tensor& hidden = ref.at("hidden_states");
   ASSERT_EQ(static_cast<int64_t>(out.hidden_states.size()), hidden.size(0));
-  double worst = 0;
+  double worst = 0, worst_mean = 0;
   const auto mask = batch.attention_mask.to(torch::kBool).unsqueeze(-1);
   for (int64_t i = 1; i < hidden.size(0); ++i) {
-    // Relative to the layer's scale, over real (unpadded) tokens.
+    // Relative to the layer's scale, over real (unpadded) tokens: the largest difference over the
+    // largest value, and the mean difference over the mean magnitude.
     const auto diff = (out.hidden_states[i] - hidden[i]).abs().masked_select(mask.expand_as(hidden[i]));
-    const double scale = hidden[i].abs().masked_select(mask.expand_as(hidden[i])).max().item<double>();
-    worst = std::max(worst, diff.max().item<double>() / scale);
+    const auto magnitude = hidden[i].abs().masked_select(mask.expand_as(hidden[i]));
+    worst = std::max(worst, diff.max().item<double>() / magnitude.max().item<double>());
+    worst_mean = std::max(worst_mean, diff.mean().item<double>() / magnitude.mean().item<double>());
   }
-  const double logits = (out.start_logits - ref.at("start_logits")).abs().masked_select(mask.squeeze(-1)).max().item<double>();
-  std::cout << model << " bf16: max |diff| / max |h| over layers " << worst << ", start logits max |diff| " << logits
-            << "\n";
+  auto logit_diff = [&](const torch::Tensor& got, const char* key) {
+    return (got - ref.at(key)).abs().masked_select(mask.squeeze(-1));
+  };
+  const auto start = logit_diff(out.start_logits, "start_logits"), end = logit_diff(out.end_logits, "end_logits");
+  const double logits = std::max(start.max().item<double>(), end.max().item<double>());
+  std::cout << model << " bf16 vs transformers fp32: hidden states max |diff| / max |h| " << worst
+            << ", mean |diff| / mean |h| " << worst_mean << " (worst layer); start/end logits max |diff| " << logits
+            << ", mean |diff| " << (start.mean().item<double>() + end.mean().item<double>()) / 2 << "\n";
   EXPECT_LE(worst, kBf16HiddenBound);
+  EXPECT_LE(worst_mean, kBf16MeanHiddenBound);
   EXPECT_GT(worst, 1e-4) << "no bf16 rounding at all: the layers did not run in bf16";
   EXPECT_LE(logits, kBf16LogitBound);
   EXPECT_EQ(out.hidden_states.back().scalar_type(), torch::kFloat);

@@ -209,6 +209,32 @@ TEST(LayerProbes, LossIsIndependentOfPadding) {
   EXPECT_TRUE(torch::allclose(loss, padded_loss, 1e-6, 1e-6)) << loss << padded_loss;
 }
 
+TEST(LayerProbes, Bf16HiddenStatesTrainAsTheirExactFloatValues) {
+  // A CPU bf16 encoder hands the probes bf16 states; they must train exactly as the same values in float32.
+  const int64_t L = 3, B = 4, T = 12, H = 20;  // H not a multiple of the vector width
+  ProbeOptions options;
+  options.learning_rate = 1e-2;
+  LayerProbes from_bf16(L, H, options, 5), from_float(L, H, options, 5);
+  for (int step = 0; step < 3; ++step) {
+    auto batch = random_batch(L, B, T, H, 300 + step);
+    const auto bf16 = batch.hidden.to(torch::kBFloat16);
+    auto a = from_bf16.train_step(bf16, batch.mask, batch.start, batch.end, step);
+    auto b = from_float.train_step(bf16.to(torch::kFloat), batch.mask, batch.start, batch.end, step);
+    EXPECT_TRUE(torch::equal(a.loss, b.loss)) << "step " << step;
+  }
+  EXPECT_TRUE(torch::equal(from_bf16.weight(), from_float.weight()));
+  EXPECT_TRUE(torch::equal(from_bf16.bias(), from_float.bias()));
+  EXPECT_TRUE(torch::equal(from_bf16.exp_avg_sq_weight(), from_float.exp_avg_sq_weight()));
+}
+
+TEST(LayerProbes, TargetsOutsideTheBatchAreErrors) {
+  const int64_t L = 1, B = 2, T = 6, H = 4;
+  auto batch = random_batch(L, B, T, H, 9);
+  LayerProbes probes(L, H, ProbeOptions{}, 1);
+  EXPECT_THROW(probes.train_step(batch.hidden, batch.mask, torch::tensor({int64_t{0}, T}), batch.end, 1), Error);
+  EXPECT_THROW(probes.train_step(batch.hidden, batch.mask, batch.start, torch::tensor({int64_t{-1}, int64_t{0}}), 1), Error);
+}
+
 TEST(LayerProbes, LossFallsOnALearnableProblem) {
   // The answer start is the position whose hidden state carries a marker in
   // dimension 0; a linear probe can learn that.

@@ -76,6 +76,10 @@ done
 # to the control (Hewitt & Liang); probe_evaluate adds bootstrap intervals.
 : "${DEMO_PROBE_SEEDS:=1,2,3}"
 : "${DEMO_CONTROL:=1}"
+# bf16: on a CPU with native bf16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo) the fine-tuned model's seed-1 probes
+# are trained and scored again with the encoder in bf16, and every layer's F1 must stay within 1.0 of fp32
+# (0, the default: skipped; auto: where the CPU has it; 1: always, an error where the CPU lacks it).
+: "${DEMO_BF16:=0}"
 : "${DEMO_MAX_SEQ_LENGTH:=128}"
 : "${DEMO_DOC_STRIDE:=64}"
 settings="train_questions=$DEMO_TRAIN_QUESTIONS dev_questions=$DEMO_DEV_QUESTIONS
@@ -162,6 +166,20 @@ step "7. score every layer (official SQuAD 2.0 EM/F1), with bootstrap intervals"
 
 step "8. check the result: the fine-tuned model's upper layers answer far better" \
   python3 "$root/tools/check_demo_trend.py" $exper/summary.csv
+
+native_bf16=0
+grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && native_bf16=1
+if [[ $DEMO_BF16 == 1 || ($DEMO_BF16 == auto && $native_bf16 == 1) ]]; then
+  first_seed="${DEMO_PROBE_SEEDS%%,*}"
+  step "9. the same fine-tuned probes (seed $first_seed) with the encoder in bf16: every layer's F1 within 1.0 of fp32" \
+    bash -c "set -e
+      probe_train fine_tuned cpu $DEMO_PROBE_EPOCHS --fine-tuned-model $fine_tuned --train-file $data/train-v2.0.json \
+        --output-dir ${exper}_bf16 --batch-size $DEMO_PROBE_BATCH --learning-rate $DEMO_PROBE_LR \
+        --max-seq-length $DEMO_MAX_SEQ_LENGTH --doc-stride $DEMO_DOC_STRIDE --seeds $first_seed --precision bf16
+      probe_predict exper ${exper}_bf16 cpu --dev-file $data/dev-v2.0.json --precision bf16
+      probe_evaluate exper ${exper}_bf16 --bootstrap 0 >/dev/null
+      python3 '$root/tools/check_demo_bf16.py' $exper ${exper}_bf16 --seed $first_seed --bound 1.0"
+fi
 
 echo
 echo "Fine-tuned model itself on the dev set (run_squad): $(cat $fine_tuned/eval_results.json)"

@@ -45,7 +45,7 @@ mkdir -p "$fmt_first"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
-  -DLAYERPROBE_SHARED_DIR="$shared" -DCMAKE_CXX_FLAGS="-I$fmt_first" >/dev/null
+  -DLAYERPROBE_SHARED_DIR="$shared" -DLAYERPROBE_WITH_ONEDNN=OFF -DCMAKE_CXX_FLAGS="-I$fmt_first" >/dev/null
 cmake --build "$build" --target probe_tools layerprobe_tests -j"$(nproc)"
 # The encoder's and the bench's tests (tests/test_encoder.cpp, tests/test_bench.cpp).
 LAYERPROBE_SHARED="$shared" "$build/tests/layerprobe_tests" \

@@ -1,6 +1,7 @@
 // probe_predict [exper|probes] DIR [cpu|gpu] — every layer's probe answers
 // the dev questions, as the original predict.py did; or, in the final study's
 // form, probe_predict MODEL [cpu|gpu] for the experiment named after MODEL.
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/workflow.hpp"
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
   app.add_option("--null-score-diff-threshold", options.null_score_diff_threshold,
                  "Answer \"\" when null score - best span score exceeds this")
       ->capture_default_str();
-  app.add_option("--precision", options.precision, "Encoder precision: fp32, or bf16/fp16 on a GPU (autocast)")
+  app.add_option("--precision", options.precision, kEncoderPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");

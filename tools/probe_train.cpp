@@ -1,6 +1,7 @@
 // probe_train [pretrained|fine_tuned|both] [cpu|gpu] EPOCHS — train one probe
 // per layer on frozen models, as the original train.py did; or, in the final
 // study's form, probe_train MODEL [cpu|gpu] EPOCHS for one named model.
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/workflow.hpp"
@@ -73,7 +74,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-train-features", options.max_train_features, "Use only the first N features (0 = all)")
       ->capture_default_str();
   app.add_flag("--overwrite", options.overwrite, "Train again even where epochs are already saved");
-  app.add_option("--precision", options.precision, "Encoder precision: fp32, or bf16/fp16 on a GPU (autocast)")
+  app.add_option("--precision", options.precision, kEncoderPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");

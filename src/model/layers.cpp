@@ -6,6 +6,7 @@
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/core/precision.hpp"
 #include "layerprobe/model/qa_model.hpp"
+#include "model/onednn.hpp"
 
 namespace layerprobe {
 
@@ -14,11 +15,6 @@ namespace nn = torch::nn;
 namespace {
 
 std::atomic<bool> g_fast_cpu_path{true};
-
-// Inference linear over a weight already in oneDNN layout; x is [N,in].
-torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  return torch::mkldnn_linear(x.contiguous().to_mkldnn(), weight, bias).to_dense();
-}
 
 // A linear layer whose forward and backward products run as oneDNN inner products.
 class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
@@ -47,19 +43,20 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
   }
 };
 
-// The activations as single kernels: apply_activation within float rounding,
-// without its chain of temporaries.
-torch::Tensor fused_activation(const torch::Tensor& x, Activation activation) {
+FusedActivation fused(Activation activation) {
   switch (activation) {
+    case Activation::Gelu:
+      return FusedActivation::GeluErf;
     case Activation::GeluNew:
-      return torch::gelu(x, "tanh");
+      return FusedActivation::GeluTanh;
+    case Activation::Relu:
+      return FusedActivation::Relu;
     case Activation::Swish:
-      return torch::silu(x);
+      return FusedActivation::Swish;
     case Activation::Mish:
-      return torch::mish(x);
-    default:
-      return apply_activation(x, activation);
+      return FusedActivation::Mish;
   }
+  throw Error("unhandled activation");
 }
 
 const std::pair<const char*, Activation> kActivations[] = {{"gelu", Activation::Gelu},
@@ -183,52 +180,30 @@ const TransformerLayerKernel::Prepared& TransformerLayerKernel::prepared(torch::
                                     &p.output_norm->weight,  &p.output_norm->bias};
   std::vector<std::pair<const void*, uint32_t>> source;
   for (const torch::Tensor* t : sources) source.emplace_back(t->data_ptr(), static_cast<uint32_t>(t->_version()));
-  if (prepared_.qkv_weight.defined() && source == prepared_.source && prepared_.dtype == dtype) return prepared_;
-  auto weight = [&](const torch::Tensor& w) { return w.to(dtype).contiguous().to_mkldnn(); };
-  auto vector = [&](const torch::Tensor& v) { return v.to(dtype).contiguous(); };
-  prepared_.qkv_weight = weight(torch::cat({p.query->weight, p.key->weight, p.value->weight}));
-  prepared_.qkv_bias = vector(torch::cat({p.query->bias, p.key->bias, p.value->bias}));
-  prepared_.attention_output_weight = weight(p.attention_output->weight);
-  prepared_.intermediate_weight = weight(p.intermediate->weight);
-  prepared_.output_weight = weight(p.output->weight);
-  prepared_.attention_output_bias = vector(p.attention_output->bias);
-  prepared_.intermediate_bias = vector(p.intermediate->bias);
-  prepared_.output_bias = vector(p.output->bias);
-  prepared_.attention_norm_weight = vector(p.attention_norm->weight);
-  prepared_.attention_norm_bias = vector(p.attention_norm->bias);
-  prepared_.output_norm_weight = vector(p.output_norm->weight);
-  prepared_.output_norm_bias = vector(p.output_norm->bias);
+  if (prepared_.qkv.defined() && source == prepared_.source && prepared_.dtype == dtype) return prepared_;
+  auto packed = [&](const torch::nn::Linear& l) { return PackedLinear(l->weight, l->bias, dtype); };
+  prepared_.qkv = PackedLinear(torch::cat({p.query->weight, p.key->weight, p.value->weight}),
+                               torch::cat({p.query->bias, p.key->bias, p.value->bias}), dtype);
+  prepared_.attention_output = packed(p.attention_output);
+  prepared_.intermediate = packed(p.intermediate);
+  prepared_.output = packed(p.output);
   prepared_.dtype = dtype;
   prepared_.source = std::move(source);
   return prepared_;
 }
 
-torch::Tensor TransformerLayerKernel::fast_forward(const torch::Tensor& hidden_in, const torch::Tensor& additive_mask) {
+torch::Tensor TransformerLayerKernel::fast_forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask) {
   const Prepared& w = prepared(cpu_compute_dtype());
-  const torch::Tensor hidden = hidden_in.to(w.dtype);
   const int64_t batch = hidden.size(0), length = hidden.size(1), width = hidden.size(2);
-  const int64_t heads = style_.heads, head_size = width / heads;
-  auto norm = [&](const torch::Tensor& x, const torch::nn::LayerNorm& module, const torch::Tensor& weight,
-                  const torch::Tensor& bias) {
-    return torch::layer_norm(x, {width}, weight, bias, module->options.eps());
+  auto norm = [](const torch::Tensor& x, const torch::nn::LayerNorm& module) {
+    return layer_norm(x, module->weight, module->bias, module->options.eps());
   };
-  torch::Tensor flat = hidden.reshape({batch * length, width});
-  // [B*T,3H] -> [3,B,heads,T,d]
-  torch::Tensor qkv = onednn_linear(flat, w.qkv_weight, w.qkv_bias)
-                          .view({batch, length, 3, heads, head_size})
-                          .permute({2, 0, 3, 1, 4});
-  auto per_head = [&](int64_t i) { return qkv[i].reshape({batch * heads, length, head_size}); };
-  torch::Tensor context = attention_context(per_head(0), per_head(1), per_head(2), additive_mask, false)
-                              .view({batch, heads, length, head_size})
-                              .permute({0, 2, 1, 3})
-                              .reshape({batch * length, width});
-  torch::Tensor projected = onednn_linear(context, w.attention_output_weight, w.attention_output_bias);
-  torch::Tensor attention =
-      norm(projected.add_(flat), parts_.attention_norm, w.attention_norm_weight, w.attention_norm_bias);
-  torch::Tensor inner =
-      fused_activation(onednn_linear(attention, w.intermediate_weight, w.intermediate_bias), style_.activation);
-  torch::Tensor output = onednn_linear(inner, w.output_weight, w.output_bias);
-  return norm(output.add_(attention), parts_.output_norm, w.output_norm_weight, w.output_norm_bias)
+  const torch::Tensor flat = hidden.to(w.dtype).reshape({batch * length, width});
+  const torch::Tensor context = onednn_attention(w.qkv.forward(flat), additive_mask, batch, length, style_.heads);
+  const torch::Tensor attention =
+      norm(w.attention_output.forward(context, FusedActivation::None, flat), parts_.attention_norm);
+  const torch::Tensor inner = w.intermediate.forward(attention, fused(style_.activation));
+  return norm(w.output.forward(inner, FusedActivation::None, attention), parts_.output_norm)
       .view({batch, length, width});
 }
 

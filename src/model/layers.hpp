@@ -8,6 +8,8 @@
 
 #include <torch/torch.h>
 
+#include "model/onednn.hpp"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -56,8 +58,9 @@ struct LayerStyle {
 // attention_norm(x + dropout(attention_output(attention(x)))) then
 // output_norm(a + dropout(output(act(intermediate(a))))), op for op as 2.5.1.
 // In eval mode without autograd on the CPU (fast path on) it runs Q, K and V
-// as one oneDNN linear over a [3H,H] weight, the other linears through oneDNN
-// too, and the activation as one kernel, in float32 or, inside a CPU bf16
+// as one oneDNN inner product over a [3H,H] weight, the other linears through
+// oneDNN too with the activation and the residual adds fused into them, and the
+// attention as oneDNN batched matmuls (model/onednn.hpp), in float32 or, inside a CPU bf16
 // PrecisionScope, in bf16 (core/precision.hpp; the layer's output is then
 // bf16); the prepared weights are rebuilt whenever a parameter or the dtype changes.
 class TransformerLayerKernel {
@@ -67,14 +70,12 @@ class TransformerLayerKernel {
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask, bool training);
 
  private:
-  // The weights in oneDNN layout and the biases and LayerNorm parameters, in
-  // the dtype the fast path computes in (float32, or bf16 under --precision bf16).
+  // The linears packed for oneDNN in the dtype the fast path computes in (float32, or bf16 under
+  // --precision bf16); LayerNorm reads the parameters as they are.
   struct Prepared {
     std::vector<std::pair<const void*, uint32_t>> source;  // data pointer and version of each parameter
     torch::ScalarType dtype = torch::kFloat;
-    torch::Tensor qkv_weight, qkv_bias, attention_output_weight, intermediate_weight, output_weight;
-    torch::Tensor attention_output_bias, intermediate_bias, output_bias;
-    torch::Tensor attention_norm_weight, attention_norm_bias, output_norm_weight, output_norm_bias;
+    PackedLinear qkv, attention_output, intermediate, output;
   };
   bool use_fast_path(const torch::Tensor& hidden, bool training) const;
   const Prepared& prepared(torch::ScalarType dtype);

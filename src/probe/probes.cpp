@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <mutex>
 
@@ -91,31 +92,97 @@ DropoutShape dropout_shape(at::IntArrayRef sizes) {
   return shape;
 }
 
-// Calls keep(i, kept) for every element i (row-major) of a tensor of `shape`.
-// The decision for (l, b, t, h) hashes (seed, l, row_offset + b, t, h) alone;
-// each 64-bit draw decides two units (its low and high halves against a
-// 32-bit threshold).
-template <typename Keep>
-void for_each_dropout_decision(const DropoutShape& shape, double p, uint64_t seed, int64_t row_offset, Keep keep) {
-  const auto threshold = static_cast<uint64_t>(std::llround(p * 4294967296.0));
-  const uint64_t key = mix64(seed + 0x9e3779b97f4a7c15ULL);
-  const int64_t T = shape.positions, B = shape.batch, H = shape.units;
-  const int64_t rows = shape.layers * B * T;
-  at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, H)), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const auto t = static_cast<uint64_t>(r % T), b = static_cast<uint64_t>(row_offset + (r / T) % B),
-                 l = static_cast<uint64_t>(r / (T * B));
-      const uint64_t row_key = mix64(mix64(mix64(key + l) + b * 0xd1b54a32d192ed03ULL) + t * 0x8cb92ba72f3d8dd7ULL);
-      for (int64_t h = 0; h < H; h += 2) {
-        const uint64_t draw = mix64(row_key + static_cast<uint64_t>(h / 2 + 1) * 0x9e3779b97f4a7c15ULL);
-        keep(r * H + h, (draw & 0xffffffffULL) >= threshold);
-        if (h + 1 < H) keep(r * H + h + 1, (draw >> 32) >= threshold);
-      }
-    }
-  });
+// The loops below are compiled for AVX-512 and AVX2 too, and the best the CPU runs is picked at load
+// time (GCC's function multiversioning): the dropout hash's 64-bit multiplies only vectorise there.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define LAYERPROBE_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LAYERPROBE_VECTOR_CLONES
+#endif
+
+constexpr uint64_t kDrawStep = 0x9e3779b97f4a7c15ULL;
+
+// keep[2p] and keep[2p + 1] for p < pairs: the low and high halves of draw p against `threshold`.
+LAYERPROBE_VECTOR_CLONES
+void keep_decisions(uint64_t row_key, uint64_t threshold, uint8_t* __restrict keep, int64_t pairs) {
+  for (int64_t p = 0; p < pairs; ++p) {
+    const uint64_t draw = mix64(row_key + static_cast<uint64_t>(p + 1) * kDrawStep);
+    keep[2 * p] = (draw & 0xffffffffULL) >= threshold;
+    keep[2 * p + 1] = (draw >> 32) >= threshold;
+  }
 }
 
-// mix64 and the keep decisions of for_each_dropout_decision as int64 tensor ops (wrapping arithmetic;
+// out = in * kept * scale: a row's dropped-out values (out = in without `kept`).
+LAYERPROBE_VECTOR_CLONES
+void drop_row(const float* __restrict in, const uint8_t* __restrict kept, float scale, float* __restrict out,
+              int64_t n) {
+  if (!kept) return std::copy(in, in + n, out), void();
+  for (int64_t h = 0; h < n; ++h) out[h] = in[h] * (static_cast<float>(kept[h]) * scale);
+}
+
+// The same from bf16 values (their raw bits), widened exactly to float.
+LAYERPROBE_VECTOR_CLONES
+void drop_row(const uint16_t* __restrict in, const uint8_t* __restrict kept, float scale, float* __restrict out,
+              int64_t n) {
+  for (int64_t h = 0; h < n; ++h) {
+    const uint32_t bits = static_cast<uint32_t>(in[h]) << 16;
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    out[h] = kept ? value * (static_cast<float>(kept[h]) * scale) : value;
+  }
+}
+
+// sum a[h] * b[h] in 16 interleaved partial sums (which the compiler keeps in vector registers).
+LAYERPROBE_VECTOR_CLONES
+float dot(const float* __restrict a, const float* __restrict b, int64_t n) {
+  float partial[16] = {};
+  int64_t h = 0;
+  for (; h + 16 <= n; h += 16)
+    for (int j = 0; j < 16; ++j) partial[j] += a[h + j] * b[h + j];
+  float sum = 0;
+  for (; h < n; ++h) sum += a[h] * b[h];
+  for (float p : partial) sum += p;
+  return sum;
+}
+
+// first += g_first * values, second += g_second * values.
+LAYERPROBE_VECTOR_CLONES
+void accumulate(float* __restrict first, float* __restrict second, float g_first, float g_second,
+                const float* __restrict values, int64_t n) {
+  for (int64_t h = 0; h < n; ++h) {
+    first[h] += g_first * values[h];
+    second[h] += g_second * values[h];
+  }
+}
+
+// The keep decisions of one row (layer l, batch row b, position t) of H units: the decision for
+// (l, b, t, h) hashes (seed, l, row_offset + b, t, h) alone; each 64-bit draw decides two units
+// (its low and high halves against a 32-bit threshold).
+class DropoutRows {
+ public:
+  DropoutRows(const DropoutShape& shape, double p, uint64_t seed, int64_t row_offset)
+      : shape_(shape), threshold_(static_cast<uint64_t>(std::llround(p * 4294967296.0))),
+        key_(mix64(seed + 0x9e3779b97f4a7c15ULL)), row_offset_(row_offset) {}
+  int64_t rows() const { return shape_.layers * shape_.batch * shape_.positions; }
+  // keep[h] = 1 where unit h of row r (row-major over [L,B,T]) is kept, else 0.
+  void row(int64_t r, uint8_t* keep) const {
+    const int64_t T = shape_.positions, B = shape_.batch, H = shape_.units;
+    const auto t = static_cast<uint64_t>(r % T), b = static_cast<uint64_t>(row_offset_ + (r / T) % B),
+               l = static_cast<uint64_t>(r / (T * B));
+    const uint64_t row_key = mix64(mix64(mix64(key_ + l) + b * 0xd1b54a32d192ed03ULL) + t * 0x8cb92ba72f3d8dd7ULL);
+    keep_decisions(row_key, threshold_, keep, H / 2);
+    if (H % 2 == 1) keep[H - 1] = (mix64(row_key + static_cast<uint64_t>(H / 2 + 1) * kDrawStep) & 0xffffffffULL) >= threshold_;
+  }
+  // Rows per parallel task: about 16k units.
+  int64_t grain() const { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, shape_.units)); }
+
+ private:
+  DropoutShape shape_;
+  uint64_t threshold_, key_;
+  int64_t row_offset_;
+};
+
+// mix64 and the keep decisions of DropoutRows as int64 tensor ops (wrapping arithmetic;
 // logical shifts masked out of arithmetic ones).
 torch::Tensor shift_right(const torch::Tensor& x, int bits) {
   return x.__rshift__(bits).bitwise_and(static_cast<int64_t>(~0ULL >> bits));
@@ -130,16 +197,7 @@ torch::Tensor mix64_tensor(torch::Tensor x) {
 torch::Tensor apply_dropout(const torch::Tensor& hidden, double p, uint64_t seed, int64_t row_offset) {
   if (p <= 0) return hidden;
   // On a GPU the same mask with tensor ops: sharded and single-process runs, CPU and GPU, drop alike.
-  if (hidden.is_cuda())
-    return hidden * dropout_keep_mask_on(hidden.device(), hidden.sizes(), p, seed, row_offset) / (1.0 - p);
-  auto input = hidden.contiguous();
-  auto output = torch::empty_like(input);
-  const float* in = input.data_ptr<float>();
-  float* out = output.data_ptr<float>();
-  const auto scale = static_cast<float>(1.0 / (1.0 - p));
-  for_each_dropout_decision(dropout_shape(input.sizes()), p, seed, row_offset,
-                            [&](int64_t i, bool kept) { out[i] = kept ? in[i] * scale : 0.0f; });
-  return output;
+  return hidden * dropout_keep_mask_on(hidden.device(), hidden.sizes(), p, seed, row_offset) / (1.0 - p);
 }
 
 torch::Tensor masked_log_softmax(const torch::Tensor& logits, const torch::Tensor& attention_mask) {
@@ -196,6 +254,91 @@ StepGradients local_gradients(const torch::Tensor& hidden, const torch::Tensor& 
   return {torch::bmm(grad_logits.transpose(1, 2), dropped), grad_logits.sum(1), (start.loss + end.loss) / 2};
 }
 
+// One head's masked softmax cross-entropy over a row's T positions (target in [0, T)): returns -log softmax[target]
+// and writes d(loss)/d(logit) = softmax - one-hot (zero where masked), times `scale`, to gradient[2t].
+// logits and gradient interleave the two heads ([T,2]); both point at this head's first entry.
+float head_loss_and_gradient(const float* logits, const int64_t* mask, int64_t T, int64_t target, float scale,
+                             float* gradient) {
+  float top = -std::numeric_limits<float>::infinity();
+  for (int64_t t = 0; t < T; ++t)
+    if (mask[t] != 0) top = std::max(top, logits[2 * t]);
+  float sum = 0;
+  for (int64_t t = 0; t < T; ++t)
+    if (mask[t] != 0) sum += std::exp(logits[2 * t] - top);
+  const float log_normaliser = top + std::log(sum);
+  for (int64_t t = 0; t < T; ++t)
+    gradient[2 * t] = (mask[t] != 0 ? std::exp(logits[2 * t] - log_normaliser) : 0.0f) * scale;
+  gradient[2 * target] -= scale;
+  return mask[target] != 0 ? log_normaliser - logits[2 * target] : std::numeric_limits<float>::infinity();
+}
+
+// local_gradients on the CPU, one (layer, batch row) block of T positions at a time, without
+// materialising the dropped-out copy: the block's keep decisions and logits, both heads' losses
+// and logit gradients, then its share of the weight gradient, which reads the block again from
+// cache rather than memory. hidden [L,B,T,H] float32 or bf16 (read as is; other dtypes are converted).
+StepGradients cpu_local_gradients(const torch::Tensor& hidden_in, const torch::Tensor& attention_mask,
+                                  const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                                  const torch::Tensor& weight, const torch::Tensor& bias, double dropout,
+                                  uint64_t dropout_seed, int64_t row_offset, int64_t global_rows) {
+  const bool bf16 = hidden_in.scalar_type() == torch::kBFloat16;
+  const torch::Tensor hidden = (bf16 ? hidden_in : hidden_in.to(torch::kFloat32)).contiguous();
+  const int64_t L = hidden.size(0), B = hidden.size(1), T = hidden.size(2), H = hidden.size(3);
+  const auto mask = attention_mask.to(torch::kInt64).contiguous();
+  const auto starts = start_positions.to(torch::kInt64).contiguous(), ends = end_positions.to(torch::kInt64).contiguous();
+  for (const auto& targets : {starts, ends})
+    if (targets.numel() != B || (targets.numel() > 0 && (targets.min().item<int64_t>() < 0 || targets.max().item<int64_t>() >= T)))
+      throw Error("probe targets must be " + std::to_string(B) + " positions in [0, " + std::to_string(T) + ")");
+  const DropoutRows drop(dropout_shape(hidden.sizes()), dropout, dropout_seed, row_offset);
+  const bool dropping = dropout > 0;
+  const auto keep_scale = static_cast<float>(dropping ? 1.0 / (1.0 - dropout) : 1.0);
+  const auto gradient_scale = static_cast<float>(0.5 / static_cast<double>(global_rows));  // mean of the two heads
+  auto block_grad_w = torch::zeros({L, B, 2, H}, torch::kFloat32);
+  auto block_grad_b = torch::zeros({L, B, 2}, torch::kFloat32);
+  auto block_loss = torch::zeros({L, B}, torch::kFloat32);
+  at::parallel_for(0, L * B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> keep(static_cast<size_t>(dropping ? T * H : 0));
+    std::vector<float> values(static_cast<size_t>(H)), logits(static_cast<size_t>(2 * T)),
+        gradient(static_cast<size_t>(2 * T));
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t l = block / B, b = block % B, first_row = block * T;
+      const float* w = weight.data_ptr<float>() + l * 2 * H;
+      const float* w_bias = bias.data_ptr<float>() + l * 2;
+      auto dropped_row = [&](int64_t t) {  // the position's dropped-out values, into `values`
+        const int64_t offset = (first_row + t) * H;
+        const uint8_t* kept = dropping ? keep.data() + t * H : nullptr;
+        if (bf16)
+          drop_row(reinterpret_cast<const uint16_t*>(hidden.data_ptr<at::BFloat16>()) + offset, kept, keep_scale,
+                   values.data(), H);
+        else
+          drop_row(hidden.data_ptr<float>() + offset, kept, keep_scale, values.data(), H);
+      };
+      for (int64_t t = 0; t < T; ++t) {
+        if (dropping) drop.row(first_row + t, keep.data() + t * H);
+        dropped_row(t);
+        logits[2 * t] = dot(values.data(), w, H) + w_bias[0];
+        logits[2 * t + 1] = dot(values.data(), w + H, H) + w_bias[1];
+      }
+      const int64_t* row_mask = mask.data_ptr<int64_t>() + b * T;
+      const float start_loss = head_loss_and_gradient(logits.data(), row_mask, T, starts.data_ptr<int64_t>()[b],
+                                                      gradient_scale, gradient.data());
+      const float end_loss = head_loss_and_gradient(logits.data() + 1, row_mask, T, ends.data_ptr<int64_t>()[b],
+                                                    gradient_scale, gradient.data() + 1);
+      block_loss.data_ptr<float>()[block] = (start_loss + end_loss) * gradient_scale;
+      float* gw = block_grad_w.data_ptr<float>() + block * 2 * H;
+      float* gb = block_grad_b.data_ptr<float>() + block * 2;
+      for (int64_t t = 0; t < T; ++t) {
+        const float g_start = gradient[2 * t], g_end = gradient[2 * t + 1];
+        gb[0] += g_start;
+        gb[1] += g_end;
+        if (g_start == 0.0f && g_end == 0.0f) continue;  // padding
+        dropped_row(t);
+        accumulate(gw, gw + H, g_start, g_end, values.data(), H);
+      }
+    }
+  });
+  return {block_grad_w.sum(1), block_grad_b.sum(1), block_loss.sum(1)};
+}
+
 // Sums a step's gradients and losses over the ranks, in one collective.
 void reduce_over_ranks(StepGradients& step, const std::function<void(torch::Tensor&)>& all_reduce_sum) {
   auto flat = torch::cat({step.grad_w.reshape({-1}), step.grad_b.reshape({-1}), step.loss.reshape({-1})});
@@ -209,10 +352,14 @@ void reduce_over_ranks(StepGradients& step, const std::function<void(torch::Tens
 }  // namespace
 
 torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, int64_t row_offset) {
-  auto mask = torch::empty(sizes, torch::kBool);
-  bool* data = mask.data_ptr<bool>();
-  for_each_dropout_decision(dropout_shape(sizes), p, seed, row_offset, [&](int64_t i, bool kept) { data[i] = kept; });
-  return mask;
+  auto mask = torch::empty(sizes, torch::kUInt8);
+  auto* data = mask.data_ptr<uint8_t>();
+  const DropoutShape shape = dropout_shape(sizes);
+  const DropoutRows drop(shape, p, seed, row_offset);
+  at::parallel_for(0, drop.rows(), drop.grain(), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) drop.row(r, data + r * shape.units);
+  });
+  return mask.to(torch::kBool);
 }
 
 torch::Tensor dropout_keep_mask_on(torch::Device device, at::IntArrayRef sizes, double p, uint64_t seed,
@@ -246,8 +393,10 @@ ProbeStepResult LayerProbes::train_step(const torch::Tensor& hidden, const torch
                                         uint64_t dropout_seed, const ProbeBatchShard& shard) {
   torch::InferenceMode inference;
   const int64_t global_rows = shard.global_rows > 0 ? shard.global_rows : hidden.size(1);
-  auto step = local_gradients(hidden, attention_mask, start_positions, end_positions, weight_, bias_,
-                              options_.dropout, dropout_seed, shard.row_offset, global_rows);
+  const bool on_cpu = hidden.device().is_cpu() && hidden.size(1) > 0;
+  auto step = (on_cpu ? cpu_local_gradients : local_gradients)(hidden, attention_mask, start_positions,
+                                                               end_positions, weight_, bias_, options_.dropout,
+                                                               dropout_seed, shard.row_offset, global_rows);
   if (shard.all_reduce_sum) reduce_over_ranks(step, shard.all_reduce_sum);
   // clip_grad_norm_ per (layer, head) over that head's weight and bias.
   auto norm = (step.grad_w.pow(2).sum(-1) + step.grad_b.pow(2)).sqrt();  // [L,2]

@@ -8,14 +8,21 @@
 
 namespace layerprobe {
 
+namespace {
+
+// The frozen encoder's forward in `precision`; its outputs may be bf16/fp16 under autocast.
+EncoderOutput forward_in_precision(QaModel& model, const EncoderBatch& batch, const std::string& precision,
+                                   bool collect_hidden_states) {
+  PrecisionScope autocast(precision, batch.input_ids.device());
+  return model.forward(batch, collect_hidden_states);
+}
+
+}  // namespace
+
 EncoderOutput encode_frozen(QaModel& model, const EncoderBatch& batch, const std::string& precision,
                             bool collect_hidden_states) {
   torch::InferenceMode inference;
-  auto output = [&] {
-    PrecisionScope autocast(precision, batch.input_ids.device());
-    return model.forward(batch, collect_hidden_states);
-  }();
-  // Autocast may leave them bf16/fp16.
+  auto output = forward_in_precision(model, batch, precision, collect_hidden_states);
   for (auto& hidden : output.hidden_states) hidden = hidden.to(torch::kFloat);
   output.start_logits = output.start_logits.to(torch::kFloat);
   output.end_logits = output.end_logits.to(torch::kFloat);
@@ -23,9 +30,16 @@ EncoderOutput encode_frozen(QaModel& model, const EncoderBatch& batch, const std
 }
 
 torch::Tensor probed_hidden_states(QaModel& model, const EncoderBatch& batch, const std::string& precision) {
-  auto output = encode_frozen(model, batch, precision, true);
-  std::vector<torch::Tensor> layers(output.hidden_states.begin() + 1, output.hidden_states.end());
-  return torch::stack(layers);
+  torch::InferenceMode inference;
+  const auto states = forward_in_precision(model, batch, precision, true).hidden_states;
+  // Every layer's output (not the embeddings) copied once into one tensor: float32, or bf16 as a CPU
+  // bf16 encoder leaves them (the probes widen them exactly to float32 as they read them).
+  auto sizes = states.back().sizes().vec();
+  sizes.insert(sizes.begin(), static_cast<int64_t>(states.size()) - 1);
+  const bool cpu_bf16 = states.back().is_cpu() && states.back().scalar_type() == torch::kBFloat16;
+  auto stacked = torch::empty(sizes, states.back().options().dtype(cpu_bf16 ? torch::kBFloat16 : torch::kFloat));
+  for (size_t layer = 1; layer < states.size(); ++layer) stacked[static_cast<int64_t>(layer) - 1].copy_(states[layer]);
+  return stacked;
 }
 
 void for_each_batch(const std::vector<SquadFeature>& features, const std::vector<std::vector<size_t>>& batches,

@@ -7,6 +7,7 @@
 
 #include "../tool_main.hpp"
 #include "commands.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/bench/bench.hpp"
 #include "layerprobe/core/common.hpp"
 
@@ -76,7 +77,7 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--batch-size", o.batch_size, "Batch size")->capture_default_str();
   add_window_options(*command, o.window);
   command->add_option("--device", o.device, "cpu or gpu")->capture_default_str();
-  command->add_option("--precision", o.precision, "fp32, bf16 or fp16 (encoder autocast, GPU only)")
+  command->add_option("--precision", o.precision, kEncoderPrecisionHelp)
       ->capture_default_str();
   command->add_option("--threads", args->threads, "CPU threads (0 = $LAYERPROBE_THREADS or all cores)")
       ->capture_default_str();

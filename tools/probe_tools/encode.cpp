@@ -105,8 +105,7 @@ void add_encode_command(CLI::App& app) {
   command->add_option("--device", args->device, "cpu or gpu")->capture_default_str();
   command->add_option("--batch-size", args->batch_size, "Rows per forward pass")->capture_default_str();
   command->add_option("--precision", args->precision,
-                      "Encoder precision: fp32, bf16 (CUDA autocast, or a CPU with native bf16) or fp16 (CUDA); "
-                      "outputs are F32 either way")
+                      kEncoderPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
   command->add_option("--threads", args->threads, "CPU threads (0: $LAYERPROBE_THREADS or all cores)")

@@ -42,6 +42,12 @@ struct BenchResult {
   double probe_train_seeds_fps = 0;  // the probe_train step with probe_seeds probe sets on one encoder pass
   double flops_per_feature = 0, gemm_peak_onednn_gflops = 0, gemm_peak_blas_gflops = 0;
   double gemm_peak_bf16_gflops = 0;  // oneDNN bf16, on a CPU with native bf16 only
+  // Each of the encoder's linear shapes as measured; the oneDNN peaks are their maxima.
+  struct GemmShape {
+    int64_t rows = 0, in = 0, out = 0;
+    double fp32_gflops = 0, bf16_gflops = 0;
+  };
+  std::vector<GemmShape> gemm_shapes;
   std::string cpu_isa;               // onednn_cpu_isa()
   double train_step_fps = 0, train_flops_per_feature = 0;  // forward FLOPs of the features it trained on
   double peak_rss_mb = 0;
@@ -69,14 +75,13 @@ BenchResult run_bench(const BenchOptions& options);
 // not counted).
 double forward_flops(const ModelConfig& config, int64_t tokens);
 
-// GFLOP/s of an [rows,in] x [in,out] float32 product, measured for about
-// `seconds`, through oneDNN (mkldnn_linear on operands already in its layout,
-// no conversions timed) or through torch::mm (the system BLAS).
 // The instruction set oneDNN dispatches to on this CPU ("avx2", "avx512_core_bf16",
 // "avx512_core_amx", ...), from the libdnnl LibTorch uses; "unknown" when it cannot be asked.
 std::string onednn_cpu_isa();
 
-// `dtype` bf16 measures oneDNN's bf16 product (onednn only).
+// GFLOP/s of an [rows,in] x [in,out] product, measured for about `seconds`, through oneDNN
+// (mkldnn_linear on operands already in its layout, no conversions timed) or through torch::mm
+// (the system BLAS, float32 only); `dtype` bf16 measures oneDNN's bf16 product.
 double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds,
                            torch::ScalarType dtype = torch::kFloat);
 

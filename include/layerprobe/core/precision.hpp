@@ -15,6 +15,11 @@ namespace layerprobe {
 // slower than fp32 through emulation).
 void check_precision(const std::string& precision, const torch::Device& device);
 
+// The --precision option's help, one text for every tool.
+inline constexpr const char* kEncoderPrecisionHelp =
+    "Encoder precision: fp32 (exact parity), bf16 (CUDA autocast, or a CPU with native bf16: AVX512_BF16 or "
+    "AMX) or fp16 (CUDA); probes, their optimiser and decoding stay fp32";
+
 // Whether this CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16, from /proc/cpuinfo).
 bool cpu_has_native_bf16();
 

@@ -50,7 +50,7 @@ class LayerProbes {
   // One fused training step over a batch: dropout, masked softmax
   // cross-entropy per head, gradient clipping per layer and head, and
   // AdamW without bias correction (as the original study's optimiser).
-  // hidden [L,B,T,H] (float), attention_mask [B,T], start/end [B] (int64).
+  // hidden [L,B,T,H] (float32, or bf16: widened exactly), attention_mask [B,T], start/end [B] (int64).
   // The dropout masks are dropout_keep_mask(dropout_seed, shard.row_offset):
   // a function of (seed, layer, global row, position, unit), so a step
   // repeats exactly, whatever the padding, the device or the sharding.

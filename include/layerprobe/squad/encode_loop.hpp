@@ -23,7 +23,8 @@ EncoderOutput encode_frozen(QaModel& model, const EncoderBatch& batch, const std
                             bool collect_hidden_states);
 
 // Hidden states 1..L of encode_frozen stacked [L,B,T,H] (index 0, the
-// embedding output, is not probed).
+// embedding output, is not probed): float32, or bf16 from a CPU bf16 encoder
+// (LayerProbes reads either; bf16 widens to float32 exactly).
 torch::Tensor probed_hidden_states(QaModel& model, const EncoderBatch& batch, const std::string& precision = "fp32");
 
 struct EncodeLoopOptions {

@@ -1,0 +1,260 @@
+#include "model/onednn.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <unordered_map>
+
+#include "layerprobe/core/common.hpp"
+
+#ifdef LAYERPROBE_WITH_ONEDNN
+#include <ATen/record_function.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+// Each kernel is one op to ATen's RecordFunction observers (the bench's --profile).
+#define LAYERPROBE_RECORD(name) RECORD_FUNCTION(name, std::vector<c10::IValue>())
+#endif
+
+namespace layerprobe {
+
+#ifdef LAYERPROBE_WITH_ONEDNN
+
+namespace {
+
+using dnnl::memory;
+using Dims = memory::dims;
+using Args = std::unordered_map<int, memory>;
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+void run(const dnnl::primitive& primitive, const Args& args) {
+  dnnl::stream stream(cpu_engine());
+  primitive.execute(stream, args);
+  stream.wait();
+}
+
+memory::data_type onednn_type(torch::ScalarType type) {
+  if (type == torch::kFloat) return memory::data_type::f32;
+  if (type == torch::kBFloat16) return memory::data_type::bf16;
+  throw Error(std::string("oneDNN: unsupported dtype ") + c10::toString(type));
+}
+
+memory::desc plain(Dims dims, torch::ScalarType type) {
+  const auto tag = dims.size() == 1 ? memory::format_tag::a : dims.size() == 2 ? memory::format_tag::ab
+                                                                                : memory::format_tag::abcd;
+  return memory::desc(std::move(dims), onednn_type(type), tag);
+}
+
+memory wrap(const memory::desc& desc, const torch::Tensor& tensor, int64_t element_offset = 0) {
+  auto* base = static_cast<char*>(tensor.data_ptr()) + element_offset * static_cast<int64_t>(tensor.element_size());
+  return memory(desc, cpu_engine(), base);
+}
+
+dnnl::algorithm onednn_algorithm(FusedActivation activation) {
+  switch (activation) {
+    case FusedActivation::GeluErf:
+      return dnnl::algorithm::eltwise_gelu_erf;
+    case FusedActivation::GeluTanh:
+      return dnnl::algorithm::eltwise_gelu_tanh;
+    case FusedActivation::Relu:
+      return dnnl::algorithm::eltwise_relu;
+    case FusedActivation::Swish:
+      return dnnl::algorithm::eltwise_swish;
+    case FusedActivation::Mish:
+      return dnnl::algorithm::eltwise_mish;
+    case FusedActivation::None:
+      break;
+  }
+  throw Error("oneDNN: no eltwise algorithm for this activation");
+}
+
+// The inner product x [rows, in] -> [rows, out] with the weight's layout left to oneDNN and the
+// activation, then the residual add, as post-ops.
+dnnl::inner_product_forward::primitive_desc inner_product(int64_t rows, int64_t in, int64_t out,
+                                                         torch::ScalarType type, FusedActivation activation,
+                                                         bool residual) {
+  const auto element = onednn_type(type);
+  const memory::desc weights({out, in}, element, memory::format_tag::any);
+  dnnl::post_ops post;
+  if (activation != FusedActivation::None) {
+    const float alpha = activation == FusedActivation::Swish ? 1.f : 0.f;  // swish's beta, relu's negative slope
+    post.append_eltwise(1.f, onednn_algorithm(activation), alpha, 0.f);
+  }
+  // The residual as a sum into the destination, which holds it: a binary add would send the product to
+  // oneDNN's slower gemm kernel with another weight layout (oneDNN 2.6's brgemm lacks that post-op).
+  if (residual) post.append_sum(1.f);
+  dnnl::primitive_attr attributes;
+  attributes.set_post_ops(post);
+  const dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, plain({rows, in}, type), weights,
+                                               plain({out}, type), plain({rows, out}, type));
+  return dnnl::inner_product_forward::primitive_desc(desc, attributes, cpu_engine());
+}
+
+std::atomic<int64_t> g_repacks{0};
+
+// The rows a packed weight's layout is chosen for; oneDNN's brgemm kernels pick the same layout
+// for any row count, and a product whose kernel wants another gets the weight reordered.
+constexpr int64_t kPackingRows = 256;
+
+// A head-major view [B, heads, rows, cols] of a row-major buffer: element (b, h, r, c) at
+// b * batch_stride + h * head_stride + r * row_stride + c, or + c * row_stride + r when `transpose`.
+memory::desc head_view(Dims dims, torch::ScalarType type, int64_t batch_stride, int64_t head_stride,
+                       int64_t row_stride, bool transpose) {
+  Dims strides = transpose ? Dims{batch_stride, head_stride, 1, row_stride}
+                           : Dims{batch_stride, head_stride, row_stride, 1};
+  return memory::desc(std::move(dims), onednn_type(type), strides);
+}
+
+}  // namespace
+
+bool onednn_available() { return true; }
+int64_t packed_linear_repacks() { return g_repacks; }
+
+PackedLinear::PackedLinear(const torch::Tensor& weight_in, const torch::Tensor& bias, torch::ScalarType dtype)
+    : bias_(bias.to(dtype).contiguous()), in_(weight_in.size(1)), out_(weight_in.size(0)) {
+  const torch::Tensor weight = weight_in.to(dtype).contiguous();
+  const auto layout = inner_product(kPackingRows, in_, out_, dtype, FusedActivation::None, false).weights_desc();
+  packed_ = torch::empty({static_cast<int64_t>(layout.get_size())}, torch::kUInt8);
+  const memory source = wrap(plain({out_, in_}, dtype), weight), target = wrap(layout, packed_);
+  run(dnnl::reorder(source, target), {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, target}});
+  layout_ = std::make_shared<memory::desc>(layout);
+}
+
+torch::Tensor PackedLinear::forward(const torch::Tensor& x_in, FusedActivation activation,
+                                    const torch::Tensor& residual) const {
+  LAYERPROBE_RECORD(activation == FusedActivation::None ? "onednn::inner_product" : "onednn::inner_product+activation");
+  const torch::Tensor x = x_in.contiguous();
+  const int64_t rows = x.size(0);
+  const auto type = x.scalar_type();
+  const auto desc = inner_product(rows, in_, out_, type, activation, residual.defined());
+  const auto& layout = *std::static_pointer_cast<memory::desc>(layout_);
+  memory weights = wrap(layout, packed_);
+  if (desc.weights_desc() != layout) {  // a kernel that wants another layout (never seen with oneDNN 2.6)
+    ++g_repacks;
+    weights = memory(desc.weights_desc(), cpu_engine());
+    run(dnnl::reorder(wrap(layout, packed_), weights), {{DNNL_ARG_FROM, wrap(layout, packed_)}, {DNNL_ARG_TO, weights}});
+  }
+  auto output = residual.defined() ? residual.to(type).contiguous().clone() : torch::empty({rows, out_}, x.options());
+  run(dnnl::inner_product_forward(desc), {{DNNL_ARG_SRC, wrap(desc.src_desc(), x)},
+                                          {DNNL_ARG_WEIGHTS, weights},
+                                          {DNNL_ARG_BIAS, wrap(desc.bias_desc(), bias_)},
+                                          {DNNL_ARG_DST, wrap(desc.dst_desc(), output)}});
+  return output;
+}
+
+torch::Tensor onednn_attention(const torch::Tensor& qkv_in, const torch::Tensor& additive_mask, int64_t batch,
+                               int64_t length, int64_t heads) {
+  LAYERPROBE_RECORD("onednn::attention");
+  const torch::Tensor qkv = qkv_in.contiguous();
+  const auto type = qkv.scalar_type();
+  const int64_t width3 = qkv.size(1), width = width3 / 3, head_size = width / heads, token_stride = length * width3;
+  const auto query = head_view({batch, heads, length, head_size}, type, token_stride, head_size, width3, false);
+  const auto key_t = head_view({batch, heads, head_size, length}, type, token_stride, head_size, width3, true);
+  const auto context_desc = head_view({batch, heads, length, head_size}, type, length * width, head_size, width, false);
+  const auto scores_desc = plain({batch, heads, length, length}, type);
+  const torch::Tensor mask = additive_mask.to(torch::kFloat).contiguous();
+  const auto mask_desc = plain({batch, 1, 1, length}, torch::kFloat);
+
+  dnnl::primitive_attr scaled;
+  scaled.set_output_scales(0, {static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_size)))});
+  dnnl::post_ops add_mask;
+  add_mask.append_binary(dnnl::algorithm::binary_add, mask_desc);
+  scaled.set_post_ops(add_mask);
+  auto scores = torch::empty({batch, heads, length, length}, qkv.options());
+  auto context = torch::empty({batch * length, width}, qkv.options());
+  const memory scores_memory = wrap(scores_desc, scores);
+  using dnnl::matmul;
+  run(matmul(matmul::primitive_desc(matmul::desc(query, key_t, scores_desc), scaled, cpu_engine())),
+      {{DNNL_ARG_SRC, wrap(query, qkv)},
+       {DNNL_ARG_WEIGHTS, wrap(key_t, qkv, width)},
+       {DNNL_ARG_DST, scores_memory},
+       {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, wrap(mask_desc, mask)}});
+  const dnnl::softmax_forward::desc softmax(dnnl::prop_kind::forward_inference, scores_desc, 3);
+  run(dnnl::softmax_forward(dnnl::softmax_forward::primitive_desc(softmax, cpu_engine())),
+      {{DNNL_ARG_SRC, scores_memory}, {DNNL_ARG_DST, scores_memory}});
+  run(matmul(matmul::primitive_desc(matmul::desc(scores_desc, query, context_desc), cpu_engine())),
+      {{DNNL_ARG_SRC, scores_memory},
+       {DNNL_ARG_WEIGHTS, wrap(query, qkv, 2 * width)},
+       {DNNL_ARG_DST, wrap(context_desc, context)}});
+  return context;
+}
+
+torch::Tensor layer_norm(const torch::Tensor& x_in, const torch::Tensor& weight, const torch::Tensor& bias,
+                         double eps) {
+  if (x_in.scalar_type() == torch::kFloat)
+    return torch::layer_norm(x_in, {x_in.size(-1)}, weight, bias, eps);  // LibTorch's, exactly as the reference
+  LAYERPROBE_RECORD("onednn::layer_norm");
+  const torch::Tensor x = x_in.contiguous();
+  const auto data = plain({x.size(0), x.size(1)}, x.scalar_type());
+  const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  const dnnl::layer_normalization_forward::desc desc(dnnl::prop_kind::forward_inference, data, static_cast<float>(eps),
+                                                     flags);
+  const dnnl::layer_normalization_forward::primitive_desc primitive(desc, cpu_engine());
+  auto output = torch::empty_like(x);
+  const auto scale = weight.to(torch::kFloat).contiguous(), shift = bias.to(torch::kFloat).contiguous();
+  run(dnnl::layer_normalization_forward(primitive), {{DNNL_ARG_SRC, wrap(data, x)},
+                                                     {DNNL_ARG_DST, wrap(data, output)},
+                                                     {DNNL_ARG_SCALE, wrap(primitive.weights_desc(), scale)},
+                                                     {DNNL_ARG_SHIFT, wrap(primitive.weights_desc(), shift)}});
+  return output;
+}
+
+#else  // LibTorch's ops, where this build has no oneDNN headers
+
+namespace {
+
+torch::Tensor apply_fused(const torch::Tensor& x, FusedActivation activation) {
+  switch (activation) {
+    case FusedActivation::GeluErf:
+      return torch::gelu(x);
+    case FusedActivation::GeluTanh:
+      return torch::gelu(x, "tanh");
+    case FusedActivation::Relu:
+      return torch::relu(x);
+    case FusedActivation::Swish:
+      return torch::silu(x);
+    case FusedActivation::Mish:
+      return torch::mish(x);
+    case FusedActivation::None:
+      break;
+  }
+  return x;
+}
+
+}  // namespace
+
+bool onednn_available() { return false; }
+int64_t packed_linear_repacks() { return 0; }
+
+PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, torch::ScalarType dtype)
+    : packed_(weight.to(dtype).contiguous()), bias_(bias.to(dtype).contiguous()), in_(weight.size(1)),
+      out_(weight.size(0)) {
+  if (at::hasMKLDNN()) packed_ = packed_.to_mkldnn();
+}
+
+torch::Tensor PackedLinear::forward(const torch::Tensor& x, FusedActivation activation,
+                                    const torch::Tensor& residual) const {
+  torch::Tensor y = packed_.is_mkldnn() ? torch::mkldnn_linear(x.contiguous().to_mkldnn(), packed_, bias_).to_dense()
+                                        : torch::linear(x, packed_, bias_);
+  y = apply_fused(y, activation);
+  return residual.defined() ? y.add_(residual) : y;
+}
+
+torch::Tensor onednn_attention(const torch::Tensor& qkv_flat, const torch::Tensor& additive_mask, int64_t batch,
+                               int64_t length, int64_t heads) {
+  const int64_t width = qkv_flat.size(1) / 3, head_size = width / heads;
+  auto qkv = qkv_flat.view({batch, length, 3, heads, head_size}).permute({2, 0, 3, 1, 4});
+  auto scores = torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) / std::sqrt(static_cast<double>(head_size));
+  auto probs = torch::softmax(scores + additive_mask.to(scores.scalar_type()), -1);
+  return torch::matmul(probs, qkv[2]).permute({0, 2, 1, 3}).reshape({batch * length, width});
+}
+
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
+  return torch::layer_norm(x, {x.size(-1)}, weight.to(x.scalar_type()), bias.to(x.scalar_type()), eps);
+}
+
+#endif
+
+}  // namespace layerprobe

@@ -1,0 +1,59 @@
+// oneDNN primitives run directly on LibTorch tensors' memory (private to src/model/), for the
+// encoder layer's CPU inference path in float32 or bf16:
+// - PackedLinear: an inner product over a weight packed once in the layout oneDNN's kernel reads,
+//   with the bias, the activation and a residual add fused into it as post-ops. Activations stay
+//   plain row-major tensors: no to_mkldnn/to_dense copies around each product, no separate
+//   activation pass (LibTorch 1.13's bf16 GELU alone cost half as much as the linears).
+// - onednn_attention: softmax(q k^T / sqrt(d) + mask) v as two batched matmuls and a softmax,
+//   reading Q, K and V in place from the fused QKV projection and writing the context straight
+//   into [tokens, hidden] (LibTorch 1.13 runs a CPU float32 bmm as one small BLAS GEMM per row
+//   and head: ~30 GFLOP/s on these shapes against ~120 through oneDNN's batched matmul).
+// - layer_norm over the last dimension (oneDNN's kernel for bf16, whose LibTorch 1.13 kernel is slow).
+// oneDNN is compiled in when CMake finds its headers (Debian: libdnnl-dev, the libdnnl Debian's
+// LibTorch itself links); without it the same functions run LibTorch's ops.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace layerprobe {
+
+// Whether this build calls oneDNN directly.
+bool onednn_available();
+
+// An activation fused into a product (None: the product and bias only).
+enum class FusedActivation { None, GeluErf, GeluTanh, Relu, Swish, Mish };
+
+class PackedLinear {
+ public:
+  PackedLinear() = default;
+  // weight [out, in], bias [out], converted to `dtype` (float32 or bf16) and packed.
+  PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, torch::ScalarType dtype);
+  bool defined() const { return bias_.defined(); }
+  // x [N, in] of the packed dtype -> activation(x W^T + b) (+ residual [N, out]) as [N, out].
+  torch::Tensor forward(const torch::Tensor& x, FusedActivation activation = FusedActivation::None,
+                        const torch::Tensor& residual = {}) const;
+
+ private:
+  torch::Tensor packed_;  // oneDNN's packed bytes (or, without oneDNN, the weight in mkldnn layout)
+  torch::Tensor bias_;
+  int64_t in_ = 0, out_ = 0;
+  std::shared_ptr<void> layout_;  // oneDNN's memory descriptor of packed_
+};
+
+// How many times a product had to repack its weight because oneDNN's kernel for it wanted another
+// layout than the one packed (each such call reorders the whole weight): 0 on the encoder's path.
+int64_t packed_linear_repacks();
+
+// qkv: [B*T, 3H] contiguous float32 or bf16, rows [q | k | v], each H = heads x d;
+// additive_mask: [B,1,1,T] added to the scaled scores (any float dtype). Returns the
+// attention context softmax(q k^T / sqrt(d) + mask) v as [B*T, H] in qkv's dtype.
+// Scores are kept in qkv's dtype; the softmax accumulates in float32.
+torch::Tensor onednn_attention(const torch::Tensor& qkv, const torch::Tensor& additive_mask, int64_t batch,
+                               int64_t length, int64_t heads);
+
+// LayerNorm of x [N, H] (float32 or bf16) with float32 weight and bias [H]; statistics in float32.
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
+
+}  // namespace layerprobe
