@@ -172,12 +172,12 @@ bool TransformerLayerKernel::use_fast_path(const torch::Tensor& hidden, bool tra
 
 const TransformerLayerKernel::Prepared& TransformerLayerKernel::prepared(torch::ScalarType dtype) {
   const LayerParts& p = parts_;
+  // The linears' parameters (LayerNorm reads its own as they are).
   const torch::Tensor* sources[] = {&p.query->weight,        &p.query->bias,           &p.key->weight,
                                     &p.key->bias,            &p.value->weight,         &p.value->bias,
                                     &p.attention_output->weight, &p.attention_output->bias,
                                     &p.intermediate->weight, &p.intermediate->bias,    &p.output->weight,
-                                    &p.output->bias,         &p.attention_norm->weight, &p.attention_norm->bias,
-                                    &p.output_norm->weight,  &p.output_norm->bias};
+                                    &p.output->bias};
   std::vector<std::pair<const void*, uint32_t>> source;
   for (const torch::Tensor* t : sources) source.emplace_back(t->data_ptr(), static_cast<uint32_t>(t->_version()));
   if (prepared_.qkv.defined() && source == prepared_.source && prepared_.dtype == dtype) return prepared_;

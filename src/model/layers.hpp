@@ -73,7 +73,7 @@ class TransformerLayerKernel {
   // The linears packed for oneDNN in the dtype the fast path computes in (float32, or bf16 under
   // --precision bf16); LayerNorm reads the parameters as they are.
   struct Prepared {
-    std::vector<std::pair<const void*, uint32_t>> source;  // data pointer and version of each parameter
+    std::vector<std::pair<const void*, uint32_t>> source;  // data pointer and version of each linear parameter
     torch::ScalarType dtype = torch::kFloat;
     PackedLinear qkv, attention_output, intermediate, output;
   };

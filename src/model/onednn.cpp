@@ -130,13 +130,16 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x_in, FusedActivation a
   const auto type = x.scalar_type();
   const auto desc = inner_product(rows, in_, out_, type, activation, residual.defined());
   const auto& layout = *std::static_pointer_cast<memory::desc>(layout_);
-  memory weights = wrap(layout, packed_);
+  const memory packed = wrap(layout, packed_);
+  memory weights = packed;
   if (desc.weights_desc() != layout) {  // a kernel that wants another layout (never seen with oneDNN 2.6)
     ++g_repacks;
     weights = memory(desc.weights_desc(), cpu_engine());
-    run(dnnl::reorder(wrap(layout, packed_), weights), {{DNNL_ARG_FROM, wrap(layout, packed_)}, {DNNL_ARG_TO, weights}});
+    run(dnnl::reorder(packed, weights), {{DNNL_ARG_FROM, packed}, {DNNL_ARG_TO, weights}});
   }
-  auto output = residual.defined() ? residual.to(type).contiguous().clone() : torch::empty({rows, out_}, x.options());
+  // The sum post-op adds the product into the destination: it starts as a (contiguous) copy of the residual.
+  auto output = residual.defined() ? residual.to(x.options(), false, true, torch::MemoryFormat::Contiguous)
+                                   : torch::empty({rows, out_}, x.options());
   run(dnnl::inner_product_forward(desc), {{DNNL_ARG_SRC, wrap(desc.src_desc(), x)},
                                           {DNNL_ARG_WEIGHTS, weights},
                                           {DNNL_ARG_BIAS, wrap(desc.bias_desc(), bias_)},

@@ -126,10 +126,10 @@ void drop_row(const uint16_t* __restrict in, const uint8_t* __restrict kept, flo
               int64_t n) {
   for (int64_t h = 0; h < n; ++h) {
     const uint32_t bits = static_cast<uint32_t>(in[h]) << 16;
-    float value;
-    std::memcpy(&value, &bits, sizeof value);
-    out[h] = kept ? value * (static_cast<float>(kept[h]) * scale) : value;
+    std::memcpy(out + h, &bits, sizeof(float));
   }
+  if (kept)
+    for (int64_t h = 0; h < n; ++h) out[h] *= static_cast<float>(kept[h]) * scale;
 }
 
 // sum a[h] * b[h] in 16 interleaved partial sums (which the compiler keeps in vector registers).
@@ -162,7 +162,7 @@ class DropoutRows {
  public:
   DropoutRows(const DropoutShape& shape, double p, uint64_t seed, int64_t row_offset)
       : shape_(shape), threshold_(static_cast<uint64_t>(std::llround(p * 4294967296.0))),
-        key_(mix64(seed + 0x9e3779b97f4a7c15ULL)), row_offset_(row_offset) {}
+        key_(mix64(seed + kDrawStep)), row_offset_(row_offset) {}
   int64_t rows() const { return shape_.layers * shape_.batch * shape_.positions; }
   // keep[h] = 1 where unit h of row r (row-major over [L,B,T]) is kept, else 0.
   void row(int64_t r, uint8_t* keep) const {
@@ -352,14 +352,14 @@ void reduce_over_ranks(StepGradients& step, const std::function<void(torch::Tens
 }  // namespace
 
 torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, int64_t row_offset) {
-  auto mask = torch::empty(sizes, torch::kUInt8);
-  auto* data = mask.data_ptr<uint8_t>();
+  auto mask = torch::empty(sizes, torch::kBool);
+  auto* data = reinterpret_cast<uint8_t*>(mask.data_ptr<bool>());  // the decisions are 0 or 1
   const DropoutShape shape = dropout_shape(sizes);
   const DropoutRows drop(shape, p, seed, row_offset);
   at::parallel_for(0, drop.rows(), drop.grain(), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) drop.row(r, data + r * shape.units);
   });
-  return mask.to(torch::kBool);
+  return mask;
 }
 
 torch::Tensor dropout_keep_mask_on(torch::Device device, at::IntArrayRef sizes, double p, uint64_t seed,
