@@ -1,13 +1,15 @@
 // Fine-tuning: HF 2.5.1's loss, AdamW and schedule, and a small model trained
-// on a slice of the dev file (loss falls, reload, bit-identical resume).
+// on a slice of the dev file (loss falls, reload, bit-identical resume; bf16 autocast).
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 
 #include "layerprobe/squad/batch.hpp"
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/train/finetune.hpp"
 #include "layerprobe/squad/squad.hpp"
 #include "layerprobe/model/family.hpp"
@@ -136,17 +138,23 @@ FineTuneOptions training_options(const fs::path& output_dir, const Tokenizer& to
   return options;
 }
 
+// A small ALBERT with dropout (seed 3) and the shared SentencePiece model, in scratch/initial.
+fs::path initial_model(const fs::path& scratch) {
+  const fs::path model_dir = scratch / "initial";
+  fs::create_directories(model_dir);
+  torch::manual_seed(3);
+  save_checkpoint(*create_model(dropout_config()), model_dir);
+  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), model_dir / "spiece.model");
+  return model_dir;
+}
+
 }  // namespace
 
 TEST(FineTune, LossFallsSavedModelReloadsAndResumeIsBitIdentical) {
   REQUIRE_SHARED(test_support::kDevFile);
   REQUIRE_SHARED(test_support::kSpieceModel);
   const fs::path scratch = test_support::scratch_dir("finetune_smoke");
-  const fs::path model_dir = scratch / "initial";
-  fs::create_directories(model_dir);
-  torch::manual_seed(3);
-  save_checkpoint(*create_model(dropout_config()), model_dir);
-  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), model_dir / "spiece.model");
+  const fs::path model_dir = initial_model(scratch);
   const auto tokenizer = load_tokenizer(model_dir);
   const auto features = dev_slice_features(*tokenizer);
   ASSERT_GE(features.size(), 40u);
@@ -189,4 +197,45 @@ TEST(FineTune, LossFallsSavedModelReloadsAndResumeIsBitIdentical) {
   other.learning_rate = 1e-3;
   LoadedModel again = load_checkpoint(model_dir);
   EXPECT_THROW(fine_tune(*again.model, features, other, torch::kCPU), Error);
+}
+
+// run_squad --bf16 on a CPU: LibTorch's CPU autocast runs the linears and matmuls in bf16; the model
+// still learns, and a checkpoint made so resumes only with --bf16.
+TEST(FineTune, Bf16AutocastOnTheCpuLearnsAndOnlyResumesInBf16) {
+  if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16 (AVX512_BF16 or AMX): --bf16 is refused";
+  REQUIRE_SHARED(test_support::kDevFile);
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  const fs::path scratch = test_support::scratch_dir("finetune_bf16");
+  const fs::path model_dir = initial_model(scratch);
+  const auto tokenizer = load_tokenizer(model_dir);
+  const auto features = dev_slice_features(*tokenizer);
+  const int64_t updates_per_epoch = (static_cast<int64_t>(features.size()) + 3) / 4 / 2;
+
+  auto losses = [&](bool bf16) {
+    LoadedModel loaded = load_checkpoint(model_dir);
+    const double before = mean_loss(*loaded.model, features);
+    auto options = training_options(scratch / (bf16 ? "bf16" : "fp32"), *tokenizer, 3 * updates_per_epoch + 2);
+    options.bf16 = bf16;
+    fine_tune(*loaded.model, features, options, torch::kCPU);
+    return std::make_pair(before, mean_loss(*loaded.model, features));
+  };
+  const auto [before, fp32_after] = losses(false);
+  const auto [same_start, bf16_after] = losses(true);
+  EXPECT_EQ(before, same_start);
+  EXPECT_LT(bf16_after, before - 1.0) << "before " << before << ", after bf16 training " << bf16_after;
+  std::cout << "mean loss before " << before << ", after fp32 training " << fp32_after << ", after bf16 training "
+            << bf16_after << "\n";
+
+  // The bf16 run's checkpoint resumes only in bf16.
+  const std::string checkpoint = "checkpoint-" + std::to_string(3 * updates_per_epoch + 2);
+  const fs::path resumed_dir = scratch / "resumed";
+  fs::create_directories(resumed_dir);
+  fs::copy(scratch / "bf16" / checkpoint, resumed_dir / checkpoint, fs::copy_options::recursive);
+  auto resume_options = training_options(resumed_dir, *tokenizer, 3 * updates_per_epoch + 2);
+  resume_options.resume = true;
+  LoadedModel in_fp32 = load_checkpoint(model_dir);
+  EXPECT_THROW(fine_tune(*in_fp32.model, features, resume_options, torch::kCPU), Error);
+  resume_options.bf16 = true;
+  LoadedModel in_bf16 = load_checkpoint(model_dir);
+  EXPECT_NO_THROW(fine_tune(*in_bf16.model, features, resume_options, torch::kCPU));
 }

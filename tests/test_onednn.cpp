@@ -32,10 +32,13 @@ TEST(OneDnnKernels, PackedLinearEqualsLinearThenActivationThenResidual) {
   const auto weight = torch::randn({40, 24}) * 0.3, bias = torch::randn({40});
   const PackedLinear packed(weight, bias, torch::kFloat);
   const int64_t repacks = packed_linear_repacks();
-  for (int64_t rows : {1, 37, 300}) {
+  // Rows run as a multiple of 32 and a tail: 1 (tail only), 64 (no tail), 37 and 300 (both).
+  for (int64_t rows : {1, 37, 64, 300}) {
     const auto x = torch::randn({rows, 24}), residual = torch::randn({rows, 40});
     const auto product = torch::linear(x, weight, bias);
     EXPECT_LT(relative_error(packed.forward(x), product), 1e-6) << rows << " rows";
+    EXPECT_TRUE(torch::allclose(packed.forward(x, FusedActivation::None, residual), product + residual, 1e-5, 1e-5))
+        << "every row, the tail's included: " << rows << " rows";
     EXPECT_LT(relative_error(packed.forward(x, FusedActivation::None, residual), product + residual), 1e-6);
     for (const auto& [fused_activation, activation] : kFusions) {
       const auto expected = apply_activation(product, activation);

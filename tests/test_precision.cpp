@@ -99,6 +99,27 @@ TEST(Precision, UnknownNamesAreUsageErrors) {
   EXPECT_EQ(usage_error_code("", torch::kCPU), 2);
 }
 
+TEST(Precision, CpuTrainingAutocastRunsProductsInBf16WithFp32GradientsAndStopsAtTheScopeEnd) {
+  if (!cpu_has_native_bf16()) {
+    EXPECT_THROW(Autocast("bf16", torch::kCPU), Error);
+    GTEST_SKIP() << "this CPU has no native bf16 (AVX512_BF16 or AMX): training autocast is refused";
+  }
+  auto weight = torch::randn({8, 4}, torch::requires_grad()), input = torch::randn({3, 4});
+  {
+    Autocast autocast("bf16", torch::kCPU);
+    const auto out = torch::linear(input, weight);
+    EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+    out.to(torch::kFloat).sum().backward();
+  }
+  EXPECT_EQ(weight.grad().scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::allclose(weight.grad(), input.sum(0).expand({8, 4}), 1e-2, 1e-2));
+  EXPECT_EQ(torch::linear(input, weight).scalar_type(), torch::kFloat);
+  {
+    Autocast fp32("fp32", torch::kCPU);
+    EXPECT_EQ(torch::linear(input, weight).scalar_type(), torch::kFloat);
+  }
+}
+
 TEST(Precision, CudaAutocastRunsTheEncoderOpsInBf16AndStopsAtTheScopeEnd) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   auto a = torch::ones({4, 4}, torch::kCUDA), b = torch::ones({4, 4}, torch::kCUDA);

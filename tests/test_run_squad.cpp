@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/squad/predictions_io.hpp"
@@ -180,6 +181,18 @@ TEST(RunSquad, EvaluationPrecisionIsCheckedBeforeAnyWork) {
   EXPECT_EQ(run_cli("--model_name_or_path x --output_dir y --do_eval --version_2_with_negative --precision int8",
                     scratch, output),
             2);
+  // Training precision: one of --fp16 and --bf16; --bf16 needs CUDA or a CPU with native bf16.
+  EXPECT_EQ(run_cli("--model_name_or_path missing --output_dir y --do_train --version_2_with_negative --fp16 --bf16",
+                    scratch, output),
+            2);
+  EXPECT_NE(output.find("--fp16 and --bf16 exclude each other"), std::string::npos) << output;
+  if (!cpu_has_native_bf16()) {
+    EXPECT_EQ(run_cli("--model_name_or_path missing --output_dir y --do_train --version_2_with_negative --no_cuda "
+                      "--bf16",
+                      scratch, output),
+              2);
+    EXPECT_NE(output.find("native bf16"), std::string::npos) << output;
+  }
 }
 
 TEST(RunSquad, UnknownFlagListsTheValidOnes) {

@@ -79,7 +79,7 @@ done
 # bf16: on a CPU with native bf16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo) the fine-tuned model's seed-1 probes
 # are trained and scored again with the encoder in bf16, and every layer's F1 must stay within 1.0 of fp32
 # (0, the default: skipped; auto: where the CPU has it; 1: always, an error where the CPU lacks it).
-: "${DEMO_BF16:=0}"
+: "${DEMO_BF16:=auto}"
 : "${DEMO_MAX_SEQ_LENGTH:=128}"
 : "${DEMO_DOC_STRIDE:=64}"
 settings="train_questions=$DEMO_TRAIN_QUESTIONS dev_questions=$DEMO_DEV_QUESTIONS

@@ -64,10 +64,13 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
   // would be written after it is gone: UBSan found that).
   app.add_flag("--overwrite_cache")->description("Accepted for compatibility (features are never cached)");
   app.add_option("--seed", t.seed, "Seed for the new QA head, shuffling and dropout")->capture_default_str();
-  app.add_flag("--fp16", o.fp16, "Mixed precision (autocast) on CUDA");
+  app.add_flag("--fp16", o.fp16, "Mixed precision (autocast, dynamic loss scaling) on CUDA");
+  app.add_flag("--bf16", o.bf16,
+               "Mixed precision in bf16 (autocast: linears and matmuls in bf16, no loss scaling) for training and "
+               "evaluation, on CUDA or a CPU with native bf16 (AVX512_BF16 or AMX)");
   app.add_option("--precision", o.precision,
                  "Evaluation encoder precision: fp32, bf16 (CUDA autocast, or a CPU with native bf16) or fp16 "
-                 "(CUDA); training stays fp32 (or --fp16 on CUDA)")
+                 "(CUDA); training stays fp32 (or --fp16 / --bf16)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
   app.add_option("--threads", o.threads, "Threads for features and LibTorch [0: $LAYERPROBE_THREADS or all cores]")

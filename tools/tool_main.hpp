@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -113,9 +114,14 @@ inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<in
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   // Subcommand callbacks run inside parse(), so errors are caught around both.
   // A rank that fails leaves at once: its process group's threads may wait on ranks that are gone.
+  // So does a stopped run (status 130): what it finished is saved, and what it still holds (a dataset's
+  // millions of small allocations, kept unfreed by keep_until_exit) is not walked again on the way out
+  // (LeakSanitizer's exit scan of it took 24 s under load).
   auto leave = [](int status) {
-    if (dist::enabled()) {
+    if (dist::enabled() || status == 130) {
       spdlog::default_logger()->flush();
+      std::cout.flush();
+      std::fflush(nullptr);
       std::_Exit(status);
     }
     return status;

@@ -27,6 +27,7 @@
 #include "layerprobe/squad/squad.hpp"
 #include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/squad/encode_loop.hpp"
+#include "layerprobe/train/finetune.hpp"
 
 namespace layerprobe {
 
@@ -153,17 +154,20 @@ double predict_seconds(QaModel& model, const Tokenizer& tokenizer, const LayerPr
 // run_squad's step: forward in train mode, mean start/end cross-entropy,
 // backward and AdamW over every parameter.
 double train_step_seconds(QaModel& model, const std::vector<std::vector<const SquadFeature*>>& batches,
-                          const BatchOptions& padding, const torch::Device& device) {
+                          const BatchOptions& padding, const torch::Device& device, const std::string& precision) {
   model.train();
   torch::optim::AdamW optimizer(model.parameters(), torch::optim::AdamWOptions(3e-5));
   double total = timed(device, [&] {
     for (const auto& rows : batches) {
       stop_point();
       auto batch = make_batch(rows, padding).to(device);
-      auto out = model.forward(batch, false);
-      auto loss = (torch::cross_entropy_loss(out.start_logits.to(torch::kFloat32), positions(rows, true, device)) +
-                   torch::cross_entropy_loss(out.end_logits.to(torch::kFloat32), positions(rows, false, device))) /
-                  2;
+      torch::Tensor loss;
+      {
+        Autocast autocast(precision, device);  // run_squad --bf16 / --fp16
+        auto out = model.forward(batch, false);
+        loss = qa_loss(out.start_logits.to(torch::kFloat32), out.end_logits.to(torch::kFloat32),
+                       positions(rows, true, device), positions(rows, false, device));
+      }
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
@@ -325,7 +329,7 @@ double BenchResult::forward_mfu() const {
 
 double BenchResult::train_mfu() const {
   // Backward costs twice the forward's multiply-adds.
-  return gemm_peak_gflops() > 0 ? train_step_fps * 3 * train_flops_per_feature / 1e9 / gemm_peak_gflops() : 0;
+  return forward_peak_gflops() > 0 ? train_step_fps * 3 * train_flops_per_feature / 1e9 / forward_peak_gflops() : 0;
 }
 
 nlohmann::json BenchResult::to_json() const {
@@ -334,6 +338,7 @@ nlohmann::json BenchResult::to_json() const {
   for (const auto& g : gemm_shapes) shapes.push_back({g.rows, g.in, g.out, g.fp32_gflops, g.bf16_gflops});
   nlohmann::json json = {{"features", features},
           {"mean_tokens", features ? static_cast<double>(feature_tokens) / static_cast<double>(features) : 0.0},
+          {"padding_fraction", padding_fraction},
           {"featurize_s", featurize_s},
           {"featurized_features", featurized_features},
           {"forward_fps", forward_fps},
@@ -369,6 +374,112 @@ nlohmann::json BenchResult::to_json() const {
   }
   return json;
 }
+
+namespace {
+
+// The share of padding in the token slots of `batches`, each padded to its longest feature.
+double padding_fraction(const std::vector<std::vector<const SquadFeature*>>& batches) {
+  double slots = 0, tokens = 0;
+  for (const auto& rows : batches) {
+    size_t longest = 0;
+    for (const auto* f : rows) {
+      longest = std::max(longest, f->length());
+      tokens += static_cast<double>(f->length());
+    }
+    slots += static_cast<double>(longest * rows.size());
+  }
+  return slots > 0 ? 1.0 - tokens / slots : 0.0;
+}
+
+// Times the frozen encoder's forward pass, the probe_train step (one and
+// several probe seeds), the optional profile, the padded forward pass and
+// probe_predict with decoding, each over the whole sample.
+void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tokenizer& tokenizer, const Sample& sample,
+                     const torch::Device& device, const BatchOptions& unpadded, BenchResult& result) {
+  QaModel& model = *loaded.model;
+  const auto n = static_cast<double>(result.features);
+  const auto batches = bucketed_batches(sample.features, options.batch_size);
+  result.padding_fraction = padding_fraction(batches);
+  // Probe set 0 is the one-seed step's; all of them, the several-seed step's.
+  std::vector<LayerProbes> probe_sets;
+  for (int s = 0; s < std::max(1, options.probe_seeds); ++s) {
+    probe_sets.emplace_back(loaded.config.num_hidden_layers, loaded.config.hidden_size, ProbeOptions{}, s + 1);
+    probe_sets.back().to(device);
+  }
+  LayerProbes& probes = probe_sets.front();
+  auto forward_batch = [&](const EncoderBatch& batch) { encode_frozen(model, batch, options.precision, true); };
+  auto forward = [&](const BatchOptions& padding) {
+    return timed(device, [&] {
+      for (const auto& rows : batches) {
+        stop_point();
+        forward_batch(make_batch(rows, padding).to(device));
+      }
+    });
+  };
+  uint64_t dropout_seed = 1;
+  // probe_train's step: one encoder pass, then each probe set's train_step.
+  auto probe_train_batch = [&](const std::vector<const SquadFeature*>& rows, const EncoderBatch& batch, size_t sets) {
+    auto hidden = probed_hidden_states(model, batch, options.precision);
+    for (size_t s = 0; s < sets; ++s)
+      probe_sets[s].train_step(hidden, batch.attention_mask, positions(rows, true, device),
+                               positions(rows, false, device), dropout_seed++);
+  };
+  forward(unpadded);  // warm-up: weight preparation, allocator, kernels
+  // ... and the optimisers' state, on the longest batch: the allocator then holds what every batch needs,
+  // as in a long probe_train run, instead of growing (and faulting pages in) within the timed steps
+  const auto& longest = largest_batch(batches);
+  probe_train_batch(longest, make_batch(longest, unpadded).to(device), probe_sets.size());
+  // Forward alone and the probe_train steps run on each batch one after the
+  // other: a change in the machine's speed (another process, clocks) then
+  // falls on all alike, and their ratios hold still from run to run.
+  double forward_s = 0, probe_train_s = 0, probe_seeds_s = 0;
+  for (const auto& rows : batches) {
+    stop_point();
+    const auto batch = make_batch(rows, unpadded).to(device);
+    forward_s += timed(device, [&] { forward_batch(batch); });
+    probe_train_s += timed(device, [&] { probe_train_batch(rows, batch, 1); });
+    if (options.probe_seeds > 1)
+      probe_seeds_s += timed(device, [&] { probe_train_batch(rows, batch, probe_sets.size()); });
+  }
+  result.forward_fps = n / forward_s;
+  result.probe_train_fps = n / probe_train_s;
+  result.probe_seeds = options.probe_seeds;
+  if (options.probe_seeds > 1) {
+    result.probe_train_seeds_fps = n / probe_seeds_s;
+    spdlog::info("bench: probe_train step with {} probe seeds {:.2f} features/s ({:.3f}x the time of one)",
+                 options.probe_seeds, result.probe_train_seeds_fps, probe_seeds_s / probe_train_s);
+  }
+  spdlog::info("bench: forward {:.2f} features/s, probe_train step {:.2f} features/s", result.forward_fps,
+               result.probe_train_fps);
+  if (options.profile) {
+    result.forward_profile_s =
+        timed(device, [&] { result.forward_profile = profile_forward([&] { forward(unpadded); }); });
+    for (const auto& [op, seconds] : result.forward_profile) spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
+  }
+  BatchOptions padded = unpadded;
+  padded.pad_to = options.window.max_seq_length;
+  result.forward_padded_fps = n / forward(padded);
+  spdlog::info("bench: forward padded to {} {:.2f} features/s", padded.pad_to, result.forward_padded_fps);
+  result.predict_fps = n / predict_seconds(model, tokenizer, probes, sample, batches, device, options.precision);
+  spdlog::info("bench: probe_predict with decoding {:.2f} features/s", result.predict_fps);
+}
+
+// run_squad's training step (forward, backward, AdamW) over part of the sample.
+void measure_train_step(const BenchOptions& options, LoadedModel& loaded, const Sample& sample,
+                        const torch::Device& device, const BatchOptions& unpadded, BenchResult& result) {
+  QaModel& model = *loaded.model;
+  Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
+  auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
+  train_step_seconds(model, {train_batches.front()}, unpadded, device, options.precision);  // warm-up: optimiser state, allocator
+  double flops = 0;
+  for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
+  result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
+  result.train_step_fps =
+      static_cast<double>(train_sample.features.size()) / train_step_seconds(model, train_batches, unpadded, device, options.precision);
+  spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
+}
+
+}  // namespace
 
 BenchResult run_bench(const BenchOptions& options) {
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
@@ -414,96 +525,17 @@ BenchResult run_bench(const BenchOptions& options) {
                options.precision, result.cpu_isa);
   // Stopped by a signal, the process exits at once: the dev set's examples
   // and features (millions of small allocations) are not freed on the way out.
-  try {
-    const auto batches = bucketed_batches(sample.features, options.batch_size);
-    // Probe set 0 is the one-seed step's; all of them, the several-seed step's.
-    std::vector<LayerProbes> probe_sets;
-    for (int s = 0; s < std::max(1, options.probe_seeds); ++s) {
-      probe_sets.emplace_back(loaded.config.num_hidden_layers, loaded.config.hidden_size, ProbeOptions{}, s + 1);
-      probe_sets.back().to(device);
-    }
-    LayerProbes& probes = probe_sets.front();
-    {
-      auto forward_batch = [&](const EncoderBatch& batch) { encode_frozen(model, batch, options.precision, true); };
-      auto forward = [&](const BatchOptions& padding) {
-        return timed(device, [&] {
-          for (const auto& rows : batches) {
-            stop_point();
-            forward_batch(make_batch(rows, padding).to(device));
-          }
-        });
-      };
-      uint64_t dropout_seed = 1;
-      // probe_train's step: one encoder pass, then each probe set's train_step.
-      auto probe_train_batch = [&](const std::vector<const SquadFeature*>& rows, const EncoderBatch& batch, size_t sets) {
-        auto hidden = probed_hidden_states(model, batch, options.precision);
-        for (size_t s = 0; s < sets; ++s)
-          probe_sets[s].train_step(hidden, batch.attention_mask, positions(rows, true, device),
-                                   positions(rows, false, device), dropout_seed++);
-      };
-      forward(unpadded);  // warm-up: weight preparation, allocator, kernels
-      // ... and the optimisers' state, on the longest batch: the allocator then holds what every batch needs,
-      // as in a long probe_train run, instead of growing (and faulting pages in) within the timed steps
-      const auto& longest = largest_batch(batches);
-      probe_train_batch(longest, make_batch(longest, unpadded).to(device), probe_sets.size());
-      // Forward alone and the probe_train steps run on each batch one after the
-      // other: a change in the machine's speed (another process, clocks) then
-      // falls on all alike, and their ratios hold still from run to run.
-      double forward_s = 0, probe_train_s = 0, probe_seeds_s = 0;
-      for (const auto& rows : batches) {
-        stop_point();
-        const auto batch = make_batch(rows, unpadded).to(device);
-        forward_s += timed(device, [&] { forward_batch(batch); });
-        probe_train_s += timed(device, [&] { probe_train_batch(rows, batch, 1); });
-        if (options.probe_seeds > 1)
-          probe_seeds_s += timed(device, [&] { probe_train_batch(rows, batch, probe_sets.size()); });
-      }
-      result.forward_fps = n / forward_s;
-      result.probe_train_fps = n / probe_train_s;
-      result.probe_seeds = options.probe_seeds;
-      if (options.probe_seeds > 1) {
-        result.probe_train_seeds_fps = n / probe_seeds_s;
-        spdlog::info("bench: probe_train step with {} probe seeds {:.2f} features/s ({:.3f}x the time of one)",
-                     options.probe_seeds, result.probe_train_seeds_fps, probe_seeds_s / probe_train_s);
-      }
-      spdlog::info("bench: forward {:.2f} features/s, probe_train step {:.2f} features/s", result.forward_fps,
-                   result.probe_train_fps);
-      if (options.profile) {
-        result.forward_profile_s = timed(device, [&] { result.forward_profile = profile_forward([&] { forward(unpadded); }); });
-        for (const auto& [op, seconds] : result.forward_profile)
-          spdlog::info("bench: profile {:>8.3f} s  {}", seconds, op);
-      }
-      BatchOptions padded = unpadded;
-      padded.pad_to = options.window.max_seq_length;
-      result.forward_padded_fps = n / forward(padded);
-      spdlog::info("bench: forward padded to {} {:.2f} features/s", padded.pad_to, result.forward_padded_fps);
-      result.predict_fps = n / predict_seconds(model, tokenizer, probes, sample, batches, device, options.precision);
-      spdlog::info("bench: probe_predict with decoding {:.2f} features/s", result.predict_fps);
-    }
-    const int64_t mean_tokens = std::max<int64_t>(1, result.feature_tokens / result.features);
-    const int64_t gemm_rows = mean_tokens * options.batch_size;
-    if (!device.is_cuda()) measure_gemm_peaks(loaded.config, gemm_rows, options.gemm_seconds, result);
-    if (options.train_features > 0) {
-      Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
-      auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
-      train_step_seconds(model, {train_batches.front()}, unpadded, device);  // warm-up: optimiser state, allocator
-      double flops = 0;
-      for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
-      result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
-      result.train_step_fps = static_cast<double>(train_sample.features.size()) /
-                              train_step_seconds(model, train_batches, unpadded, device);
-      spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
-    }
-    result.peak_rss_mb = peak_rss_mb();
-    set_fast_cpu_path(true);
-  } catch (const Error& e) {
-    if (e.exit_code() == 130) {
-      keep_until_exit(std::move(dataset));
-      keep_until_exit(std::move(all_features));
-      keep_until_exit(std::move(sample));
-    }
-    throw;
-  }
+  keep_on_stop(
+      [&] {
+        measure_encoder(options, loaded, tokenizer, sample, device, unpadded, result);
+        const int64_t mean_tokens = std::max<int64_t>(1, result.feature_tokens / result.features);
+        const int64_t gemm_rows = mean_tokens * options.batch_size;
+        if (!device.is_cuda()) measure_gemm_peaks(loaded.config, gemm_rows, options.gemm_seconds, result);
+        if (options.train_features > 0) measure_train_step(options, loaded, sample, device, unpadded, result);
+        result.peak_rss_mb = peak_rss_mb();
+        set_fast_cpu_path(true);
+      },
+      dataset, all_features, sample);
   return result;
 }
 

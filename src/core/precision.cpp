@@ -23,6 +23,16 @@ void set_cuda_autocast(bool enabled, at::ScalarType dtype) {
 #endif
 }
 
+void set_cpu_autocast(bool enabled, at::ScalarType dtype) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  if (enabled) at::autocast::set_autocast_dtype(at::kCPU, dtype);
+  at::autocast::set_autocast_enabled(at::kCPU, enabled);
+#else
+  if (enabled) at::autocast::set_autocast_cpu_dtype(dtype);
+  at::autocast::set_cpu_enabled(enabled);
+#endif
+}
+
 thread_local torch::ScalarType t_cpu_compute_dtype = torch::kFloat;
 
 bool cpuinfo_flag(const std::string& flags, const std::string& flag) {
@@ -61,20 +71,35 @@ void check_precision(const std::string& precision, const torch::Device& device) 
 PrecisionScope::PrecisionScope(const std::string& precision, const torch::Device& device) {
   check_precision(precision, device);
   if (precision == "fp32") return;
-  if (!device.is_cuda()) {
-    t_cpu_compute_dtype = torch::kBFloat16;
-    cpu_ = true;
+  if (device.is_cuda()) {
+    cuda_.emplace(precision, device);
     return;
   }
-  set_cuda_autocast(true, precision == "bf16" ? at::kBFloat16 : at::kHalf);
-  active_ = true;
+  t_cpu_compute_dtype = torch::kBFloat16;
+  cpu_ = true;
 }
 
 PrecisionScope::~PrecisionScope() {
   if (cpu_) t_cpu_compute_dtype = torch::kFloat;
-  if (!active_) return;
-  set_cuda_autocast(false, at::kFloat);
-  at::autocast::clear_cache();
+}
+
+Autocast::Autocast(const std::string& precision, const torch::Device& device) {
+  check_precision(precision, device);
+  if (precision == "fp32") return;
+  const at::ScalarType dtype = precision == "bf16" ? at::kBFloat16 : at::kHalf;
+  if (device.is_cuda()) {
+    set_cuda_autocast(true, dtype);
+    cuda_ = true;
+  } else {
+    set_cpu_autocast(true, dtype);
+    cpu_ = true;
+  }
+}
+
+Autocast::~Autocast() {
+  if (cuda_) set_cuda_autocast(false, at::kFloat);
+  if (cpu_) set_cpu_autocast(false, at::kBFloat16);
+  if (cuda_ || cpu_) at::autocast::clear_cache();
 }
 
 }  // namespace layerprobe

@@ -106,6 +106,9 @@ torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, torch
 }
 
 torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
+  // Under CPU autocast (run_squad --bf16) a float32 input keeps this path (its backward is oneDNN's
+  // too); a bf16 one goes to torch::linear, which autocast runs in bf16. (Sending every linear to bf16
+  // feeds LayerNorm a bf16 input with float32 weights, which LibTorch 1.13's CPU kernel refuses.)
   const bool onednn = g_fast_cpu_path && torch::GradMode::is_enabled() && at::hasMKLDNN() && x.device().is_cpu() &&
                       x.scalar_type() == torch::kFloat32 && layer->bias.defined() && x.numel() > 0 &&
                       (x.requires_grad() || layer->weight.requires_grad());

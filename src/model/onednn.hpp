@@ -36,6 +36,10 @@ class PackedLinear {
                         const torch::Tensor& residual = {}) const;
 
  private:
+  // rows [first, first + rows) of x into the same rows of output.
+  void run_rows(const torch::Tensor& x, int64_t first, int64_t rows, FusedActivation activation, bool residual,
+                const torch::Tensor& output) const;
+
   torch::Tensor packed_;  // oneDNN's packed bytes (or, without oneDNN, the weight in mkldnn layout)
   torch::Tensor bias_;
   int64_t in_ = 0, out_ = 0;

@@ -229,19 +229,14 @@ void predict_probes(const ProbePredictOptions& input_options) {
   for (auto& set : sets) by_model[encoder_key(set)].push_back(&set);
   // A control shares its model's tokenizer, so their features are made once.
   std::map<std::string, std::vector<SquadFeature>> features_by_tokenizer;
-  try {
-    for (auto& [key, group] : by_model)
-      predict_group(group, dataset, features_by_tokenizer, options, device, dev_fingerprint);
-  } catch (const Error& e) {
-    // Stopped by a signal, the process exits at once: the dev set's examples,
-    // features and logits (millions of small allocations) are not freed on the way out.
-    if (e.exit_code() == 130) {
-      keep_until_exit(std::move(dataset));
-      keep_until_exit(std::move(features_by_tokenizer));
-      keep_until_exit(std::move(sets));
-    }
-    throw;
-  }
+  // Stopped by a signal, the process exits at once: the dev set's examples,
+  // features and logits (millions of small allocations) are not freed on the way out.
+  keep_on_stop(
+      [&] {
+        for (auto& [key, group] : by_model)
+          predict_group(group, dataset, features_by_tokenizer, options, device, dev_fingerprint);
+      },
+      dataset, features_by_tokenizer, sets);
 }
 
 }  // namespace layerprobe

@@ -194,6 +194,7 @@ class Trainer {
         options_(options),
         device_(device),
         fp16_(options.fp16 && device.is_cuda()),
+        autocast_(fp16_ ? "fp16" : options.bf16 ? "bf16" : "fp32"),
         optimizer_(model.named_parameters(), options.weight_decay, options.adam_epsilon) {
     validate();
     // Data parallel: each of the W ranks takes its --per_gpu_train_batch_size rows of a global batch W times that.
@@ -214,6 +215,7 @@ class Trainer {
     state_.loss_scale = kInitialLossScale;
     state_.fingerprint = fingerprint();
     if (options.fp16 && !device.is_cuda()) spdlog::warn("--fp16 needs CUDA; training in fp32 on the CPU");
+    check_precision(autocast_, device);  // --bf16 on a CPU without native bf16
   }
 
   FineTuneResult run() {
@@ -265,6 +267,7 @@ class Trainer {
     if (options_.gradient_accumulation_steps < 1) throw Error("--gradient_accumulation_steps must be at least 1", 2);
     if (options_.max_steps <= 0 && options_.num_train_epochs <= 0)
       throw Error("--num_train_epochs must be positive (or set --max_steps)", 2);
+    if (options_.fp16 && options_.bf16) throw Error("--fp16 and --bf16 exclude each other: pick one", 2);
   }
 
   nlohmann::json fingerprint() const {
@@ -284,8 +287,9 @@ class Trainer {
             {"fp16", fp16_},
             {"train_features", features_.size()},
             {"features_checksum", features_checksum(features_)}};
-    // Recorded only for several ranks, so earlier checkpoints still resume.
+    // Recorded only for several ranks (bf16 only with --bf16), so earlier checkpoints still resume.
     if (dist::enabled()) json["world_size"] = dist::world_size();
+    if (autocast_ == "bf16") json["bf16"] = true;
     return json;
   }
 
@@ -353,7 +357,7 @@ class Trainer {
     torch::Tensor loss;
     {
       // Autocast for the forward pass only, as torch.cuda.amp.autocast is used.
-      PrecisionScope autocast(fp16_ ? "fp16" : "fp32", device_);
+      Autocast autocast(autocast_, device_);
       auto output = model_.forward(batch, false);
       loss = qa_loss(output.start_logits.to(torch::kFloat), output.end_logits.to(torch::kFloat),
                      torch::tensor(starts, torch::kInt64).to(device_), torch::tensor(ends, torch::kInt64).to(device_));
@@ -460,6 +464,7 @@ class Trainer {
   const FineTuneOptions& options_;
   torch::Device device_;
   bool fp16_;
+  std::string autocast_;  // the training forward pass's precision: fp32, fp16 or bf16
   AdamW optimizer_;
   TrainerState state_;
   int64_t global_batch_ = 0, batches_per_epoch_ = 0, updates_per_epoch_ = 0, epochs_ = 0;

@@ -47,6 +47,7 @@ void validate(const RunSquadOptions& o) {
   if (!o.version_2_with_negative)
     throw Error("this run_squad decodes SQuAD 2.0 only: pass --version_2_with_negative", 2);
   if (!o.do_train && !o.do_eval) throw Error("nothing to do: pass --do_train and/or --do_eval", 2);
+  if (o.fp16 && o.bf16) throw Error("--fp16 and --bf16 exclude each other: pick one", 2);
   if (o.do_train && !o.overwrite_output_dir && !o.train.resume && fs::is_directory(o.output_dir) &&
       !fs::is_empty(o.output_dir))
     throw Error("Output directory (" + o.output_dir.string() +
@@ -119,7 +120,10 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer,
   logits_options.batch_size = o.per_gpu_eval_batch_size;
   logits_options.pad_to = o.window.max_seq_length;
   logits_options.pad_id = tokenizer.pad_id();
-  logits_options.precision = o.precision != "fp32" ? o.precision : o.fp16 && device.is_cuda() ? "fp16" : "fp32";
+  logits_options.precision = o.precision != "fp32"             ? o.precision
+                             : o.fp16 && device.is_cuda() ? "fp16"
+                             : o.bf16                     ? "bf16"
+                                                          : "fp32";
   const auto logits = compute_feature_logits(*loaded.model, features, logits_options, device);
   DecodeOptions decode;
   decode.n_best_size = o.n_best_size;
@@ -146,6 +150,7 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
   validate(options);
   const torch::Device device = pick_device(options);
   check_precision(options.precision, device);
+  if (options.bf16) check_precision("bf16", device);  // before any work
   const fs::path model_dir = resolve_model_dir(options.model_name_or_path, "--model_name_or_path");
   const fs::path tokenizer_dir = options.tokenizer_name.empty()
                                      ? model_dir
@@ -167,6 +172,7 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
     options.train.tokenizer = tokenizer.get();
     options.train.max_seq_length = options.window.max_seq_length;
     options.train.fp16 = options.fp16;
+    options.train.bf16 = options.bf16;
     train(loaded, *tokenizer, options, device);
   }
   if (!options.do_eval) return nlohmann::ordered_json::object();

@@ -36,6 +36,7 @@ struct BenchOptions {
 // Every figure of one bench run; to_json() gives the documented keys.
 struct BenchResult {
   int64_t features = 0, feature_tokens = 0;
+  double padding_fraction = 0;  // of the token slots the forward pass computes (batches padded to their longest)
   double featurize_s = 0, featurized_features = 0;
   double forward_fps = 0, forward_padded_fps = 0, probe_train_fps = 0, predict_fps = 0;
   int probe_seeds = 0;
@@ -49,6 +50,7 @@ struct BenchResult {
   };
   std::vector<GemmShape> gemm_shapes;
   std::string cpu_isa;               // onednn_cpu_isa()
+  // run_squad's training step, in bf16 autocast under --precision bf16 (run_squad --bf16)
   double train_step_fps = 0, train_flops_per_feature = 0;  // forward FLOPs of the features it trained on
   double peak_rss_mb = 0;
   int threads = 0, batch_size = 0;

@@ -54,4 +54,17 @@ void keep_until_exit(T&& data) {
   kept_until_exit().push_back(std::make_shared<std::decay_t<T>>(std::forward<T>(data)));
 }
 
+// Runs `body`; when a signal stops it (Error with status 130), moves each of
+// `held` into keep_until_exit before the error goes on, so that unwinding
+// frees none of it. The executables then leave with _Exit (tools/tool_main.hpp).
+template <typename Body, typename... Held>
+decltype(auto) keep_on_stop(Body&& body, Held&... held) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    if (e.exit_code() == 130) (keep_until_exit(std::move(held)), ...);
+    throw;
+  }
+}
+
 }  // namespace layerprobe

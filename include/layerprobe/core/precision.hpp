@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
 
 namespace layerprobe {
@@ -27,7 +28,26 @@ bool cpu_has_native_bf16();
 // bf16 inside a PrecisionScope("bf16", cpu), else float32.
 torch::ScalarType cpu_compute_dtype();
 
-// Autocast to `precision` while alive (nothing for fp32).
+// LibTorch autocast to `precision` while alive, for a forward pass with
+// autograd on (run_squad's training): CUDA autocast to bf16 or fp16, or
+// LibTorch's CPU autocast to bf16 (linears and matmuls in bf16 through oneDNN;
+// the ops between them run in the dtype they are given, as LibTorch 1.13's CPU
+// autocast leaves them; the caller widens the logits for the loss). Checked as
+// --precision is; nothing for fp32.
+class Autocast {
+ public:
+  Autocast(const std::string& precision, const torch::Device& device);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  bool cuda_ = false;
+  bool cpu_ = false;
+};
+
+// The frozen encoder's `precision` while alive (nothing for fp32): CUDA
+// autocast, or on a CPU bf16 compute in the encoder layers' fast path.
 class PrecisionScope {
  public:
   PrecisionScope(const std::string& precision, const torch::Device& device);
@@ -36,8 +56,8 @@ class PrecisionScope {
   PrecisionScope& operator=(const PrecisionScope&) = delete;
 
  private:
-  bool active_ = false;  // CUDA autocast on
-  bool cpu_ = false;     // CPU bf16 compute on
+  std::optional<Autocast> cuda_;  // CUDA autocast
+  bool cpu_ = false;              // CPU bf16 compute on
 };
 
 }  // namespace layerprobe

@@ -84,6 +84,7 @@ struct FineTuneOptions {
   bool pad_to_longest = false;
   bool resume = false;  // continue from the newest checkpoint in output_dir
   bool fp16 = false;    // CUDA autocast with dynamic loss scaling
+  bool bf16 = false;    // bf16 autocast (CUDA, or a CPU with native bf16), no loss scaling
 };
 
 struct FineTuneResult {

@@ -25,8 +25,10 @@ struct RunSquadOptions {
   int64_t per_gpu_eval_batch_size = 8;
   int n_best_size = 20, max_answer_length = 30;
   bool no_cuda = false, overwrite_output_dir = false, fp16 = false;
+  bool bf16 = false;  // bf16 autocast in training (CUDA, or a CPU with native bf16) and evaluation
   // The evaluation encoder's precision (core/precision.hpp): fp32, bf16 (CUDA,
-  // or a CPU with native bf16) or fp16 (CUDA). fp32 with --fp16 on CUDA is fp16.
+  // or a CPU with native bf16) or fp16 (CUDA). fp32 with --fp16 on CUDA is
+  // fp16, with --bf16 bf16.
   std::string precision = "fp32";
   int threads = 1;  // feature-conversion workers
   bool skip_unlabeled = false;  // score only labeled questions of an unlabeled/mixed predict file
