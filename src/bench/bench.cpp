@@ -470,12 +470,13 @@ void measure_train_step(const BenchOptions& options, LoadedModel& loaded, const 
   QaModel& model = *loaded.model;
   Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
   auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
-  train_step_seconds(model, {train_batches.front()}, unpadded, device, options.precision);  // warm-up: optimiser state, allocator
+  // Warm-up: optimiser state, allocator.
+  train_step_seconds(model, {train_batches.front()}, unpadded, device, options.precision);
   double flops = 0;
   for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
   result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
-  result.train_step_fps =
-      static_cast<double>(train_sample.features.size()) / train_step_seconds(model, train_batches, unpadded, device, options.precision);
+  result.train_step_fps = static_cast<double>(train_sample.features.size()) /
+                          train_step_seconds(model, train_batches, unpadded, device, options.precision);
   spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
 }
 

@@ -193,8 +193,7 @@ class Trainer {
         features_(features),
         options_(options),
         device_(device),
-        fp16_(options.fp16 && device.is_cuda()),
-        autocast_(fp16_ ? "fp16" : options.bf16 ? "bf16" : "fp32"),
+        autocast_(options.fp16 && device.is_cuda() ? "fp16" : options.bf16 ? "bf16" : "fp32"),
         optimizer_(model.named_parameters(), options.weight_decay, options.adam_epsilon) {
     validate();
     // Data parallel: each of the W ranks takes its --per_gpu_train_batch_size rows of a global batch W times that.
@@ -261,6 +260,9 @@ class Trainer {
   }
 
  private:
+  // fp16 autocast with dynamic loss scaling (--fp16 on CUDA).
+  bool fp16() const { return autocast_ == "fp16"; }
+
   void validate() const {
     if (features_.empty()) throw Error("no training features");
     if (options_.batch_size < 1) throw Error("--per_gpu_train_batch_size must be at least 1", 2);
@@ -284,7 +286,7 @@ class Trainer {
             {"warmup_steps", o.warmup_steps},
             {"max_seq_length", o.max_seq_length},
             {"pad_to_longest", o.pad_to_longest},
-            {"fp16", fp16_},
+            {"fp16", fp16()},
             {"train_features", features_.size()},
             {"features_checksum", features_checksum(features_)}};
     // Recorded only for several ranks (bf16 only with --bf16), so earlier checkpoints still resume.
@@ -365,10 +367,10 @@ class Trainer {
     if (options_.gradient_accumulation_steps > 1) loss = loss / static_cast<double>(options_.gradient_accumulation_steps);
     // This rank's share of the global batch's mean: the ranks' gradients are summed.
     if (world > 1) loss = loss * (static_cast<double>(rows.size()) / static_cast<double>(global_rows));
-    (fp16_ ? loss * state_.loss_scale : loss).backward();
+    (fp16() ? loss * state_.loss_scale : loss).backward();
     const double value = reduced_loss(loss.item<double>());
     last_loss_ = value * static_cast<double>(options_.gradient_accumulation_steps);
-    if (!std::isfinite(value) && !fp16_)
+    if (!std::isfinite(value) && !fp16())
       throw Error("the training loss became " + std::to_string(value) + " at step " +
                   std::to_string(state_.global_step + 1) + "; lower --learning_rate");
     return value;
@@ -407,19 +409,19 @@ class Trainer {
                       linear_schedule_factor(state_.global_step, options_.warmup_steps, total_steps_);
     auto parameters = model_.parameters();
     reduce_gradients(parameters);
-    if (fp16_) {
+    if (fp16()) {
       torch::NoGradGuard no_grad;
       for (auto& p : parameters)
         if (p.grad().defined()) p.grad().mul_(1.0 / state_.loss_scale);
     }
     const double norm = torch::nn::utils::clip_grad_norm_(parameters, options_.max_grad_norm);
-    if (fp16_ && !std::isfinite(norm)) {
+    if (fp16() && !std::isfinite(norm)) {
       state_.loss_scale /= 2.0;
       state_.scale_good_steps = 0;
       spdlog::debug("fp16 overflow at step {}; loss scale now {}", state_.global_step + 1, state_.loss_scale);
     } else {
       optimizer_.step(lr);
-      if (fp16_ && ++state_.scale_good_steps == kLossScaleGrowthInterval) {
+      if (fp16() && ++state_.scale_good_steps == kLossScaleGrowthInterval) {
         state_.loss_scale *= 2.0;
         state_.scale_good_steps = 0;
       }
@@ -463,8 +465,7 @@ class Trainer {
   const std::vector<SquadFeature>& features_;
   const FineTuneOptions& options_;
   torch::Device device_;
-  bool fp16_;
-  std::string autocast_;  // the training forward pass's precision: fp32, fp16 or bf16
+  std::string autocast_;  // the training forward pass's precision: fp32, fp16 (CUDA, loss-scaled) or bf16
   AdamW optimizer_;
   TrainerState state_;
   int64_t global_batch_ = 0, batches_per_epoch_ = 0, updates_per_epoch_ = 0, epochs_ = 0;
