@@ -47,6 +47,8 @@ class AdamW {
   std::map<std::string, torch::Tensor> state_tensors() const;
   // Error naming `source` when a tensor is missing or has the wrong shape.
   void load_state_tensors(const std::map<std::string, torch::Tensor>& tensors, const std::string& source);
+  // The most updates any parameter's state has counted.
+  int64_t most_steps() const;
 
  private:
   struct Slot {
@@ -59,6 +61,12 @@ class AdamW {
   std::vector<Slot> slots_;
   double epsilon_, beta1_, beta2_;
 };
+
+// --num_train_epochs at most this: a bound that keeps the step count an exact integer.
+constexpr double kMostTrainEpochs = 1e6;
+// Error (status 2) unless `epochs` is finite, in [1, kMostTrainEpochs] (run_squad.py trains
+// int(num_train_epochs) epochs: below 1, none) or fractional above 1 (the schedule's length).
+void check_train_epochs(double epochs);
 
 struct FineTuneOptions {
   std::filesystem::path output_dir;
