@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/json.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/probe_store.hpp"
 
@@ -37,12 +38,7 @@ PredsMeta read_meta(const fs::path& preds_dir) {
   PredsMeta meta;
   const fs::path path = preds_dir / "preds_meta.json";
   if (!fs::exists(path)) return meta;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("'" + path.string() + "' is not valid JSON: " + e.what());
-  }
+  const nlohmann::json j = parse_json(read_file(path), path.string());
   if (!j.is_object()) throw Error("'" + path.string() + "' must hold a JSON object");
   if (j.contains("dev_file") && j["dev_file"].is_string()) meta.dev_file = j["dev_file"].get<std::string>();
   if (j.contains("kind") && j["kind"].is_string()) meta.kind = j["kind"].get<std::string>();

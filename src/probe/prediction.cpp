@@ -148,6 +148,7 @@ void score_features(QaModel& model, const std::vector<SquadFeature>& features, s
   loop.padding.pad_id = pad_id;
   loop.device = device;
   loop.resume_hint = "Rerun the same command to predict again.";
+  loop.bytes_per_token = hidden_state_bytes_per_token(model.config());
   for_each_batch(features, length_bucketed_batches(features, static_cast<size_t>(options.batch_size)), loop,
                  [&](const LoopBatch& batch) {
                    auto hidden = probed_hidden_states(model, batch.inputs, options.precision);

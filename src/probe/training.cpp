@@ -303,6 +303,7 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
   loop.device = device;
   loop.resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
   loop.units_per_feature = static_cast<int64_t>(active.size());
+  for (auto* run : active) loop.bytes_per_token += hidden_state_bytes_per_token(run->model.config);
   // Each rank encodes its rows of every global batch (all of them in one process).
   const auto shards = dist::rank_batches(batches, dist::rank(), dist::world_size());
   for_each_batch(features, shards.local, loop, [&](const LoopBatch& batch) {
