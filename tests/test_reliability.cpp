@@ -889,6 +889,10 @@ TEST_F(ReliabilityRound3, ThreadCountsAreBoundedAtParseTime) {
     const Timed result = timed(command);
     EXPECT_EQ(result.code, 2) << command << "\n" << result.output;
   }
+  // --nproc starts whole processes: at most one per available core (at least 8).
+  const Timed ranks = timed(probe_train(exper) + " --nproc 100000");
+  EXPECT_EQ(ranks.code, 2) << ranks.output;
+  EXPECT_TRUE(contains(ranks.output, "--nproc")) << ranks.output;
   const Timed env = timed("env LAYERPROBE_THREADS=100000 " + probe_train(exper));
   EXPECT_EQ(env.code, 2) << env.output;
   EXPECT_TRUE(contains(env.output, "LAYERPROBE_THREADS='100000' is not a thread count")) << env.output;

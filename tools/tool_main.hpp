@@ -37,7 +37,8 @@ constexpr int kMostBatch = 1 << 16;
 constexpr int kMostEpochs = 100000;
 constexpr int kMostSeeds = 1000;
 
-// Local ranks --nproc may start, and the longest --dist-timeout (a week).
+// The most local ranks (--local_rank below it), and the longest --dist-timeout (a week). --nproc starts
+// at most one rank per available core (at least 8): each rank is a whole process with its own LibTorch.
 constexpr int kMostLocalRanks = 256;
 constexpr int kMostDistTimeoutSeconds = 7 * 24 * 3600;
 
@@ -192,7 +193,7 @@ inline void add_dist_options(CLI::App& app, DistFlags& flags) {
   app.add_option("--nproc", flags.nproc,
                  "Start N local ranks of this command (data parallel; or launch ranks yourself with torchrun's "
                  "WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)")
-      ->check(integer_in(1, kMostLocalRanks));
+      ->check(integer_in(1, std::min(kMostLocalRanks, std::max(8, available_cores()))));
   app.add_option("--dist-backend", flags.backend, "Process group backend: auto (nccl on a GPU, else gloo), gloo, nccl")
       ->check(CLI::IsMember({"auto", "gloo", "nccl"}))
       ->capture_default_str();

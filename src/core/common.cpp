@@ -22,13 +22,14 @@ namespace layerprobe {
 
 namespace fs = std::filesystem;
 
-int max_threads() {
+int available_cores() {
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
-  int cores = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
-  if (cores <= 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::min(4096, std::max(8, 4 * cores));
+  const int cores = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+  return cores > 0 ? cores : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
+
+int max_threads() { return std::min(4096, std::max(8, 4 * available_cores())); }
 
 int configure_threads(int requested) {
   int threads = requested;

@@ -379,6 +379,8 @@ class Trainer {
     const int64_t usable_batches = updates_per_epoch_ * options_.gradient_accumulation_steps;
     const int64_t planned = options_.max_steps > 0 ? options_.max_steps : epochs_ * updates_per_epoch_;
     if (s.global_step < 0 || s.epoch < 0 || s.next_batch < 0) fail("global_step, epoch and next_batch must not be negative");
+    if (s.epoch > epochs_)
+      fail("epoch " + std::to_string(s.epoch) + " is past the run's " + std::to_string(epochs_) + " epochs");
     if (s.next_batch > usable_batches)
       fail("next_batch " + std::to_string(s.next_batch) + " is past the " + std::to_string(usable_batches) +
            " batches of an epoch");

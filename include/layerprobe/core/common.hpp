@@ -30,6 +30,9 @@ class Error : public std::runtime_error {
 // Returns the count used. Error (status 2) for a count outside [1, max_threads()].
 int configure_threads(int requested = 0);
 
+// The cores this process may run on (its CPU affinity).
+int available_cores();
+
 // The most threads --threads or LAYERPROBE_THREADS may ask for: 4 per core
 // this process may run on (at least 8). More only oversubscribe the cores:
 // thousands of spinning threads kept a 2-core machine from honouring SIGTERM.

@@ -64,8 +64,9 @@ class AdamW {
 
 // --num_train_epochs at most this: a bound that keeps the step count an exact integer.
 constexpr double kMostTrainEpochs = 1e6;
-// Error (status 2) unless `epochs` is finite, in [1, kMostTrainEpochs] (run_squad.py trains
-// int(num_train_epochs) epochs: below 1, none) or fractional above 1 (the schedule's length).
+// Error (status 2) unless `epochs` is a finite number in [1, kMostTrainEpochs]. run_squad.py trains
+// int(num_train_epochs) epochs, so below 1 no step would run; a fraction above 1 only lengthens the
+// learning-rate schedule (t_total), as there.
 void check_train_epochs(double epochs);
 
 struct FineTuneOptions {
