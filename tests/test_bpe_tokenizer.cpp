@@ -4,6 +4,8 @@
 #include "text/bpe_tokenizer.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <fstream>
 #include <sstream>
@@ -253,7 +255,7 @@ TEST(BpeMerges, MalformedLineIsAnErrorNamingTheLine) {
 
 TEST(BpeVocab, MalformedVocabularyIsAnErrorNamingTheFile) {
   auto dir = test_support::scratch_dir("bpe_bad_vocab");
-  write(dir / "merges.txt", "#version: 0.2\n");
+  write(dir / "merges.txt", "#version: 0.2\na b\n");
   auto load = [&](const std::string& vocab) {
     write(dir / "vocab.json", vocab);
     return error_of([&] { ByteLevelBpeTokenizer(dir / "vocab.json", dir / "merges.txt"); });
@@ -274,7 +276,7 @@ TEST(BpeVocab, MalformedVocabularyIsAnErrorNamingTheFile) {
 TEST(BpeVocab, SpecialTokensMustBeInTheVocabulary) {
   auto dir = test_support::scratch_dir("bpe_no_mask");
   write(dir / "vocab.json", R"({"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "[MASK]": 4})");
-  write(dir / "merges.txt", "#version: 0.2\n");
+  write(dir / "merges.txt", "#version: 0.2\na b\n");
   auto message = error_of([&] { ByteLevelBpeTokenizer(dir / "vocab.json", dir / "merges.txt"); });
   EXPECT_NE(message.find("'<mask>'"), std::string::npos) << message;
   EXPECT_NE(message.find("special_tokens_map.json"), std::string::npos) << message;
@@ -282,4 +284,38 @@ TEST(BpeVocab, SpecialTokensMustBeInTheVocabulary) {
   settings.special_tokens["mask_token"] = "[MASK]";
   ByteLevelBpeTokenizer tokenizer(dir / "vocab.json", dir / "merges.txt", settings);
   EXPECT_EQ(tokenizer.encode("a [MASK]"), (Ids{3, 4}));
+}
+
+// Issue 25's check of RoBERTa's path: with do_lower_case (twmkn9/distilroberta-base-squad2's
+// tokenizer_config.json) 2.5.1 lower-cases one character at a time, so a word-final Σ
+// becomes σ (bytes CF 83: "Ïĥ"), not ς ("ÏĤ"). Expected pieces: 2.5.1's
+// RobertaTokenizer.from_pretrained with {"do_lower_case": true}, run in Python 3.11.
+TEST(BpeTokenizer, FinalCapitalSigmaIsLowerCasedOneCharacterAtATime) {
+  REQUIRE_SHARED(kMerges);
+  EXPECT_EQ(roberta(lower_case()).tokenize("\u039f\u0394\u039f\u03a3"),
+            (Pieces{"\u00ce\u00bf", "\u00ce", "\u00b4", "\u00ce\u00bf", "\u00cf\u0125"}));
+  EXPECT_EQ(roberta(lower_case()).tokenize("Odysseus (\u039f\u0394\u03a5\u03a3\u03a3\u0395\u03a5\u03a3) went"),
+            (Pieces{"od", "ys", "se", "us", G + "(", "\u00ce\u00bf", "\u00ce", "\u00b4", "\u00cf", "\u0127",
+                    "\u00cf\u0125", "\u00cf\u0125", "\u00ce\u00b5", "\u00cf", "\u0127", "\u00cf\u0125", ")",
+                    G + "went"}));
+}
+
+// Issue 29, item 12: an empty merges.txt is refused, naming the file; one
+// without a '#version' line still loses its first line (as transformers
+// does), with a warning.
+TEST(BpeMerges, EmptyFileIsAnErrorAndAMissingHeaderAWarning) {
+  auto empty = error_of([] { small_tokenizer("empty_merges", {}, ""); });
+  EXPECT_NE(empty.find("merges.txt' holds no merges (0 bytes)"), std::string::npos) << empty;
+  auto header_only = error_of([] { small_tokenizer("header_only", {}, "#version: 0.2\n"); });
+  EXPECT_NE(header_only.find("holds no merges"), std::string::npos) << header_only;
+  // No header: "a b" is taken for one and dropped; "b c" is the first merge.
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  EXPECT_EQ(small_tokenizer("no_header", {}, "a b\nb c\n").tokenize("abc"), (Pieces{"a", "bc"}));
+  spdlog::set_default_logger(previous);
+  EXPECT_NE(log.str().find("does not start with a '#version' line: its first line ('a b') is skipped"),
+            std::string::npos)
+      << log.str();
 }
