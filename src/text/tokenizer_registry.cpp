@@ -78,9 +78,11 @@ std::string files_of(const TokenizerKind& kind) {
   return files;
 }
 
-std::string expected_files() {
+std::string expected_files(bool with_json = true) {
   std::string text;
-  for (const auto& kind : tokenizer_kinds()) text += (text.empty() ? "" : ", ") + files_of(kind) + " (" + kind.families + ")";
+  for (const auto& kind : tokenizer_kinds())
+    if (with_json || kind.name != kTokenizerJson)
+      text += (text.empty() ? "" : ", ") + files_of(kind) + " (" + kind.families + ")";
   return text;
 }
 
@@ -307,7 +309,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path, const TokenizerR
     if (name.empty()) {
       const std::string wanted =
           request.source == TokenizerSource::json ? std::string(kTokenizerJson)
-          : request.kind.empty()                  ? expected_files()
+          : request.kind.empty()                  ? expected_files(request.source != TokenizerSource::slow)
           : request.source == TokenizerSource::slow
               ? files_of(kind_named(request.kind))
               : files_of(kind_named(request.kind)) + (request.kind == kTokenizerJson ? "" : " or tokenizer.json");

@@ -41,38 +41,86 @@ class PieceCache {
   mutable std::unordered_map<std::string, std::vector<Token>> entries_;
 };
 
+// Open addressing over a power-of-two table: node-based hash maps cost most of
+// the load time of a 128k-token vocabulary with 280k merges.
+inline size_t table_size_for(size_t entries) {
+  size_t size = 16;
+  while (size < 2 * entries) size <<= 1;
+  return size;
+}
+
 // token -> id (a repeated token keeps its last id, as serde's map does) and id -> token.
 struct VocabMaps {
-  std::unordered_map<std::string, int64_t> ids;
-  std::vector<std::string> tokens;  // by id; "" where no token has the id
-  std::vector<bool> present;
+  std::vector<std::pair<std::string, int64_t>> entries;  // the file's, in order
+  std::vector<uint32_t> slots;                           // entry index + 1; 0 = empty
+  std::vector<const std::string*> tokens;                // by id; nullptr where no token has the id
+  size_t distinct = 0;
 
-  VocabMaps(const std::vector<std::pair<std::string, int64_t>>& vocab, const Where& where) {
-    ids.reserve(vocab.size());
+  VocabMaps(std::vector<std::pair<std::string, int64_t>> vocab, const Where& where) : entries(std::move(vocab)) {
+    if (entries.size() >= UINT32_MAX) throw Error(where() + ": too many tokens");
     int64_t max_id = -1;
-    for (const auto& [token, id] : vocab) {
+    slots.assign(table_size_for(entries.size()), 0);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const auto& [token, id] = entries[i];
       if (id < 0) throw Error(where() + ": token '" + token + "' has the negative id " + std::to_string(id));
-      ids[token] = id;
       max_id = std::max(max_id, id);
+      uint32_t& slot = probe(token);
+      if (slot == 0) ++distinct;
+      slot = static_cast<uint32_t>(i + 1);
     }
-    if (max_id >= static_cast<int64_t>(4 * vocab.size() + 1024))
-      throw Error(where() + ": the ids run up to " + std::to_string(max_id) + " for " + std::to_string(vocab.size()) +
+    if (max_id >= static_cast<int64_t>(4 * entries.size() + 1024))
+      throw Error(where() + ": the ids run up to " + std::to_string(max_id) + " for " + std::to_string(entries.size()) +
                   " tokens; a vocabulary numbers its tokens from 0");
-    tokens.resize(static_cast<size_t>(max_id + 1));
-    present.resize(tokens.size(), false);
-    for (const auto& [token, id] : ids) {
-      tokens[static_cast<size_t>(id)] = token;
-      present[static_cast<size_t>(id)] = true;
-    }
+    tokens.assign(static_cast<size_t>(max_id + 1), nullptr);
+    for (uint32_t slot : slots)
+      if (slot != 0) tokens[static_cast<size_t>(entries[slot - 1].second)] = &entries[slot - 1].first;
   }
-  int64_t find(const std::string& token) const {
-    auto it = ids.find(token);
-    return it == ids.end() ? -1 : it->second;
+  int64_t find(std::string_view token) const {
+    const uint32_t slot = const_cast<VocabMaps*>(this)->probe(token);
+    return slot == 0 ? -1 : entries[slot - 1].second;
   }
   const std::string* token(int64_t id) const {
-    if (id < 0 || id >= static_cast<int64_t>(tokens.size()) || !present[static_cast<size_t>(id)]) return nullptr;
-    return &tokens[static_cast<size_t>(id)];
+    return id < 0 || id >= static_cast<int64_t>(tokens.size()) ? nullptr : tokens[static_cast<size_t>(id)];
   }
+  size_t size() const { return distinct; }
+
+ private:
+  uint32_t& probe(std::string_view token) {
+    const size_t mask = slots.size() - 1;
+    for (size_t i = std::hash<std::string_view>()(token) & mask;; i = (i + 1) & mask) {
+      if (slots[i] == 0 || entries[slots[i] - 1].first == token) return slots[i];
+    }
+  }
+};
+
+// (first, second) token ids -> (rank, merged id), by open addressing.
+class MergeMap {
+ public:
+  struct Target {
+    int32_t rank;
+    int64_t id;
+  };
+  explicit MergeMap(size_t merges) : keys_(table_size_for(merges), kEmpty), targets_(keys_.size()) {}
+  // A later duplicate takes the later rank, as collecting into a map does.
+  void set(uint64_t key, Target target) {
+    const size_t i = slot(key);
+    keys_[i] = key;
+    targets_[i] = target;
+  }
+  const Target* find(uint64_t key) const {
+    const size_t i = slot(key);
+    return keys_[i] == key ? &targets_[i] : nullptr;
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = UINT64_MAX;
+  size_t slot(uint64_t key) const {
+    const size_t mask = keys_.size() - 1;
+    for (size_t i = (key * 0x9E3779B97F4A7C15ull) >> 20 & mask;; i = (i + 1) & mask)
+      if (keys_[i] == kEmpty || keys_[i] == key) return i;
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<Target> targets_;
 };
 
 const json& model_vocab_check(const ModelTables& tables, const Where& where, bool list) {
@@ -103,7 +151,8 @@ std::string byte_token(unsigned char byte) {
 class BpeModel : public Model {
  public:
   BpeModel(const json& config, ModelTables tables, const Where& where)
-      : vocab_((model_vocab_check(tables, where, false), tables.vocab), where.at("vocab")) {
+      : vocab_((model_vocab_check(tables, where, false), std::move(tables.vocab)), where.at("vocab")),
+        merges_(tables.merges.size()) {
     unk_token_ = optional_string(config, "unk_token", where);
     prefix_ = optional_string(config, "continuing_subword_prefix", where);
     suffix_ = optional_string(config, "end_of_word_suffix", where);
@@ -125,7 +174,6 @@ class BpeModel : public Model {
       spdlog::warn("{}: {} merges are not two tokens around one space ({}): they can never apply and are skipped",
                    where.at("merges")(), tables.skipped_merge_count, examples);
     }
-    merges_.reserve(tables.merges.size());
     std::string merged;
     for (size_t rank = 0; rank < tables.merges.size(); ++rank) {
       const auto& [a, b] = tables.merges[rank];
@@ -134,7 +182,7 @@ class BpeModel : public Model {
       const size_t prefix = std::min(prefix_.size(), b.size());
       merged.assign(a).append(b, prefix, std::string::npos);
       const int64_t new_id = merge_part(merged, rank, where);
-      merges_[key(a_id, b_id)] = {static_cast<int32_t>(rank), new_id};
+      merges_.set(key(a_id, b_id), {static_cast<int32_t>(rank), new_id});
     }
     merge_count_ = tables.merges.size();
   }
@@ -156,17 +204,14 @@ class BpeModel : public Model {
   }
   int64_t token_to_id(const std::string& token) const override { return vocab_.find(token); }
   const std::string* id_to_token(int64_t id) const override { return vocab_.token(id); }
-  int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.ids.size()); }
+  int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.size()); }
   std::string unk_token() const override { return unk_token_; }
   std::string describe() const override {
-    return "BPE with " + std::to_string(vocab_.ids.size()) + " tokens and " + std::to_string(merge_count_) + " merges";
+    return "BPE with " + std::to_string(vocab_.size()) + " tokens and " + std::to_string(merge_count_) + " merges";
   }
 
  private:
-  struct MergeTarget {
-    int32_t rank;
-    int64_t id;
-  };
+  using MergeTarget = MergeMap::Target;
   struct Symbol {
     int64_t id;
     int64_t prev, next;
@@ -194,8 +239,7 @@ class BpeModel : public Model {
   }
 
   const MergeTarget* merge_of(int64_t a, int64_t b) const {
-    auto it = merges_.find(key(a, b));
-    return it == merges_.end() ? nullptr : &it->second;
+    return merges_.find(key(a, b));
   }
 
   int64_t unk_id() const {
@@ -302,7 +346,7 @@ class BpeModel : public Model {
   }
 
   VocabMaps vocab_;
-  std::unordered_map<uint64_t, MergeTarget> merges_;
+  MergeMap merges_;
   size_t merge_count_ = 0;
   std::string unk_token_, prefix_, suffix_;
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false;
@@ -315,7 +359,7 @@ class BpeModel : public Model {
 class WordPieceModel : public Model {
  public:
   WordPieceModel(const json& config, ModelTables tables, const Where& where)
-      : vocab_((model_vocab_check(tables, where, false), tables.vocab), where.at("vocab")) {
+      : vocab_((model_vocab_check(tables, where, false), std::move(tables.vocab)), where.at("vocab")) {
     const std::string unk = "[UNK]", prefix = "##";
     unk_token_ = string_member(config, "unk_token", where, &unk);
     prefix_ = string_member(config, "continuing_subword_prefix", where, &prefix);
@@ -354,9 +398,9 @@ class WordPieceModel : public Model {
   }
   int64_t token_to_id(const std::string& token) const override { return vocab_.find(token); }
   const std::string* id_to_token(int64_t id) const override { return vocab_.token(id); }
-  int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.ids.size()); }
+  int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.size()); }
   std::string unk_token() const override { return unk_token_; }
-  std::string describe() const override { return "WordPiece with " + std::to_string(vocab_.ids.size()) + " tokens"; }
+  std::string describe() const override { return "WordPiece with " + std::to_string(vocab_.size()) + " tokens"; }
 
  private:
   Token unknown() const {
@@ -376,7 +420,7 @@ class WordPieceModel : public Model {
 class WordLevelModel : public Model {
  public:
   WordLevelModel(const json& config, ModelTables tables, const Where& where)
-      : vocab_((model_vocab_check(tables, where, false), tables.vocab), where.at("vocab")) {
+      : vocab_((model_vocab_check(tables, where, false), std::move(tables.vocab)), where.at("vocab")) {
     const std::string unk = "<unk>";
     unk_token_ = string_member(config, "unk_token", where, &unk);
   }
@@ -392,9 +436,9 @@ class WordLevelModel : public Model {
   }
   int64_t token_to_id(const std::string& token) const override { return vocab_.find(token); }
   const std::string* id_to_token(int64_t id) const override { return vocab_.token(id); }
-  int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.ids.size()); }
+  int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.size()); }
   std::string unk_token() const override { return unk_token_; }
-  std::string describe() const override { return "WordLevel with " + std::to_string(vocab_.ids.size()) + " tokens"; }
+  std::string describe() const override { return "WordLevel with " + std::to_string(vocab_.size()) + " tokens"; }
 
  private:
   VocabMaps vocab_;
