@@ -68,23 +68,26 @@ void expect_same_probes(const fs::path& a, const fs::path& b) {
 
 TEST(ProbeControls, ControlEncoderIsAFunctionOfConfigAndSeed) {
   REQUIRE_SHARED("golden/albert-tiny/config.json");
+  REQUIRE_SHARED(test_support::kSpieceModel);
   const fs::path model = test_support::shared_path("golden/albert-tiny");
+  const OpenedModel opened = open_model_dir(model, "MODEL", test_support::shared_path(test_support::kSpieceModel));
+  EXPECT_EQ(weights_fingerprint(*control_model(opened.config, 5).model), weights_fingerprint(*control_model(model, 5).model));
   auto a = control_model(model, 5), b = control_model(model, 5), c = control_model(model, 6);
   EXPECT_EQ(weights_fingerprint(*a.model), weights_fingerprint(*b.model));
   EXPECT_NE(weights_fingerprint(*a.model), weights_fingerprint(*c.model));
   EXPECT_NE(weights_fingerprint(*a.model), weights_fingerprint(*load_checkpoint(model).model));
   nlohmann::json options = {{"control_seed", 5}, {"control_weights", weights_fingerprint(*a.model)}};
-  EXPECT_EQ(weights_fingerprint(*load_probed_model("control", model, options, "p").model),
+  EXPECT_EQ(weights_fingerprint(*load_probed_model("control", opened, options, "p").model),
             weights_fingerprint(*a.model));
   options["control_weights"] = "fnv1a64:0000000000000000";
   try {
-    load_probed_model("control", model, options, "exper/control_probes/probes.safetensors");
+    load_probed_model("control", opened, options, "exper/control_probes/probes.safetensors");
     FAIL() << "a control encoder other than the recorded one was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("exper/control_probes/probes.safetensors"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("control_seed 5"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(load_probed_model("control", model, nlohmann::json::object(), "p"), Error);
+  EXPECT_THROW(load_probed_model("control", opened, nlohmann::json::object(), "p"), Error);
 }
 
 TEST(ProbeControls, SeedsControlCodelengthAndReportEndToEnd) {

@@ -11,18 +11,21 @@ using namespace layerprobe;
 
 namespace {
 
-// The final study's form: one model, probed in an experiment directory named after it.
-void use_named_model(const std::string& name, const std::string& kind, ProbeTrainOptions& options) {
+// The final study's form: one model, opened here and probed in an experiment directory named after it.
+OpenedModels use_named_model(const std::string& name, const std::string& kind, ProbeTrainOptions& options) {
   std::filesystem::path dir;
   try {
     dir = resolve_model_dir(name, "MODEL");
   } catch (const Error& e) {
     throw Error(std::string("the first argument is pretrained, fine_tuned, both, or a model; ") + e.what(), 2);
   }
-  const std::string probed_as = kind.empty() ? inferred_probe_kind(dir) : kind;
+  const std::string option = kind.empty() ? "MODEL" : kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model";
+  auto opened = std::make_shared<const OpenedModel>(open_model_dir(dir, option, options.vocab));
+  const std::string probed_as = kind.empty() ? inferred_probe_kind(*opened) : kind;
   options.kinds = {probed_as};
   (probed_as == "pretrained" ? options.pretrained_model : options.fine_tuned_model) = dir;
   options.output_dir = model_experiment_dir(name, options.output_dir);
+  return {opened};
 }
 
 }  // namespace
@@ -92,19 +95,22 @@ int main(int argc, char** argv) {
     install_stop_handlers();
     if (auto status = tools::start_distributed(dist_flags, argc, argv, options.device == "gpu")) return *status;
     int used = configure_threads(threads);
+    // Each model directory is opened once, here; everything below takes the opened models.
+    OpenedModels models;
     if (which == "both")
       options.kinds = {"pretrained", "fine_tuned"};
     else if (which == "pretrained" || which == "fine_tuned")
       options.kinds = {which};
     else
-      use_named_model(which, kind, options);
+      models = use_named_model(which, kind, options);
     if (!kind.empty() && options.kinds.size() == 1 && options.kinds.front() != kind)
       throw Error("--kind applies to a named model only", 2);
     if (dist::is_main()) tools::add_log_file(options.output_dir / "probe_train.log");
     spdlog::info("probe_train {} {} {} ({} threads{})", which, options.device, options.epochs, used,
                  dist::enabled() ? fmt::format(", {} ranks over {}", dist::world_size(), dist::backend_name()) : "");
     const auto start = std::chrono::steady_clock::now();
-    train_probes(options);
+    if (models.empty()) models = open_probe_models(options);
+    train_probes(options, models);
     if (dist::enabled())
       spdlog::info("rank 0 spent {:.2f} s of {:.2f} s in all-reduces (traffic and waiting for the other ranks)",
                    dist::collective_seconds(),

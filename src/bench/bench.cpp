@@ -495,12 +495,12 @@ BenchResult run_bench(const BenchOptions& options) {
   result.fast_path = options.fast_path;
   set_fast_cpu_path(options.fast_path);
 
-  LoadedModel loaded = load_checkpoint(options.model_dir);
+  const OpenedModel opened = open_model_dir(options.model_dir, "--model");
+  LoadedModel loaded = load_checkpoint(opened);
   QaModel& model = *loaded.model;
   model.to(device);
   model.eval();
-  const auto tokenizer_owner = load_model_tokenizer(options.model_dir);
-  const Tokenizer& tokenizer = *tokenizer_owner;
+  const Tokenizer& tokenizer = *opened.tokenizer;
   BatchOptions unpadded;
   unpadded.pad_id = tokenizer.pad_id();
   auto dataset = load_squad(options.data_file);

@@ -199,20 +199,27 @@ LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::p
   const fs::path config_path = model_dir / "config.json";
   if (!fs::exists(config_path))
     throw Error("model directory '" + model_dir.string() + "' has no config.json" + fetch_hint(model_dir));
-  LoadedModel loaded;
-  loaded.config = load_config(config_path);
+  const ModelConfig config = load_config(config_path);
+  fs::path weights_path;
   if (weights_file) {
-    loaded.weights_path = *weights_file;
-    if (!fs::exists(loaded.weights_path) && weights_file->is_relative()) loaded.weights_path = model_dir / *weights_file;
-    if (!fs::exists(loaded.weights_path))
+    weights_path = *weights_file;
+    if (!fs::exists(weights_path) && weights_file->is_relative()) weights_path = model_dir / *weights_file;
+    if (!fs::exists(weights_path))
       throw Error("weights file '" + weights_file->string() + "' not found (also looked in '" + model_dir.string() +
                   "')");
   } else {
-    loaded.weights_path = find_weights_file(model_dir);
+    weights_path = find_weights_file(model_dir);
   }
+  return load_checkpoint(config, weights_path);
+}
+
+LoadedModel load_checkpoint(const ModelConfig& config, const fs::path& weights_path) {
+  LoadedModel loaded;
+  loaded.config = config;
+  loaded.weights_path = weights_path;
   // Weights first: a config.json claiming a huge model must not allocate it.
   const TensorMap tensors = read_weights(loaded.weights_path);
-  check_config_fits_weights(loaded.config, tensors, config_path, loaded.weights_path);
+  check_config_fits_weights(loaded.config, tensors, config.source, loaded.weights_path);
   loaded.model = create_model(loaded.config);
   loaded.has_qa_head = load_state_dict(*loaded.model, tensors, loaded.weights_path.string()).has_qa_head;
   loaded.model->eval();

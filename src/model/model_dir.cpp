@@ -40,25 +40,32 @@ fs::path resolve_model_dir(const std::string& name_or_path, const std::string& o
               "` (or set LAYERPROBE_MODELS_DIR), or pass a local Hugging Face model directory");
 }
 
-void require_model_dir(const fs::path& dir, const std::string& option_name, const fs::path& vocab) {
+OpenedModel open_model_dir(const fs::path& dir, const std::string& option_name, const fs::path& vocab,
+                           TokenizerRequest request) {
   const fs::path config = dir / "config.json";
   if (!fs::is_regular_file(config))
     throw Error("model not found: '" + config.string() + "' does not exist. " + download_hint(dir) + ", or pass " +
                 option_name + " DIR (a Hugging Face model directory with config.json, weights and tokenizer files)");
-  if (!vocab.empty()) {
-    if (!fs::exists(vocab)) throw Error("tokenizer not found: --vocab '" + vocab.string() + "' does not exist");
-    return;
-  }
-  const ModelFamily& family = model_family(load_config(config).model_type);
-  if (tokenizer_kind_in(dir, family.tokenizer).empty())
-    throw Error("model '" + dir.string() + "' has no " + family.tokenizer + " tokenizer files (the " +
-                family.model_type + " family's). " + download_hint(dir) + ", or pass --vocab FILE");
+  if (!vocab.empty() && !fs::exists(vocab))
+    throw Error("tokenizer not found: --vocab '" + vocab.string() + "' does not exist");
+  OpenedModel opened;
+  opened.dir = dir;
+  opened.vocab = vocab;
+  opened.config = load_config(config);
+  opened.family = &model_family(opened.config.model_type);
+  if (vocab.empty() && tokenizer_kind_in(dir, opened.family->tokenizer).empty())
+    throw Error("model '" + dir.string() + "' has no " + opened.family->tokenizer + " tokenizer files (the " +
+                opened.family->model_type + " family's). " + download_hint(dir) + ", or pass --vocab FILE");
+  request.kind = opened.family->tokenizer;
+  opened.tokenizer = load_tokenizer(vocab.empty() ? dir : vocab, request);
+  for (const char* name : {"model.safetensors", "pytorch_model.bin"})
+    if (opened.weights_file.empty() && fs::exists(dir / name)) opened.weights_file = dir / name;
+  return opened;
 }
 
-std::unique_ptr<Tokenizer> load_model_tokenizer(const fs::path& model_dir, const fs::path& vocab,
-                                                TokenizerRequest request) {
-  request.kind = model_family(load_config(model_dir / "config.json").model_type).tokenizer;
-  return load_tokenizer(vocab.empty() ? model_dir : vocab, request);
+LoadedModel load_checkpoint(const OpenedModel& model) {
+  return load_checkpoint(model.config,
+                         model.weights_file.empty() ? find_weights_file(model.dir) : model.weights_file);
 }
 
 void require_squad_file(const fs::path& path, const std::string& option_name) {

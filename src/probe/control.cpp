@@ -12,8 +12,12 @@ namespace fs = std::filesystem;
 LoadedModel control_model(const fs::path& model_dir, uint64_t seed) {
   const fs::path config_path = model_dir / "config.json";
   if (!fs::exists(config_path)) throw Error("model directory '" + model_dir.string() + "' has no config.json");
+  return control_model(load_config(config_path), seed);
+}
+
+LoadedModel control_model(const ModelConfig& config, uint64_t seed) {
   LoadedModel loaded;
-  loaded.config = load_config(config_path);
+  loaded.config = config;
   torch::manual_seed(seed);
   loaded.model = create_model(loaded.config);
   loaded.model->eval();
@@ -44,11 +48,12 @@ uint64_t recorded_control_seed(const nlohmann::json& training_options, const std
 
 }  // namespace
 
-LoadedModel load_probed_model(const std::string& kind, const fs::path& model_dir,
+LoadedModel load_probed_model(const std::string& kind, const OpenedModel& model,
                               const nlohmann::json& training_options, const std::string& source) {
-  if (kind != "control") return load_checkpoint(model_dir);
+  if (kind != "control") return load_checkpoint(model);
+  const fs::path& model_dir = model.dir;
   const uint64_t seed = recorded_control_seed(training_options, source);
-  LoadedModel loaded = control_model(model_dir, seed);
+  LoadedModel loaded = control_model(model.config, seed);
   auto recorded = training_options.find("control_weights");
   if (recorded != training_options.end() && recorded->is_string()) {
     const std::string rebuilt = weights_fingerprint(*loaded.model);

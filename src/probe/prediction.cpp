@@ -36,6 +36,7 @@ struct ProbeSet {
   StoredProbes stored;
   fs::path model_dir;
   fs::path vocab;
+  std::shared_ptr<const OpenedModel> opened;  // model_dir with vocab, opened once for every set reading it
   std::vector<std::vector<FeatureLogits>> logits;  // [layer][feature]
 };
 
@@ -60,7 +61,10 @@ void check_kind_matches_directory(const fs::path& dir, const std::string& kind) 
                 named[1].str() + "_probes directory; move it to <exper>/" + kind + "_epoch_<e>/" + kind + "_probes");
 }
 
-ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options) {
+// Model directories opened so far, by directory and vocabulary: each is opened once.
+using OpenedByDir = std::map<std::string, std::shared_ptr<const OpenedModel>>;
+
+ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options, OpenedByDir& opened) {
   auto stored = load_probes(dir / "probes.safetensors");
   std::string kind = stored.metadata.kind.empty() ? kind_from_path(dir).value_or("") : stored.metadata.kind;
   try {
@@ -74,9 +78,13 @@ ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options)
   fs::path model_dir = override_dir.empty() ? fs::path(stored.metadata.model_path) : override_dir;
   fs::path vocab = options.vocab.empty() ? fs::path(stored.metadata.training_options.value("vocab", ""))
                                          : options.vocab;
-  require_model_dir(model_dir, kind == "fine_tuned" ? "--fine-tuned-model" : "--pretrained-model", vocab);
+  auto& model = opened[fs::absolute(model_dir).lexically_normal().string() + "\n" + vocab.string()];
+  if (!model)
+    model = std::make_shared<const OpenedModel>(
+        open_model_dir(model_dir, kind == "fine_tuned" ? "--fine-tuned-model" : "--pretrained-model", vocab));
   const fs::path named = dir.filename().empty() ? dir.parent_path() : dir;
-  return ProbeSet{dir, kind, seed_from_dir_name(named.filename().string()), std::move(stored), model_dir, vocab, {}};
+  return ProbeSet{dir,        kind,  seed_from_dir_name(named.filename().string()), std::move(stored),
+                  model_dir, vocab, model,                                          {}};
 }
 
 // Probe sets sharing this key share one encoder pass: the same model (and
@@ -209,7 +217,7 @@ void predict_group(std::vector<ProbeSet*>& group, const SquadDataset& dataset,
                    const ProbePredictOptions& options, torch::Device device, const std::string& dev_fingerprint) {
   const ProbeSet& first = *group.front();
   const fs::path& model_dir = first.model_dir;
-  auto loaded = load_probed_model(first.kind, model_dir, first.stored.metadata.training_options,
+  auto loaded = load_probed_model(first.kind, *first.opened, first.stored.metadata.training_options,
                                   (first.dir / "probes.safetensors").string());
   for (auto* set : group) {
     check_fits(*set, loaded.config);
@@ -217,7 +225,7 @@ void predict_group(std::vector<ProbeSet*>& group, const SquadDataset& dataset,
   }
   loaded.model->to(device);
   loaded.model->eval();
-  const auto tokenizer = load_model_tokenizer(model_dir, group.front()->vocab);
+  const auto& tokenizer = first.opened->tokenizer;
   const auto& training_options = first.stored.metadata.training_options;
   const std::string tokenizer_key = fs::absolute(model_dir).lexically_normal().string() + "\n" +
                                     first.vocab.string() + "\n" + WindowOptions::from_json(training_options).to_json().dump();
@@ -248,7 +256,8 @@ void predict_probes(const ProbePredictOptions& input_options) {
   auto device = parse_device(options.device);
   check_precision(options.precision, device);
   std::vector<ProbeSet> sets;
-  for (const auto& dir : probes_dirs(options)) sets.push_back(load_probe_set(dir, options));
+  OpenedByDir opened;  // each model directory opened once, for every probe set (and the control) reading it
+  for (const auto& dir : probes_dirs(options)) sets.push_back(load_probe_set(dir, options, opened));
   require_squad_file(options.dev_file, "--dev-file");
   auto dataset = load_squad(options.dev_file);
   // Recorded so that probe_evaluate can refuse to score against other content.

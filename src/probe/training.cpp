@@ -48,6 +48,7 @@ struct SeedProbes {
 struct ProbeRun {
   std::string kind;
   fs::path model_dir;  // for control: the directory whose config.json it copies
+  std::shared_ptr<const OpenedModel> opened;  // model_dir, opened once
   LoadedModel model;
   std::vector<SeedProbes> sets;
 
@@ -179,10 +180,11 @@ std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, co
   return features;
 }
 
-// One feature set serves both models only when they tokenize alike.
-void check_same_tokenizer(const std::vector<ProbeRun>& runs, const fs::path& vocab) {
-  if (runs.size() < 2 || runs[0].model_dir == runs[1].model_dir) return;
-  auto first = load_model_tokenizer(runs[0].model_dir, vocab), second = load_model_tokenizer(runs[1].model_dir, vocab);
+// One feature set serves both models only when they tokenize alike (their
+// files compared while the directories are being opened).
+void check_same_tokenizer(const OpenedModels& models) {
+  if (models.size() < 2 || models[0] == models[1]) return;
+  const auto &first = models[0]->tokenizer, &second = models[1]->tokenizer;
   auto same_files = [&] {
     auto a = first->files(), b = second->files();
     if (a.size() != b.size()) return false;
@@ -191,8 +193,8 @@ void check_same_tokenizer(const std::vector<ProbeRun>& runs, const fs::path& voc
     return true;
   };
   if (first->kind() != second->kind() || first->lowercases() != second->lowercases() || !same_files())
-    throw Error("the two models tokenize differently ('" + runs[0].model_dir.string() + "': " + first->kind() +
-                (first->lowercases() ? ", lower-cased" : ", cased") + "; '" + runs[1].model_dir.string() +
+    throw Error("the two models tokenize differently ('" + models[0]->dir.string() + "': " + first->kind() +
+                (first->lowercases() ? ", lower-cased" : ", cased") + "; '" + models[1]->dir.string() +
                 "': " + second->kind() + (second->lowercases() ? ", lower-cased" : ", cased") +
                 "); train them in separate probe_train runs");
 }
@@ -327,45 +329,75 @@ void check_seeds(std::vector<uint64_t> seeds) {
     throw Error("--seeds lists seed " + std::to_string(*repeated) + " twice; give each seed once", 2);
 }
 
-// The encoders: each kind's model directory, and the control copying the
-// architecture of the first model probed.
-std::vector<ProbeRun> probe_runs(const ProbeTrainOptions& options) {
-  std::vector<ProbeRun> runs;
+// The kinds probed, each with its model directory's option.
+void check_kinds(const ProbeTrainOptions& options) {
   for (const auto& kind : options.kinds) {
     check_probe_kind(kind);
     if (kind == "control") throw Error("the control is trained with --control, beside a model", 2);
-    auto dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
-    require_model_dir(dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", options.vocab);
-    runs.push_back(ProbeRun{kind, dir, {}, {}});
   }
-  if (runs.empty()) throw Error("no model to probe", 2);
-  if (options.control) runs.push_back(ProbeRun{"control", runs.front().model_dir, {}, {}});
-  return runs;
+  if (options.kinds.empty()) throw Error("no model to probe", 2);
 }
 
-}  // namespace
-
-std::string inferred_probe_kind(const fs::path& model_dir) {
-  const TensorMap weights = read_weights(find_weights_file(model_dir));
-  const ModelFamily& family = model_family(load_config(model_dir / "config.json").model_type);
-  return weights.count(family.head_output) ? "fine_tuned" : "pretrained";
-}
-
-void train_probes(const ProbeTrainOptions& input_options) {
-  ProbeTrainOptions options = input_options;
-  if (options.train_file.empty()) options.train_file = squad_dir() / "train-v2.0.json";
+// The options' values, checked before any model is read; the device they name.
+torch::Device checked_device(const ProbeTrainOptions& options) {
   if (options.epochs < 1) throw Error("EPOCHS must be at least 1", 2);
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   auto device = parse_device(options.device);
   check_precision(options.precision, device);
   check_seeds(options.seeds);
-  std::vector<ProbeRun> runs = probe_runs(options);
+  return device;
+}
+
+// The encoders: each kind's opened model directory, and the control copying
+// the architecture of the first model probed.
+std::vector<ProbeRun> probe_runs(const ProbeTrainOptions& options, const OpenedModels& models) {
+  check_kinds(options);
+  if (models.size() != options.kinds.size())
+    throw Error("probe_train: " + std::to_string(models.size()) + " opened models for " +
+                std::to_string(options.kinds.size()) + " kinds (open them with open_probe_models)");
+  std::vector<ProbeRun> runs;
+  for (size_t i = 0; i < models.size(); ++i) runs.push_back(ProbeRun{options.kinds[i], models[i]->dir, models[i], {}, {}});
+  if (options.control) runs.push_back(ProbeRun{"control", runs.front().model_dir, runs.front().opened, {}, {}});
+  return runs;
+}
+
+}  // namespace
+
+OpenedModels open_probe_models(const ProbeTrainOptions& options) {
+  checked_device(options);
+  check_kinds(options);
+  OpenedModels models;
+  for (const auto& kind : options.kinds) {
+    const fs::path& dir = kind == "pretrained" ? options.pretrained_model : options.fine_tuned_model;
+    std::shared_ptr<const OpenedModel> opened;
+    for (const auto& model : models)
+      if (model->dir == dir) opened = model;  // both kinds of one directory: opened once
+    if (!opened)
+      opened = std::make_shared<const OpenedModel>(
+          open_model_dir(dir, kind == "pretrained" ? "--pretrained-model" : "--fine-tuned-model", options.vocab));
+    models.push_back(opened);
+  }
+  check_same_tokenizer(models);
+  return models;
+}
+
+std::string inferred_probe_kind(const OpenedModel& model) {
+  const TensorMap weights = read_weights(model.weights_file.empty() ? find_weights_file(model.dir) : model.weights_file);
+  return weights.count(model.family->head_output) ? "fine_tuned" : "pretrained";
+}
+
+void train_probes(const ProbeTrainOptions& options) { train_probes(options, open_probe_models(options)); }
+
+void train_probes(const ProbeTrainOptions& input_options, const OpenedModels& models) {
+  ProbeTrainOptions options = input_options;
+  if (options.train_file.empty()) options.train_file = squad_dir() / "train-v2.0.json";
+  auto device = checked_device(options);
+  std::vector<ProbeRun> runs = probe_runs(options, models);
   require_squad_file(options.train_file, "--train-file");
-  check_same_tokenizer(runs, options.vocab);
   const auto shared_options = training_options_json(options);
   for (auto& run : runs) {
     // The control's weights fingerprint is part of its settings, so it is built before resuming.
-    if (run.kind == "control") run.model = control_model(run.model_dir, options.control_seed);
+    if (run.kind == "control") run.model = control_model(run.opened->config, options.control_seed);
     run.sets = seed_sets(options, run_training_options(shared_options, run, options));
     for (auto& set : run.sets) {
       if (!options.overwrite) resume(run, set, options);
@@ -381,7 +413,7 @@ void train_probes(const ProbeTrainOptions& input_options) {
     return;
   }
   for (auto& run : runs) {
-    if (!run.model.model) run.model = load_checkpoint(run.model_dir);
+    if (!run.model.model) run.model = load_checkpoint(*run.opened);
     run.model.model->to(device);
     run.model.model->eval();
     for (auto& set : run.sets) {
@@ -390,7 +422,7 @@ void train_probes(const ProbeTrainOptions& input_options) {
       set.probes->to(device);
     }
   }
-  const auto tokenizer = load_model_tokenizer(runs.front().model_dir, options.vocab);
+  const auto& tokenizer = runs.front().opened->tokenizer;
   auto features = training_features(options, *tokenizer);
   for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
     std::vector<ProbeRun*> active;

@@ -50,6 +50,10 @@ TensorMap model_state_dict(const QaModel& model);
 LoadedModel load_checkpoint(const std::filesystem::path& model_dir,
                             const std::optional<std::filesystem::path>& weights_file = std::nullopt);
 
+// `config` (read already, e.g. by open_model_dir) with the weights of
+// `weights_path`; errors name config.source and the weights file.
+LoadedModel load_checkpoint(const ModelConfig& config, const std::filesystem::path& weights_path);
+
 // Writes config.json (architectures: the family's QA class) and
 // model.safetensors (HF keys, F32) into `dir`, each atomically.
 void save_checkpoint(const QaModel& model, const std::filesystem::path& dir);

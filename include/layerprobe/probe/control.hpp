@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layerprobe/model/checkpoint.hpp"
+#include "layerprobe/model/model_dir.hpp"
 
 namespace layerprobe {
 
@@ -25,6 +26,8 @@ constexpr const char* kControlInit =
 // torch::manual_seed(seed); eval mode, CPU. The same seed, config and LibTorch
 // give the same weights.
 LoadedModel control_model(const std::filesystem::path& model_dir, uint64_t seed);
+// The same over a config read already (an opened model's).
+LoadedModel control_model(const ModelConfig& config, uint64_t seed);
 
 // "fnv1a64:<hex>" over every parameter's HF name and float32 bytes, in
 // named_parameters() order.
@@ -34,7 +37,7 @@ std::string weights_fingerprint(QaModel& model);
 // pretrained and fine_tuned; for control, control_model(model_dir,
 // training_options["control_seed"]), checked against the recorded
 // "control_weights" fingerprint when there is one (Error naming `source`).
-LoadedModel load_probed_model(const std::string& kind, const std::filesystem::path& model_dir,
+LoadedModel load_probed_model(const std::string& kind, const OpenedModel& model,
                               const nlohmann::json& training_options, const std::string& source);
 
 }  // namespace layerprobe

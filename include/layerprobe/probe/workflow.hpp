@@ -4,11 +4,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
+#include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/squad/features.hpp"
 
 namespace layerprobe {
@@ -39,12 +41,23 @@ struct ProbeTrainOptions {
   bool overwrite = false;
 };
 
+// Each kind's model directory (options.kinds, in order), opened once at the
+// edge (model/model_dir.hpp); kinds naming the same directory share one. The
+// options' values are checked first (usage errors before any model is read);
+// Error when two directories tokenize differently (one feature set serves both).
+using OpenedModels = std::vector<std::shared_ptr<const OpenedModel>>;
+OpenedModels open_probe_models(const ProbeTrainOptions& options);
+
 // The kind a model directory is probed as when the final study's form names it
 // without --kind: fine_tuned when its weights hold a QA head (qa_outputs.*),
 // else pretrained.
-std::string inferred_probe_kind(const std::filesystem::path& model_dir);
+std::string inferred_probe_kind(const OpenedModel& model);
 
-// Trains, saves after each epoch, and resumes after the last saved epoch.
+// Trains on `models` (open_probe_models(options); the control reads the
+// first), saves after each epoch, and resumes after the last saved epoch.
+// Reads no model directory's config.json or tokenizer files itself.
+void train_probes(const ProbeTrainOptions& options, const OpenedModels& models);
+// open_probe_models, then train_probes.
 void train_probes(const ProbeTrainOptions& options);
 
 struct ProbePredictOptions {
