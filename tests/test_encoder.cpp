@@ -125,10 +125,18 @@ TEST_P(GoldenEncoder, MatchesTransformersWithin1e5) {
   const fs::path dir = test_support::shared_path("golden/" + model);
   LoadedModel loaded = load_checkpoint(dir, dir / GetParam().weights);
   EXPECT_TRUE(loaded.has_qa_head);
-  const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
+  const auto reference_file = read_safetensors(dir / "reference_outputs.safetensors");
+  const auto& ref = reference_file.tensors;
   EncoderBatch batch{ref.at("input_ids"), ref.count("token_type_ids") ? ref.at("token_type_ids") : torch::Tensor(),
                      ref.at("attention_mask")};
   const torch::Tensor& hidden = ref.at("hidden_states");
+  // Where the golden says whether HF's last hidden_states entry is what the head reads, the model agrees.
+  const auto said = reference_file.metadata.find("hidden_states_last_equals_last_hidden_state");
+  if (said != reference_file.metadata.end()) {
+    torch::NoGradGuard no_grad;
+    const EncoderOutput out = loaded.model->forward(batch);
+    EXPECT_EQ(torch::equal(out.hidden_states.back(), out.last_hidden_state), said->second == "True");
+  }
   // The oneDNN path, then the reference ops (fast path off): every hidden state, the state the head
   // reads (where the golden records it: 4.57.5's, after ModernBERT's final norm) and the logits.
   for (const bool fast : {true, false}) {

@@ -42,6 +42,7 @@ struct GoldenRun {
   const char* model_type;  // --model_type
   std::vector<const char*> vocab;  // files under ../shared/data to copy in
   bool do_lower_case = true;       // as the golden run was made
+  const char* extra_flags = "";    // further run_squad flags the golden run needs
 };
 
 // The golden models hold no tokenizer: pair each with its family's vocabulary.
@@ -80,6 +81,7 @@ TEST_P(RunSquadGolden, EvalMatchesTransformers251) {
   std::string output;
   const int status = run_cli(std::string("--model_type ") + run.model_type + " --model_name_or_path " + model.string() +
                                  " --do_eval --overwrite_cache" + (run.do_lower_case ? " --do_lower_case" : "") +
+                                 " " + run.extra_flags +
                                  " --version_2_with_negative"
                                  " --predict_file " + dev.string() +
                                  " --per_gpu_train_batch_size 8 --num_train_epochs 3 --learning_rate 3e-5"
@@ -154,7 +156,15 @@ INSTANTIATE_TEST_SUITE_P(
                       GoldenRun{"distilbert-tiny", "distilbert", {"data/bert/vocab.txt"}},
                       GoldenRun{"roberta-tiny", "roberta", {"data/roberta/vocab.json", "data/roberta/merges.txt"}, false},
                       // transformers 4.57.5 (ElectraTokenizer features equal BERT's).
-                      GoldenRun{"electra-tiny", "electra", {"data/bert/vocab.txt"}}),
+                      GoldenRun{"electra-tiny", "electra", {"data/bert/vocab.txt"}},
+                      // HF's legacy squad.py offsets for XLMRobertaTokenizer (../shared/README.md).
+                      GoldenRun{"xlm-roberta-tiny",
+                                "xlm-roberta",
+                                {"golden/xlm-roberta-tiny/sentencepiece.bpe.model",
+                                 "golden/xlm-roberta-tiny/tokenizer_config.json",
+                                 "golden/xlm-roberta-tiny/special_tokens_map.json"},
+                                true,
+                                "--hf_legacy_offsets"}),
     [](const ::testing::TestParamInfo<GoldenRun>& info) {
       std::string name = info.param.model_type;
       for (char& c : name)
