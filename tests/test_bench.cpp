@@ -98,6 +98,29 @@ TEST(Bench, FlopsCountEveryProductOfEachFamily) {
   EXPECT_DOUBLE_EQ(forward_flops(published("bert-base-uncased"), 200), layer(12) + head);
   EXPECT_DOUBLE_EQ(forward_flops(published("distilbert-base-uncased"), 200), layer(6) + head);
   EXPECT_DOUBLE_EQ(forward_flops(published("distilroberta-base"), 200), layer(6) + head);
+  // ELECTRA-base's embeddings are as wide as its layers (no embeddings_project); XLM-R-base is BERT-base's shape.
+  EXPECT_DOUBLE_EQ(forward_flops(published("google/electra-base-discriminator"), 200), layer(12) + head);
+  EXPECT_DOUBLE_EQ(forward_flops(published("xlm-roberta-base"), 200), layer(12) + head);
+  EXPECT_DOUBLE_EQ(forward_flops(published("google/electra-small-discriminator"), 200),
+                   2 * t * 128 * 256 + 12 * (2 * t * (4 * 256 * 256 + 2 * 256 * 1024) + 2 * 2 * t * t * 256) +
+                       2 * t * 2 * 256);
+}
+
+TEST(Bench, ModernBertFlopsCountTheKeysEachLayerAttends) {
+  // 22 layers, global in 0, 3, ..., 21 (8), local (keys within 64 positions) in the other 14; Wqkv, Wo, the
+  // GeGLU's Wi (2 x 1152 outputs) and Wo; head.dense and the classifier.
+  const double t = 200, h = 768, i = 1152;
+  double window_pairs = 0;
+  for (int q = 0; q < 200; ++q)
+    for (int k = 0; k < 200; ++k) window_pairs += std::abs(q - k) <= 64;
+  const double linears = 2 * t * (3 * h * h + h * h + 2 * i * h + i * h);
+  const double expected = 22 * linears + 8 * 2 * 2 * t * t * h + 14 * 2 * 2 * window_pairs * h + 2 * t * (h * h + 2 * h);
+  EXPECT_DOUBLE_EQ(forward_flops(published("answerdotai/ModernBERT-base"), 200), expected);
+  // Short windows attend to every key: local and global layers cost the same.
+  const ModelConfig base = published("answerdotai/ModernBERT-base");
+  nlohmann::json all_global = base.to_json();
+  all_global["global_attn_every_n_layers"] = 1;
+  EXPECT_DOUBLE_EQ(forward_flops(base, 60), forward_flops(config_from_json(all_global, "test"), 60));
 }
 
 TEST(Bench, PublishedParameterCounts) {
@@ -106,6 +129,12 @@ TEST(Bench, PublishedParameterCounts) {
   EXPECT_EQ(model_family("bert").parameters(published("bert-base-uncased")), 109483778.0);
   EXPECT_EQ(model_family("distilbert").parameters(published("distilbert-base-uncased")), 66364418.0);
   EXPECT_EQ(model_family("albert").parameters(published("albert-base-v2")), 11685122.0);
+  // 4.57.5's QA models of ELECTRA and XLM-R have no pooler: ElectraModel-base 108,891,648 + 1,538;
+  // XLMRobertaModel-base 278,043,648 with its pooler, 590,592 of it.
+  EXPECT_EQ(model_family("electra").parameters(published("google/electra-base-discriminator")), 108893186.0);
+  EXPECT_EQ(model_family("xlm-roberta").parameters(published("xlm-roberta-base")), 277454594.0);
+  // ModernBertModel-base 149,014,272 (layer 0 has no attn_norm), + head.dense, head.norm, classifier.
+  EXPECT_EQ(model_family("modernbert").parameters(published("answerdotai/ModernBERT-base")), 149014272.0 + 592130.0);
 }
 
 namespace {

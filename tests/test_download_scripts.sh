@@ -51,6 +51,19 @@ printf '[PAD]\n' >"$hub/someone/distilbert-untyped/resolve/main/vocab.txt"
 for model in bert-base-uncased someone/distilroberta-squad2 someone/distilbert-untyped; do
   head -c 1000 /dev/urandom >"$hub/$model/resolve/main/model.safetensors"
 done
+# The newer encoders: ELECTRA (vocab.txt, no tokenizer_config.json), XLM-RoBERTa (a model_type with a
+# hyphen, sentencepiece.bpe.model), ModernBERT (tokenizer.json only).
+mkdir -p "$hub/someone/electra-squad2/resolve/main" "$hub/xlm-roberta-base/resolve/main" \
+  "$hub/answerdotai/ModernBERT-base/resolve/main"
+printf '{\n  "model_type": "electra"\n}\n' >"$hub/someone/electra-squad2/resolve/main/config.json"
+printf '[PAD]\n' >"$hub/someone/electra-squad2/resolve/main/vocab.txt"
+printf '{\n  "model_type": "xlm-roberta",\n  "pad_token_id": 1\n}\n' >"$hub/xlm-roberta-base/resolve/main/config.json"
+head -c 3000 /dev/urandom >"$hub/xlm-roberta-base/resolve/main/sentencepiece.bpe.model"
+echo '{"model_type": "modernbert"}' >"$hub/answerdotai/ModernBERT-base/resolve/main/config.json"
+echo '{"version": "1.0"}' >"$hub/answerdotai/ModernBERT-base/resolve/main/tokenizer.json"
+for model in someone/electra-squad2 xlm-roberta-base answerdotai/ModernBERT-base; do
+  head -c 1000 /dev/urandom >"$hub/$model/resolve/main/model.safetensors"
+done
 head -c 200000 /dev/urandom >"$hub/someone/only-bin/resolve/main/pytorch_model.bin"
 for split in train dev; do
   cat >"$hub/squad/$split-v2.0.json" <<EOF
@@ -171,6 +184,17 @@ done
 check "models: no spiece.model for RoBERTa" test ! -e "$models/someone/distilroberta-squad2/spiece.model"
 check "models: the family from the name without a model_type" same "$models/someone/distilbert-untyped/vocab.txt" \
   "$hub/someone/distilbert-untyped/resolve/main/vocab.txt"
+
+run bash "$root/tools/download_models.sh" --dir "$models" someone/electra-squad2 xlm-roberta-base answerdotai/ModernBERT-base
+check "models: the newer families download" test "$status" = 0
+check "models: ELECTRA's vocab.txt" same "$models/someone/electra-squad2/vocab.txt" "$hub/someone/electra-squad2/resolve/main/vocab.txt"
+check "models: ELECTRA lower-cases as 4.57.5's ElectraTokenizer" \
+  test "$(cat "$models/someone/electra-squad2/tokenizer_config.json")" = '{"do_lower_case": true}'
+check "models: XLM-R's sentencepiece.bpe.model" same "$models/xlm-roberta-base/sentencepiece.bpe.model" \
+  "$hub/xlm-roberta-base/resolve/main/sentencepiece.bpe.model"
+check "models: ModernBERT's tokenizer.json" same "$models/answerdotai/ModernBERT-base/tokenizer.json" \
+  "$hub/answerdotai/ModernBERT-base/resolve/main/tokenizer.json"
+check "models: no vocab.txt for ModernBERT" test ! -e "$models/answerdotai/ModernBERT-base/vocab.txt"
 
 LAYERPROBE_MODELS_DIR=$work/env-models run bash "$root/tools/download_models.sh" albert-tiny
 check "models: LAYERPROBE_MODELS_DIR sets the directory" same "$work/env-models/albert-tiny/config.json" "$hub/albert-tiny/resolve/main/config.json"

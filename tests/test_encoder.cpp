@@ -36,8 +36,13 @@ ModelConfig small_config(const std::string& model_type) {
   } else {
     object = {{"hidden_size", 16}, {"num_attention_heads", 4}, {"intermediate_size", 24}, {"num_hidden_layers", 2},
               {"max_position_embeddings", 32}, {"hidden_dropout_prob", 0.1}, {"attention_probs_dropout_prob", 0.1}};
-    if (model_type == "albert") object["embedding_size"] = 8;
-    if (model_type == "roberta") object.update({{"max_position_embeddings", 34}, {"type_vocab_size", 1}});
+    if (model_type == "albert" || model_type == "electra") object["embedding_size"] = 8;
+    if (model_type == "roberta" || model_type == "xlm-roberta")
+      object.update({{"max_position_embeddings", 34}, {"type_vocab_size", 1}});
+    // Two layers: 0 global, 1 attending within 2 positions either side; pad id inside the small vocabulary.
+    if (model_type == "modernbert")
+      object.update({{"local_attention", 4}, {"pad_token_id", 1}, {"attention_dropout", 0.1}, {"mlp_dropout", 0.1},
+                     {"embedding_dropout", 0.1}, {"classifier_dropout", 0.1}});
   }
   object["model_type"] = model_type;
   object["vocab_size"] = 40;
@@ -50,13 +55,16 @@ std::shared_ptr<QaModel> random_model(const ModelConfig& config, uint64_t seed) 
   auto model = create_model(config);
   torch::NoGradGuard no_grad;
   for (auto& item : model->named_parameters())
-    if (item.key().find("LayerNorm") != std::string::npos || item.key().find("layer_norm") != std::string::npos)
+    if (item.key().find("LayerNorm") != std::string::npos || item.key().find("norm") != std::string::npos)
       item.value().add_(torch::randn_like(item.value()) * 0.1);
   model->eval();
   return model;
 }
 
-int64_t pad_id(const ModelConfig& config) { return config.model_type == "roberta" ? 1 : 0; }
+int64_t pad_id(const ModelConfig& config) {
+  return config.model_type == "roberta" || config.model_type == "xlm-roberta" || config.model_type == "modernbert" ? 1
+                                                                                                                  : 0;
+}
 
 // Ids of real tokens (never the padding id), two token types where the family
 // has them, the last 3 tokens of row 0 padding.
@@ -98,7 +106,7 @@ int run_probe_tools(const std::string& args, std::string& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-const char* const kFamilies[] = {"albert", "bert", "distilbert", "roberta"};
+const char* const kFamilies[] = {"albert", "bert", "distilbert", "roberta", "electra", "xlm-roberta", "modernbert"};
 
 }  // namespace
 
@@ -117,30 +125,46 @@ TEST_P(GoldenEncoder, MatchesTransformersWithin1e5) {
   const fs::path dir = test_support::shared_path("golden/" + model);
   LoadedModel loaded = load_checkpoint(dir, dir / GetParam().weights);
   EXPECT_TRUE(loaded.has_qa_head);
-  const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
+  const auto reference_file = read_safetensors(dir / "reference_outputs.safetensors");
+  const auto& ref = reference_file.tensors;
   EncoderBatch batch{ref.at("input_ids"), ref.count("token_type_ids") ? ref.at("token_type_ids") : torch::Tensor(),
                      ref.at("attention_mask")};
-  EncoderOutput out = run(*loaded.model, batch);
-
   const torch::Tensor& hidden = ref.at("hidden_states");
-  ASSERT_EQ(static_cast<int64_t>(out.hidden_states.size()), hidden.size(0));
-  double worst = 0;
-  for (int64_t i = 0; i < hidden.size(0); ++i) {
-    double diff = max_diff(out.hidden_states[i], hidden[i]);
-    EXPECT_LE(diff, kGoldenTolerance) << "hidden state " << i;
-    worst = std::max(worst, diff);
+  // Where the golden says whether HF's last hidden_states entry is what the head reads, the model agrees.
+  const auto said = reference_file.metadata.find("hidden_states_last_equals_last_hidden_state");
+  if (said != reference_file.metadata.end()) {
+    torch::NoGradGuard no_grad;
+    const EncoderOutput out = loaded.model->forward(batch);
+    EXPECT_EQ(torch::equal(out.hidden_states.back(), out.last_hidden_state), said->second == "True");
   }
-  double start = max_diff(out.start_logits, ref.at("start_logits"));
-  double end = max_diff(out.end_logits, ref.at("end_logits"));
-  EXPECT_LE(start, kGoldenTolerance);
-  EXPECT_LE(end, kGoldenTolerance);
-  std::cout << model << "/" << GetParam().weights << ": max |diff| hidden " << worst << ", start " << start
-            << ", end " << end << "\n";
-  // The reference ops (fast path off) agree too.
-  set_fast_cpu_path(false);
-  EncoderOutput reference = run(*loaded.model, batch);
-  set_fast_cpu_path(true);
-  EXPECT_LE(max_diff(reference.hidden_states.back(), hidden[hidden.size(0) - 1]), kGoldenTolerance);
+  // The oneDNN path, then the reference ops (fast path off): every hidden state, the state the head
+  // reads (where the golden records it: 4.57.5's, after ModernBERT's final norm) and the logits.
+  for (const bool fast : {true, false}) {
+    SCOPED_TRACE(fast ? "fast path" : "reference ops");
+    set_fast_cpu_path(fast);
+    EncoderOutput out = run(*loaded.model, batch);
+    set_fast_cpu_path(true);
+    ASSERT_EQ(static_cast<int64_t>(out.hidden_states.size()), hidden.size(0));
+    double worst = 0;
+    for (int64_t i = 0; i < hidden.size(0); ++i) {
+      double diff = max_diff(out.hidden_states[i], hidden[i]);
+      EXPECT_LE(diff, kGoldenTolerance) << "hidden state " << i;
+      worst = std::max(worst, diff);
+    }
+    std::string last = "not in the golden";
+    if (ref.count("last_hidden_state")) {
+      const double diff = max_diff(out.last_hidden_state, ref.at("last_hidden_state"));
+      EXPECT_LE(diff, kGoldenTolerance) << "last_hidden_state";
+      last = std::to_string(diff);
+    }
+    double start = max_diff(out.start_logits, ref.at("start_logits"));
+    double end = max_diff(out.end_logits, ref.at("end_logits"));
+    EXPECT_LE(start, kGoldenTolerance);
+    EXPECT_LE(end, kGoldenTolerance);
+    std::cout << model << "/" << GetParam().weights << (fast ? " (fast path)" : " (reference ops)")
+              << ": max |diff| hidden " << worst << ", last_hidden_state " << last << ", start " << start << ", end "
+              << end << "\n";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -148,7 +172,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(GoldenCase{"albert-tiny", "model.safetensors"}, GoldenCase{"albert-tiny", "pytorch_model.bin"},
                       GoldenCase{"albert-tiny", "pytorch_model_legacy.bin"},
                       GoldenCase{"bert-tiny", "model.safetensors"}, GoldenCase{"distilbert-tiny", "model.safetensors"},
-                      GoldenCase{"roberta-tiny", "model.safetensors"}),
+                      GoldenCase{"roberta-tiny", "model.safetensors"}, GoldenCase{"electra-tiny", "model.safetensors"},
+                      GoldenCase{"xlm-roberta-tiny", "model.safetensors"},
+                      GoldenCase{"modernbert-tiny", "model.safetensors"}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.weights;
       for (char& c : name)
@@ -179,7 +205,8 @@ TEST_P(EncodeCommand, WritesHiddenStatesAndLogitsMatchingTheReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, EncodeCommand,
-                         ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny"));
+                         ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny", "electra-tiny",
+                                           "xlm-roberta-tiny", "modernbert-tiny"));
 
 TEST(EncodeCommandOptions, LegacyWeightsFileIsUsedWhenNamed) {
   REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
@@ -254,10 +281,16 @@ TEST_P(EveryFamily, ParameterCountIsTheFamilysFormula) {
 
 TEST_P(EveryFamily, KeysCarryTheFamilysPrefixAndTheQaHead) {
   auto model = random_model(small_config(GetParam()), 53);
-  const std::string prefix = model->family().base_prefix + ".";
+  const ModelFamily& family = model->family();
+  auto in_head = [&](const std::string& key) {
+    for (const auto& prefix : family.head_prefixes)
+      if (key.rfind(prefix, 0) == 0) return true;
+    return false;
+  };
   for (const auto& item : model->named_parameters())
-    EXPECT_TRUE(item.key().rfind(prefix, 0) == 0 || item.key().rfind("qa_outputs.", 0) == 0) << item.key();
-  EXPECT_NE(model->named_parameters().find("qa_outputs.weight"), nullptr);
+    EXPECT_TRUE(item.key().rfind(family.base_prefix + ".", 0) == 0 || in_head(item.key())) << item.key();
+  EXPECT_NE(model->named_parameters().find(family.head_output), nullptr);
+  EXPECT_TRUE(in_head(family.head_output));
 }
 
 TEST_P(EveryFamily, TrainingModeHasDropoutAndGradients) {
@@ -271,7 +304,7 @@ TEST_P(EveryFamily, TrainingModeHasDropoutAndGradients) {
   for (const auto& item : model->named_parameters())
     if (item.value().grad().defined() && item.value().grad().abs().sum().item<float>() > 0) ++with_gradient;
   EXPECT_GT(with_gradient, 10);
-  EXPECT_GT(model->qa_outputs->weight.grad().abs().sum().item<float>(), 0.f);
+  EXPECT_GT(model->named_parameters()[model->family().head_output].grad().abs().sum().item<float>(), 0.f);
   model->eval();
   auto c = run(*model, in), d = run(*model, in);
   EXPECT_TRUE(torch::equal(c.start_logits, d.start_logits)) << "eval() must be deterministic";
@@ -330,7 +363,7 @@ TEST_P(EveryFamily, InputsAreValidated) {
   expect_error({torch::zeros({1, 40}, torch::kLong), torch::Tensor(), torch::zeros({1, 40}, torch::kLong)},
                "at most " + std::to_string(config.max_position_embeddings - model_family(config.model_type).position_offset));
   if (model_family(config.model_type).takes_token_type_ids)
-    expect_error({ids, ids + 2, ids}, "token_type_ids values must lie in [0, 2)");
+    expect_error({ids, ids + 2, ids}, "token_type_ids values must lie in [0, " + std::to_string(config.type_vocab_size) + ")");
   else
     validate_encoder_inputs(config, {ids, ids + 1, ids});  // ignored, as run_squad drops them
 }
@@ -366,6 +399,89 @@ TEST(Roberta, PositionsCountFromThePaddingId) {
   EXPECT_NO_THROW(run(*model, longest));
   EncoderBatch too_long{torch::full({1, 33}, 5, torch::kLong), {}, torch::ones({1, 33}, torch::kLong)};
   EXPECT_THROW(run(*model, too_long), Error);
+}
+
+TEST(ModernBert, LocalLayersAttendOnlyWithinTheirWindow) {
+  // Layer 1 (index 1) of the small config is local: local_attention 4, so each query sees keys within 2.
+  auto model = random_model(small_config("modernbert"), 84);
+  auto in = random_inputs(model->config(), 1, 9, 15);
+  in.attention_mask.fill_(1);
+  torch::NoGradGuard no_grad;
+  const auto hidden = torch::randn({1, 9, 16});
+  auto edited = hidden.clone();
+  edited.index_put_({0, 0}, torch::randn({16}));
+  for (const bool fast : {true, false}) {
+    set_fast_cpu_path(fast);
+    const auto a = model->forward_from(in, 1, hidden).hidden_states.back();
+    const auto b = model->forward_from(in, 1, edited).hidden_states.back();
+    set_fast_cpu_path(true);
+    EXPECT_GT(max_diff(a.select(1, 2), b.select(1, 2)), 1e-4) << "position 2 sees position 0";
+    EXPECT_EQ(max_diff(a.slice(1, 3), b.slice(1, 3)), 0.0) << "positions 3.. are beyond the window of position 0";
+  }
+}
+
+TEST(ModernBert, EveryBiasTheConfigAsksForIsLoadedCountedAndUsed) {
+  nlohmann::json object = small_config("modernbert").to_json();
+  for (const char* key : {"attention_bias", "mlp_bias", "norm_bias", "classifier_bias"}) object[key] = true;
+  auto model = random_model(config_from_json(object, "test"), 85);
+  auto parameters = model->named_parameters();
+  for (const char* name : {"model.layers.1.attn.Wqkv.bias", "model.layers.0.mlp.Wi.bias", "model.final_norm.bias",
+                           "model.layers.1.attn_norm.bias", "head.dense.bias", "head.norm.bias"})
+    EXPECT_NE(parameters.find(name), nullptr) << name;
+  EXPECT_EQ(parameters.find("model.layers.0.attn_norm.weight"), nullptr) << "layer 0 has no attn_norm";
+  double count = 0;
+  for (const auto& p : model->parameters()) count += static_cast<double>(p.numel());
+  EXPECT_EQ(count, model->family().parameters(model->config()));
+  torch::NoGradGuard no_grad;
+  for (auto& item : parameters)
+    if (item.key().find(".bias") != std::string::npos) item.value().normal_(0, 0.5);
+  auto in = random_inputs(model->config(), 2, 7, 16);
+  set_fast_cpu_path(false);
+  auto reference = run(*model, in);
+  set_fast_cpu_path(true);
+  auto fast = run(*model, in);
+  for (size_t i = 0; i < fast.hidden_states.size(); ++i)
+    EXPECT_LE(max_diff(fast.hidden_states[i], reference.hidden_states[i]), 1e-5) << i;
+  EXPECT_LE(max_diff(fast.start_logits, reference.start_logits), 1e-5);
+}
+
+TEST(Electra, EmbeddingsAreProjectedOnlyWhenNarrowerThanTheLayers) {
+  EXPECT_NE(create_model(small_config("electra"))->named_parameters().find("electra.embeddings_project.weight"),
+            nullptr);
+  nlohmann::json object = small_config("electra").to_json();
+  object["embedding_size"] = 16;
+  EXPECT_EQ(create_model(config_from_json(object, "test"))->named_parameters().find("electra.embeddings_project.weight"),
+            nullptr);
+}
+
+TEST(Families, NewerFamiliesInitialiseAsTransformers4) {
+  // 4.x zeroes the embeddings' padding rows (2.5.1 left them random); ModernBERT draws truncated normals.
+  torch::manual_seed(3);
+  auto xlmr = create_model(small_config("xlm-roberta"));
+  auto p = xlmr->named_parameters();
+  EXPECT_EQ(p["roberta.embeddings.word_embeddings.weight"][1].abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(p["roberta.embeddings.position_embeddings.weight"][1].abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(p.find("roberta.pooler.dense.weight"), nullptr) << "4.x's XLM-R QA model has no pooler";
+  auto electra = create_model(small_config("electra"));
+  EXPECT_EQ(electra->named_parameters()["electra.embeddings.word_embeddings.weight"][0].abs().sum().item<double>(), 0.0);
+  nlohmann::json object = small_config("modernbert").to_json();
+  object.update({{"hidden_size", 64}, {"intermediate_size", 96}, {"vocab_size", 4000}});
+  const ModelConfig config = config_from_json(object, "test");
+  auto modern = create_model(config);
+  auto q = modern->named_parameters();
+  const double cutoff = config.number("initializer_cutoff_factor"), range = config.initializer_range;
+  auto expect_truncated = [&](const std::string& name, double std) {
+    const auto w = q[name];
+    EXPECT_LE(w.abs().max().item<double>(), cutoff * std + 1e-9) << name;
+    EXPECT_NEAR(w.std().item<double>(), std * 0.88, std * 0.1) << name;  // N(0, std) cut at 2 std: SD 0.88 std
+  };
+  expect_truncated("model.embeddings.tok_embeddings.weight", range);
+  expect_truncated("model.layers.1.attn.Wqkv.weight", range);
+  expect_truncated("model.layers.1.mlp.Wo.weight", range / std::sqrt(2.0 * 2));
+  expect_truncated("head.dense.weight", range / std::sqrt(2.0 * 2));
+  EXPECT_LE(q["classifier.weight"].abs().max().item<double>(), cutoff / 8.0 + 1e-9);  // std = 64^-0.5
+  EXPECT_EQ(q["classifier.bias"].abs().sum().item<double>(), 0.0);
+  EXPECT_TRUE(torch::equal(q["model.final_norm.weight"], torch::ones({64})));
 }
 
 TEST(DistilBert, SinusoidalPositionsAreFixed) {

@@ -92,7 +92,9 @@ TEST_P(CpuBf16, StaysCloseToTheFp32References) {
   EXPECT_EQ(out.hidden_states.back().scalar_type(), torch::kFloat);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, CpuBf16, ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny"));
+INSTANTIATE_TEST_SUITE_P(Families, CpuBf16,
+                         ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny", "electra-tiny",
+                                           "xlm-roberta-tiny", "modernbert-tiny"));
 
 TEST(Precision, UnknownNamesAreUsageErrors) {
   EXPECT_EQ(usage_error_code("fp8", torch::kCPU), 2);

@@ -111,16 +111,22 @@ fs::path dev_subset(const fs::path& dir, size_t articles) {
   return path;
 }
 
-// A random model made by init-model (tiny widths, the published layer count)
-// with the tokenizer `vocab` (a file under the test data), lower-casing as uncased hub models do.
-void init_model(const std::string& like, const std::string& vocab, bool lower_case, const fs::path& out,
-                const std::string& extra, const fs::path& log) {
+// A random model made by init-model (tiny widths, the published layer count) with the tokenizer at
+// `vocab` (a file or directory), lower-casing as uncased hub models do.
+void init_model_from(const std::string& like, const fs::path& vocab, bool lower_case, const fs::path& out,
+                     const std::string& extra, const fs::path& log) {
   ASSERT_EQ(run(tool("probe_tools") + " init-model --like " + like + " --hidden-size 32 --heads 2 " +
-                    "--intermediate-size 64 --vocab " + test_support::shared_path(vocab).string() +
+                    "--intermediate-size 64 --vocab " + vocab.string() +
                     (lower_case ? " --lower-case" : "") + " --output " + out.string() + " " + extra,
                 log),
             0)
       << read_file(log);
+}
+
+// The same with a tokenizer file under the test data.
+void init_model(const std::string& like, const std::string& vocab, bool lower_case, const fs::path& out,
+                const std::string& extra, const fs::path& log) {
+  init_model_from(like, test_support::shared_path(vocab), lower_case, out, extra, log);
 }
 
 void init_model(const std::string& like, const fs::path& out, const std::string& extra, const fs::path& log) {
@@ -171,6 +177,65 @@ TEST(Workflow, FinalStudyFormOnEveryFamily) {
     EXPECT_EQ(csv_rows(dir / name / "pretrained_epoch_1" / "results_seed_2.csv"), family.layers + 1);
     EXPECT_EQ(csv_rows(dir / name / "summary.csv"), 1u + 2 * family.layers);
     EXPECT_NE(read_file(dir / name / "report.md").find("## control, epoch 1 (2 seeds (1, 2))"), std::string::npos);
+  }
+}
+
+// The same on a tiny model of each family after the study's (4 layers, hidden 32): HF-named weights
+// without the QA head (ModernBERT's head. and classifier.), each with its own tokenizer kind.
+TEST(Workflow, FinalStudyFormOnEveryFamilyBeyondTheStudy) {
+  struct Family {
+    const char* name;
+    const char* vocab;
+    bool lower_case;
+    const char* extra;
+  };
+  const Family families[] = {
+      {"google/electra-small-discriminator", "data/bert/vocab.txt", true, "--embedding-size 16"},
+      {"xlm-roberta-base", "golden/xlm-roberta-tiny/sentencepiece.bpe.model", false, ""},
+      {"answerdotai/ModernBERT-base", "data/roberta-base-tokenizer-json/tokenizer.json", false, ""}};
+  constexpr size_t kLayers = 4;
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto dir = test_support::scratch_dir("workflow_named_newer");
+  const std::string dev = dev_subset(dir, 1).string();
+  const std::string env = "cd " + dir.string() + " && LAYERPROBE_MODELS_DIR=" + (dir / "models").string() + " ";
+  for (const auto& family : families) {
+    SCOPED_TRACE(family.name);
+    REQUIRE_SHARED(family.vocab);
+    const std::string name = family.name, short_name = fs::path(name).filename().string();
+    // roberta-base's tokenizer.json names no pad token (its tokenizer_config.json does, as ModernBERT's does
+    // "[PAD]"): give it one, so that the model pads with an id of the smaller vocabulary.
+    fs::path vocab = test_support::shared_path(family.vocab);
+    if (vocab.filename() == "tokenizer.json") {
+      const fs::path tokenizer_dir = dir / ("tokenizer-" + short_name);
+      fs::create_directories(tokenizer_dir);
+      fs::copy_file(vocab, tokenizer_dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+      write_file_atomically(tokenizer_dir / "tokenizer_config.json",
+                            R"({"bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>", )"
+                            R"("unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"})");
+      vocab = tokenizer_dir;
+    }
+    init_model_from(name, vocab, family.lower_case, dir / "models" / name,
+                    "--no-qa-head --layers " + std::to_string(kLayers) + " " + family.extra, dir / "init.log");
+    ASSERT_EQ(run(env + tool("probe_train") + " " + name + " cpu 1 --train-file " + dev +
+                      " --max-train-features 24 --control --seeds 1,2",
+                  dir / "train.log"),
+              0)
+        << read_file(dir / "train.log");
+    for (const std::string kind : {"pretrained", "control"})
+      for (const char* seed : {"seed_1", "seed_2"}) {
+        auto probes = dir / short_name / (kind + "_epoch_1") / (kind + "_probes") / seed / "probes.safetensors";
+        ASSERT_TRUE(fs::exists(probes)) << read_file(dir / "train.log");
+        EXPECT_EQ(load_probes(probes).probes.layers(), static_cast<int64_t>(kLayers));
+      }
+    EXPECT_EQ(csv_rows(dir / short_name / "control_epoch_1" / "codelength.csv"), 1u + 2 * kLayers);
+    ASSERT_EQ(run(env + tool("probe_predict") + " " + name + " cpu --dev-file " + dev, dir / "predict.log"), 0)
+        << read_file(dir / "predict.log");
+    ASSERT_EQ(run(env + tool("probe_evaluate") + " " + name + " --bootstrap 100", dir / "evaluate.log"), 0)
+        << read_file(dir / "evaluate.log");
+    EXPECT_EQ(csv_rows(dir / short_name / "pretrained_epoch_1" / "results_seed_2.csv"), kLayers + 1);
+    EXPECT_EQ(csv_rows(dir / short_name / "summary.csv"), 1u + 2 * kLayers);
+    EXPECT_NE(read_file(dir / short_name / "report.md").find("## control, epoch 1 (2 seeds (1, 2))"),
+              std::string::npos);
   }
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Downloads models of every supported family (ALBERT, BERT, DistilBERT, RoBERTa)
-# from the Hugging Face hub into models/<name>/: config.json, the tokenizer
-# files the family reads (spiece.model; vocab.txt; vocab.json + merges.txt),
+# Downloads models of every supported family (ALBERT, BERT, DistilBERT, RoBERTa,
+# ELECTRA, XLM-RoBERTa, ModernBERT) from the Hugging Face hub into models/<name>/:
+# config.json, the tokenizer files the family reads (spiece.model; vocab.txt;
+# vocab.json + merges.txt; sentencepiece.bpe.model; tokenizer.json),
 # tokenizer_config.json / special_tokens_map.json where the hub has them, and
 # the weights (model.safetensors, or pytorch_model.bin where a model has none).
 set -euo pipefail
@@ -13,14 +14,17 @@ usage() {
   cat <<EOF
 Usage: tools/download_models.sh [--dir DIR] [--revision REV] NAME...
 
-Downloads each hub model NAME (an ALBERT, BERT, DistilBERT or RoBERTa model, e.g.
-bert-base-uncased or twmkn9/distilroberta-base-squad2) into DIR/NAME/: config.json,
-its family's tokenizer files (ALBERT spiece.model; BERT and DistilBERT vocab.txt;
-RoBERTa vocab.json and merges.txt), tokenizer_config.json and
-special_tokens_map.json when the hub has them, and model.safetensors, or
-pytorch_model.bin when the model has no safetensors file. For bert-base-uncased
-and distilbert-base-uncased, whose hub repositories lack a tokenizer_config.json,
-it writes {"do_lower_case": true} as transformers 2.5.1 builds their tokenizers.
+Downloads each hub model NAME (an ALBERT, BERT, DistilBERT, RoBERTa, ELECTRA,
+XLM-RoBERTa or ModernBERT model, e.g. bert-base-uncased or
+twmkn9/distilroberta-base-squad2) into DIR/NAME/: config.json, its family's
+tokenizer files (ALBERT spiece.model; BERT, DistilBERT and ELECTRA vocab.txt;
+RoBERTa vocab.json and merges.txt; XLM-RoBERTa sentencepiece.bpe.model;
+ModernBERT tokenizer.json), tokenizer_config.json and special_tokens_map.json
+when the hub has them, and model.safetensors, or pytorch_model.bin when the
+model has no safetensors file. For bert-base-uncased and distilbert-base-uncased,
+whose hub repositories lack a tokenizer_config.json, it writes
+{"do_lower_case": true} as transformers 2.5.1 builds their tokenizers; for an
+ELECTRA model without one, the same (4.57.5's ElectraTokenizer default).
 Sizes are checked against the hub's; an interrupted download resumes where it
 stopped when run again; complete files are not fetched twice.
 
@@ -39,6 +43,10 @@ Example (the study's eight models):
     bert-base-uncased twmkn9/bert-base-uncased-squad2 \
     distilbert-base-uncased twmkn9/distilbert-base-uncased-squad2 \
     distilroberta-base twmkn9/distilroberta-base-squad2
+
+Newer encoders, pretrained and fine-tuned on SQuAD 2.0:
+  tools/download_models.sh google/electra-base-discriminator deepset/electra-base-squad2 \
+    xlm-roberta-base deepset/xlm-roberta-base-squad2 answerdotai/ModernBERT-base
 EOF
 }
 
@@ -66,7 +74,8 @@ for name in "${names[@]}"; do
 done
 
 LP_OFFLINE_HINT="Without a network, copy a model's config.json, tokenizer files (spiece.model, vocab.txt,
-or vocab.json + merges.txt) and model.safetensors (or pytorch_model.bin) into $dir/<name>/ by hand."
+vocab.json + merges.txt, sentencepiece.bpe.model or tokenizer.json) and model.safetensors (or
+pytorch_model.bin) into $dir/<name>/ by hand."
 if [[ -n ${HF_TOKEN:-} ]]; then LP_CURL_OPTS+=(-H "Authorization: Bearer $HF_TOKEN"); fi
 
 # Fetches file $3 of model $1 from $2 into directory $4; exits when the hub lacks it.
@@ -81,9 +90,9 @@ a private or gated model needs HF_TOKEN"
 # the first family named in the model's name $2.
 model_type_of() {
   local type
-  type=$(tr -d '\n' <"$1" | sed -n 's/.*"model_type"[[:space:]]*:[[:space:]]*"\([A-Za-z_]*\)".*/\1/p')
+  type=$(tr -d '\n' <"$1" | sed -n 's/.*"model_type"[[:space:]]*:[[:space:]]*"\([A-Za-z_-]*\)".*/\1/p')
   if [[ -z $type ]]; then
-    for pattern in distilbert albert roberta bert; do
+    for pattern in distilbert albert xlm-roberta roberta electra modernbert bert; do
       if [[ $2 == *"$pattern"* ]]; then type=$pattern; break; fi
     done
   fi
@@ -94,8 +103,10 @@ model_type_of() {
 tokenizer_files() {
   case $1 in
     albert) echo spiece.model ;;
-    bert | distilbert) echo vocab.txt ;;
+    bert | distilbert | electra) echo vocab.txt ;;
     roberta) echo vocab.json merges.txt ;;
+    xlm-roberta) echo sentencepiece.bpe.model ;;
+    modernbert) echo tokenizer.json ;;
     *) return 1 ;;
   esac
 }
@@ -114,7 +125,7 @@ download_model() {
   fetch_required "$name" "$base" config.json "$target"
   type=$(model_type_of "$target/config.json" "$name")
   files=$(tokenizer_files "$type") ||
-    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta)"
+    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta, electra, xlm-roberta, modernbert)"
   for file in $files; do fetch_required "$name" "$base" "$file" "$target"; done
   fetch_optional "$name" "$base" tokenizer_config.json "$target"
   fetch_optional "$name" "$base" special_tokens_map.json "$target"
@@ -122,6 +133,9 @@ download_model() {
     bert-base-uncased | distilbert-base-uncased | bert-large-uncased)
       [[ -f $target/tokenizer_config.json ]] || echo '{"do_lower_case": true}' >"$target/tokenizer_config.json" ;;
   esac
+  if [[ $type == electra && ! -f $target/tokenizer_config.json ]]; then
+    echo '{"do_lower_case": true}' >"$target/tokenizer_config.json"
+  fi
   lp_fetch "$base/model.safetensors" "$target/model.safetensors" || rc=$?
   if ((rc == 4)); then
     echo "  no model.safetensors; fetching pytorch_model.bin instead"

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "layerprobe/train/run_squad.hpp"
+#include "layerprobe/model/family.hpp"
 #include "layerprobe/squad/evaluate.hpp"
 #include "tool_main.hpp"
 
@@ -16,9 +17,18 @@ namespace {
 // The most optimizer steps any step option may name (about 30 years at a thousand steps a second).
 constexpr int64_t kMostSteps = 1'000'000'000'000;
 
+// The registered families' model_type names, for --help.
+std::string model_type_names() {
+  std::string names;
+  for (const auto* family : model_families()) names += (names.empty() ? "" : ", ") + family->model_type;
+  return names;
+}
+
 void add_options(CLI::App& app, RunSquadOptions& o) {
   FineTuneOptions& t = o.train;
-  app.add_option("--model_type", o.model_type, "Model family: albert, bert, distilbert or roberta (must match the model's config.json)")->capture_default_str();
+  app.add_option("--model_type", o.model_type,
+                 "Model family: " + model_type_names() + " (must match the model's config.json)")
+      ->capture_default_str();
   app.add_option("--model_name_or_path", o.model_name_or_path,
                  "Hugging Face model directory, or a hub name looked up in models/<name>")
       ->required();

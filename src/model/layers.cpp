@@ -25,6 +25,7 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
     auto flat = x.reshape({-1, x.size(-1)}).contiguous().to_mkldnn();
     ctx->saved_data["input"] = flat;
     ctx->saved_data["input_sizes"] = sizes;
+    ctx->saved_data["has_bias"] = bias.defined();
     ctx->save_for_backward({weight});
     sizes.back() = weight.size(0);
     return torch::mkldnn_linear(flat, weight.contiguous(), bias).to_dense().view(sizes);
@@ -38,8 +39,9 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
     auto grad = grads[0].reshape({-1, weight.size(0)}).contiguous().to_mkldnn();
     auto dense = [](const torch::Tensor& t) { return t.is_mkldnn() ? t.to_dense() : t; };
     auto grad_input = dense(at::mkldnn_linear_backward_input(input.sizes(), grad, weight)).view(input_sizes);
-    auto [grad_weight, grad_bias] = at::mkldnn_linear_backward_weights(grad, input, weight, true);
-    return {grad_input, dense(grad_weight), dense(grad_bias)};
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    auto [grad_weight, grad_bias] = at::mkldnn_linear_backward_weights(grad, input, weight, has_bias);
+    return {grad_input, dense(grad_weight), has_bias ? dense(grad_bias) : torch::Tensor()};
   }
 };
 
@@ -110,7 +112,7 @@ torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
   // too); a bf16 one goes to torch::linear, which autocast runs in bf16. (Sending every linear to bf16
   // feeds LayerNorm a bf16 input with float32 weights, which LibTorch 1.13's CPU kernel refuses.)
   const bool onednn = g_fast_cpu_path && torch::GradMode::is_enabled() && at::hasMKLDNN() && x.device().is_cpu() &&
-                      x.scalar_type() == torch::kFloat32 && layer->bias.defined() && x.numel() > 0 &&
+                      x.scalar_type() == torch::kFloat32 && x.numel() > 0 &&
                       (x.requires_grad() || layer->weight.requires_grad());
   return onednn ? OneDnnLinear::apply(x, layer->weight, layer->bias) : layer->forward(x);
 }
@@ -118,6 +120,11 @@ torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
 void init_linear(nn::LinearImpl& linear, double std) {
   linear.weight.normal_(0.0, std);
   if (linear.bias.defined()) linear.bias.zero_();
+}
+
+void init_embedding_zero_padding(nn::EmbeddingImpl& embedding, double std) {
+  embedding.weight.normal_(0.0, std);
+  if (embedding.options.padding_idx()) embedding.weight[*embedding.options.padding_idx()].zero_();
 }
 
 nn::LayerNorm make_layer_norm(int64_t size, double eps) {

@@ -34,6 +34,9 @@ torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x);
 
 // N(0, std) weight, zero bias (HF _init_weights for a Linear).
 void init_linear(torch::nn::LinearImpl& linear, double std);
+// N(0, std) weight with the padding_idx row zeroed (transformers 4.x's _init_weights for an
+// Embedding; 2.5.1 left that row random).
+void init_embedding_zero_padding(torch::nn::EmbeddingImpl& embedding, double std);
 torch::nn::LayerNorm make_layer_norm(int64_t size, double eps);
 
 // The parameters of one layer by role.

@@ -170,7 +170,7 @@ torch::Tensor onednn_attention(const torch::Tensor& qkv_in, const torch::Tensor&
   const auto context_desc = head_view({batch, heads, length, head_size}, type, length * width, head_size, width, false);
   const auto scores_desc = plain({batch, heads, length, length}, type);
   const torch::Tensor mask = additive_mask.to(torch::kFloat).contiguous();
-  const auto mask_desc = plain({batch, 1, 1, length}, torch::kFloat);
+  const auto mask_desc = plain({batch, 1, mask.size(2), length}, torch::kFloat);
 
   dnnl::primitive_attr scaled;
   scaled.set_output_scales(0, {static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_size)))});

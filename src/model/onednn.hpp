@@ -51,7 +51,8 @@ class PackedLinear {
 int64_t packed_linear_repacks();
 
 // qkv: [B*T, 3H] contiguous float32 or bf16, rows [q | k | v], each H = heads x d;
-// additive_mask: [B,1,1,T] added to the scaled scores (any float dtype). Returns the
+// additive_mask: [B,1,1,T], or [B,1,T,T] (a mask per query: sliding windows), added to the
+// scaled scores (any float dtype). Returns the
 // attention context softmax(q k^T / sqrt(d) + mask) v as [B*T, H] in qkv's dtype.
 // Scores are kept in qkv's dtype; the softmax accumulates in float32.
 torch::Tensor onednn_attention(const torch::Tensor& qkv, const torch::Tensor& additive_mask, int64_t batch,

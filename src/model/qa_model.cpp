@@ -121,6 +121,7 @@ void QaModel::init_modules(const std::string& prefix) {
   for (const auto& item : named_modules("", /*include_self=*/false)) {
     if ((item.key() + ".").rfind(prefix, 0) != 0) continue;
     auto& module = *item.value();
+    if (init_module(item.key(), module)) continue;
     if (auto* linear = module.as<nn::Linear>()) {
       init_linear(*linear, std);
     } else if (auto* embedding = module.as<nn::Embedding>()) {
@@ -128,8 +129,6 @@ void QaModel::init_modules(const std::string& prefix) {
     } else if (auto* norm = module.as<nn::LayerNorm>()) {
       norm->weight.fill_(1.0);
       norm->bias.zero_();
-    } else {
-      init_module(module);
     }
   }
 }

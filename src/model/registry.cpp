@@ -9,6 +9,9 @@ const ModelFamily& albert_family();
 const ModelFamily& bert_family();
 const ModelFamily& distilbert_family();
 const ModelFamily& roberta_family();
+const ModelFamily& electra_family();
+const ModelFamily& xlm_roberta_family();
+const ModelFamily& modernbert_family();
 
 const std::vector<const ModelFamily*>& model_families() {
   static const std::vector<const ModelFamily*> families{
@@ -16,6 +19,9 @@ const std::vector<const ModelFamily*>& model_families() {
       &bert_family(),
       &distilbert_family(),
       &roberta_family(),
+      &electra_family(),
+      &xlm_roberta_family(),
+      &modernbert_family(),
   };
   return families;
 }

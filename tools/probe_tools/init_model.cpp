@@ -26,7 +26,7 @@ struct InitArgs {
   uint64_t seed = 42;
   bool lower_case = false, no_qa_head = false;
   std::optional<int64_t> hidden_size, layers, heads, intermediate_size, vocab_size, max_positions;
-  std::optional<int64_t> embedding_size, groups, inner_groups;  // ALBERT only
+  std::optional<int64_t> embedding_size, groups, inner_groups;  // ALBERT (embedding_size: and ELECTRA) only
   std::optional<std::string> activation;
 };
 
@@ -58,7 +58,7 @@ void apply_size_flags(const InitArgs& args, nlohmann::json& object) {
   set_key(object, keys.vocab_size, args.vocab_size, "--vocab-size", type);
   set_key(object, keys.max_position_embeddings, args.max_positions, "--max-positions", type);
   set_key(object, keys.hidden_act, args.activation, "--activation", type);
-  set_key(object, albert ? "embedding_size" : "", args.embedding_size, "--embedding-size", type);
+  set_key(object, albert || type == "electra" ? "embedding_size" : "", args.embedding_size, "--embedding-size", type);
   set_key(object, albert ? "num_hidden_groups" : "", args.groups, "--groups", type);
   set_key(object, albert ? "inner_group_num" : "", args.inner_groups, "--inner-groups", type);
 }
@@ -85,6 +85,9 @@ void run_init_model(const InitArgs& args) {
     if (args.lower_case) request.do_lower_case = true;
     tokenizer = load_tokenizer(args.vocab, request);
     object[model_family(object.value("model_type", "")).keys.vocab_size] = tokenizer->vocab_size();
+    // The model pads with its tokenizer's pad token (ModernBERT's 50283 is beyond a smaller vocabulary).
+    if (object.contains("pad_token_id") && !tokenizer->special_tokens().pad.empty())
+      object["pad_token_id"] = tokenizer->pad_id();
   } else if (args.lower_case) {
     throw Error("--lower-case describes the tokenizer: give it with --vocab", 2);
   }
@@ -136,7 +139,8 @@ void add_init_model_command(CLI::App& app) {
   command->add_flag("--lower-case", args->lower_case,
                     "Record do_lower_case=true in tokenizer_config.json (as uncased hub models have)");
   command->add_flag("--no-qa-head", args->no_qa_head,
-                    "Leave qa_outputs out of the weights, as a pretrained checkpoint (bert-base-uncased) has it");
+                    "Leave the QA head (qa_outputs; ModernBERT's head and classifier) out of the weights, as a "
+                    "pretrained checkpoint (bert-base-uncased) has it");
   command->add_option("--seed", args->seed, "Random seed for the weights")->capture_default_str();
   // Each size within what any model has; the product (the parameter count) is checked against memory.
   const auto size = [](int64_t most) { return integer_in(1, most); };
@@ -148,7 +152,7 @@ void add_init_model_command(CLI::App& app) {
   command->add_option("--vocab-size", args->vocab_size, "vocab_size")->check(size(1 << 24));
   command->add_option("--max-positions", args->max_positions, "max_position_embeddings")->check(size(1 << 20));
   command->add_option("--activation", args->activation, "hidden_act: gelu, gelu_new, relu, swish, ...");
-  command->add_option("--embedding-size", args->embedding_size, "ALBERT: embedding_size")->check(size(1 << 16));
+  command->add_option("--embedding-size", args->embedding_size, "ALBERT and ELECTRA: embedding_size")->check(size(1 << 16));
   command->add_option("--groups", args->groups, "ALBERT: num_hidden_groups")->check(size(10000));
   command->add_option("--inner-groups", args->inner_groups, "ALBERT: inner_group_num")->check(size(10000));
   command->callback([args] { run_init_model(*args); });

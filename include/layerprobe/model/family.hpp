@@ -1,4 +1,5 @@
-// The encoder families: one entry per transformers 2.5.1 model_type, saying
+// The encoder families: one entry per transformers model_type (2.5.1's for the
+// study's four, 4.57.5's for the newer ones), saying
 // how its config.json names the shared fields, how to build its
 // ...ForQuestionAnswering module, which tokenizer and model inputs it uses,
 // and how many FLOPs a forward pass costs. A new family is a folder under
@@ -38,11 +39,11 @@ struct ConfigKeys {
 struct ModelFamily {
   std::string model_type;   // config.json's "model_type"
   std::string base_prefix;  // HF's base_model_prefix: weights are "<prefix>.embeddings..."
-  std::string tokenizer;    // "sentencepiece", "wordpiece" or "bpe" (text/tokenizer.hpp)
+  std::string tokenizer;    // a tokenizer kind of src/text/tokenizer_registry.cpp ("wordpiece", "tokenizer.json", ...)
   std::string example;      // a published model of the family, for messages
   std::string architecture; // the QA class name saved in config.json's "architectures"
   ConfigKeys keys;
-  // 2.5.1's config class defaults (keys as the family spells them); keys
+  // The reference version's config class defaults (keys as the family spells them); keys
   // absent from a config.json take these.
   nlohmann::json defaults;
   // Values of shared fields the family has no key for (DistilBERT's layer_norm_eps).

@@ -122,10 +122,13 @@ class QaModel : public torch::nn::Module {
 
   // Family-specific initialisation after the generic one.
   virtual void init_family_weights() {}
-  // HF's _init_weights for one module of the family's own kinds (called for
-  // every module init_weights and init_qa_head reach that is not a Linear,
-  // Embedding or LayerNorm).
-  virtual void init_module(torch::nn::Module& /*module*/) {}
+  // HF's _init_weights for one module, `name` its path ("model.layers.0.attn.Wqkv"),
+  // called first for every module init_weights and init_qa_head reach; true when
+  // it initialised the module. The default initialisation (N(0, initializer_range)
+  // Linear and Embedding weights, zero biases, LayerNorm 1/0) applies otherwise:
+  // families override this where their HF class initialises differently
+  // (ModernBERT's truncated normals, 4.x's zeroed padding rows) or has modules of its own kinds.
+  virtual bool init_module(const std::string& /*name*/, torch::nn::Module& /*module*/) { return false; }
 
   // Dropout on the last hidden state before qa_outputs in training (DistilBERT's qa_dropout).
   double qa_dropout = 0.0;

@@ -81,7 +81,7 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden_states, const t
   return kernel_->forward(hidden_states, additive_mask, is_training());
 }
 
-BertModelImpl::BertModelImpl(const ModelConfig& config, BertPositions positions) {
+BertModelImpl::BertModelImpl(const ModelConfig& config, BertPositions positions, bool add_pooling_layer) {
   embeddings = register_module("embeddings", BertEmbeddings(config, positions));
   auto encoder = std::make_shared<nn::Module>();
   nn::ModuleList list;
@@ -91,15 +91,16 @@ BertModelImpl::BertModelImpl(const ModelConfig& config, BertPositions positions)
   }
   encoder->register_module("layer", list);
   register_module("encoder", encoder);
+  if (!add_pooling_layer) return;
   auto pooler = std::make_shared<nn::Module>();
   pooler_dense = pooler->register_module("dense", nn::Linear(config.hidden_size, config.hidden_size));
   register_module("pooler", pooler);
 }
 
 BertForQuestionAnswering::BertForQuestionAnswering(const ModelConfig& config, const std::string& base_prefix,
-                                                   BertPositions positions)
+                                                   BertPositions positions, bool add_pooling_layer)
     : QaModel(config), prefix_(base_prefix) {
-  bert = register_module(base_prefix, BertModel(this->config(), positions));
+  bert = register_module(base_prefix, BertModel(this->config(), positions, add_pooling_layer));
   register_qa_head();
   init_weights();
 }
@@ -107,8 +108,8 @@ BertForQuestionAnswering::BertForQuestionAnswering(const ModelConfig& config, co
 std::unique_ptr<LayerInputs> BertForQuestionAnswering::layer_inputs(const EncoderBatch& batch) {
   auto inputs = std::make_unique<LayerInputs>();
   // get_extended_attention_mask: (1 - mask) * -10000 in the parameters' dtype.
-  inputs->additive_mask =
-      additive_attention_mask(batch.attention_mask, bert->pooler_dense->weight.scalar_type(), -10000.0);
+  inputs->additive_mask = additive_attention_mask(
+      batch.attention_mask, bert->embeddings->word_embeddings->weight.scalar_type(), -10000.0);
   return inputs;
 }
 

@@ -88,7 +88,8 @@ TORCH_MODULE(BertLayer);
 
 class BertModelImpl : public torch::nn::Module {
  public:
-  BertModelImpl(const ModelConfig& config, BertPositions positions);
+  // add_pooling_layer false: no pooler (4.x's QA models of RoBERTa-style families, add_pooling_layer=False).
+  BertModelImpl(const ModelConfig& config, BertPositions positions, bool add_pooling_layer = true);
 
   BertEmbeddings embeddings{nullptr};
   std::vector<BertLayer> layers;  // registered as encoder.layer.<i>
@@ -101,8 +102,8 @@ TORCH_MODULE(BertModel);
 class BertForQuestionAnswering : public QaModel {
  public:
   BertForQuestionAnswering(const ModelConfig& config, const std::string& base_prefix = "bert",
-                           BertPositions positions = {});
-  std::string pooler_prefix() const override { return prefix_ + ".pooler."; }
+                           BertPositions positions = {}, bool add_pooling_layer = true);
+  std::string pooler_prefix() const override { return bert->pooler_dense ? prefix_ + ".pooler." : ""; }
 
   BertModel bert{nullptr};
 
