@@ -37,6 +37,16 @@ struct ProbeTrainOptions {
   int64_t max_train_features = 0;  // 0 = all
   std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
   bool overwrite = false;
+  // Probe architectures (probe_variant.hpp), each a probe set of its own from the same encoder
+  // pass: "linear" (the study's), "rank:R", "mlp:W". Every set but linear on the SQuAD task
+  // goes to <kind>_probes/<variant>/.
+  std::vector<std::string> probes = {"linear"};
+  // Also train each architecture on the control task (probe/control_task.hpp), seeded by
+  // control_task_seed, for its selectivity.
+  bool control_task = false;
+  uint64_t control_task_seed = 1;
+  // Also train each architecture on [layer l ; layer 0] and on layer 0 alone (conditional probing).
+  bool conditional = false;
 };
 
 // The kind a model directory is probed as when the final study's form names it
