@@ -19,6 +19,8 @@ def last_epoch_layers(path):
     try:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
+                if row.get("probe", "linear") != "linear":  # a --probe sweep: the study's probe only
+                    continue
                 runs.setdefault(row["kind"], {}).setdefault(int(row["epoch"]), {})[int(row["layer"])] = row
     except (OSError, KeyError, ValueError) as e:
         sys.exit(f"check_demo_trend: cannot read '{path}' as probe_evaluate's summary.csv: {e!r}")
@@ -47,6 +49,36 @@ def gap(row, reference, path):
     low, high = row.get(f"f1_minus_{reference}_ci_low", ""), row.get(f"f1_minus_{reference}_ci_high", "")
     interval = f" [{float(low):+6.2f},{float(high):+6.2f}]" if low and high else ""
     return f"{float(value):+6.2f}{interval:>16}"
+
+
+def estimate(row, column):
+    """A summary.csv estimate with its 95% interval, or '-'."""
+    value = row.get(column, "") if row else ""
+    if not value:
+        return f"{'-':>22}"
+    low, high = row.get(column + "_ci_low", ""), row.get(column + "_ci_high", "")
+    interval = f" [{float(low):+6.2f},{float(high):+6.2f}]" if low and high else ""
+    return f"{float(value):+6.2f}{interval:>16}"
+
+
+def print_selectivity(runs):
+    """With --control-task: each kind's control-task F1 and selectivity (F1 - control-task F1) per layer."""
+    kinds = [k for k in ("pretrained", "fine_tuned", "control") if k in runs]
+    if not any(row.get("selectivity") for k in kinds for row in runs[k].values()):
+        return
+    print("Selectivity (Hewitt & Liang): F1 on SQuAD minus F1 on the control task, 95% paired bootstrap interval")
+    header = f"{'layer':>5}"
+    for kind in kinds:
+        header += f"  {kind + ' ctl-task F1':>21} {kind + ' selectivity':>22}"
+    print(header)
+    for layer in sorted(set().union(*(runs[k].keys() for k in kinds))):
+        line = f"{layer:>5}"
+        for kind in kinds:
+            row = runs[kind].get(layer)
+            control_f1 = row.get("control_task_f1", "") if row else ""
+            line += f"  {float(control_f1) if control_f1 else float('nan'):>21.2f} {estimate(row, 'selectivity')}"
+        print(line)
+    print()
 
 
 def print_table(runs, path):
@@ -89,6 +121,7 @@ def main():
                  "run probe_train both, probe_predict exper and probe_evaluate exper first")
     fine, pre = runs["fine_tuned"], runs["pretrained"]
     print_table(runs, args.summary)
+    print_selectivity(runs)
     failures = []
     for column, label in (("f1", "F1"), ("f1_has_ans", "HasAns F1")):
         first = metric(fine[min(fine)], column, args.summary)

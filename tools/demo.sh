@@ -76,6 +76,11 @@ done
 # to the control (Hewitt & Liang); probe_evaluate adds bootstrap intervals.
 : "${DEMO_PROBE_SEEDS:=1,2,3}"
 : "${DEMO_CONTROL:=1}"
+# The control task (Hewitt & Liang): each model's probes also trained, from the same encoder pass, on
+# answers chosen by a seeded hash of token ids; the table then shows each layer's selectivity
+# (F1 - control-task F1). Not part of the work directory's settings: adding it later trains only
+# the control-task probes.
+: "${DEMO_CONTROL_TASK:=1}"
 # bf16: on a CPU with native bf16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo) the fine-tuned model's seed-1 probes
 # are trained and scored again with the encoder in bf16, and every layer's F1 must stay within 1.0 of fp32
 # (0, the default: skipped; auto: where the CPU has it; 1: always, an error where the CPU lacks it).
@@ -153,7 +158,8 @@ data=data pretrained=models/pretrained fine_tuned=models/fine_tuned exper=exper
 
 probe_extra=(--seeds "$DEMO_PROBE_SEEDS")
 ((DEMO_CONTROL)) && probe_extra+=(--control)
-step "5. train a probe per layer of both models (and of a random-init control), one set per seed" \
+((DEMO_CONTROL_TASK)) && probe_extra+=(--control-task)
+step "5. train a probe per layer of both models (and of a random-init control), one set per seed (and on the control task)" \
   probe_train both cpu "$DEMO_PROBE_EPOCHS" --pretrained-model $pretrained --fine-tuned-model $fine_tuned \
   --train-file $data/train-v2.0.json --output-dir $exper --batch-size "$DEMO_PROBE_BATCH" \
   --learning-rate "$DEMO_PROBE_LR" --max-seq-length "$DEMO_MAX_SEQ_LENGTH" --doc-stride "$DEMO_DOC_STRIDE" \

@@ -353,6 +353,7 @@ nlohmann::json BenchResult::to_json() const {
           {"probe_seeds_cost", probe_train_seeds_fps > 0 ? probe_train_fps / probe_train_seeds_fps : 0.0},
           {"probe_method_fps", nlohmann::json::object()},
           {"probe_method_cost", nlohmann::json::object()},
+          {"probe_method_share", nlohmann::json::object()},
           {"predict_fps", predict_fps},
           {"flops_per_feature", flops_per_feature},
           {"forward_gflops", forward_fps * flops_per_feature / 1e9},
@@ -376,6 +377,7 @@ nlohmann::json BenchResult::to_json() const {
     json["probe_method_fps"][method] = fps;
     json["probe_method_cost"][method] = fps > 0 ? probe_train_fps / fps : 0.0;
   }
+  for (const auto& [method, share] : probe_method_share) json["probe_method_share"][method] = share;
   if (!forward_profile.empty()) {
     json["forward_profile"] = forward_profile;  // [[op, seconds], ...]
     json["forward_profile_s"] = forward_profile_s;
@@ -437,7 +439,8 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
     std::string name;
     std::vector<ProbeVariant> variants;
     std::vector<std::unique_ptr<ProbeModel>> sets;
-    double seconds = 0;
+    double seconds = 0;      // the whole step: encoder pass, the study's probes, the method's sets
+    double own_seconds = 0;  // the method's sets alone (their inputs included)
   };
   std::vector<Method> methods;
   const int64_t layers = loaded.config.num_hidden_layers, hidden_size = loaded.config.hidden_size;
@@ -464,21 +467,26 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
     auto hidden = embeddings ? all.slice(0, 1) : all;
     auto starts = positions(rows, true, device), ends = positions(rows, false, device);
     probes.train_step(hidden, batch.attention_mask, starts, ends, dropout_seed++);
-    torch::Tensor conditional;
-    for (size_t i = 0; i < method.sets.size(); ++i) {
-      const auto input = method.variants[i].input;
-      if (input == ProbeInput::conditional && !conditional.defined())
-        conditional = conditional_input(hidden, all.slice(0, 0, 1));
-      const auto& x = input == ProbeInput::layer ? hidden : input == ProbeInput::embeddings ? all.slice(0, 0, 1) : conditional;
-      method.sets[i]->train_step(x, batch.attention_mask, starts, ends, dropout_seed++);
-    }
+    method.own_seconds += timed(device, [&] {
+      torch::Tensor conditional;
+      for (size_t i = 0; i < method.sets.size(); ++i) {
+        const auto input = method.variants[i].input;
+        if (input == ProbeInput::conditional && !conditional.defined())
+          conditional = conditional_input(hidden, all.slice(0, 0, 1));
+        const auto& x = input == ProbeInput::layer ? hidden : input == ProbeInput::embeddings ? all.slice(0, 0, 1) : conditional;
+        method.sets[i]->train_step(x, batch.attention_mask, starts, ends, dropout_seed++);
+      }
+    });
   };
   forward(unpadded);  // warm-up: weight preparation, allocator, kernels
   // ... and the optimisers' state, on the longest batch: the allocator then holds what every batch needs,
   // as in a long probe_train run, instead of growing (and faulting pages in) within the timed steps
   const auto& longest = largest_batch(batches);
   probe_train_batch(longest, make_batch(longest, unpadded).to(device), probe_sets.size());
-  for (auto& method : methods) method_batch(method, longest, make_batch(longest, unpadded).to(device));
+  for (auto& method : methods) {
+    method_batch(method, longest, make_batch(longest, unpadded).to(device));
+    method.own_seconds = 0;
+  }
   // Forward alone and the probe_train steps run on each batch one after the
   // other: a change in the machine's speed (another process, clocks) then
   // falls on all alike, and their ratios hold still from run to run.
@@ -494,8 +502,10 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
   }
   for (const auto& method : methods) {
     result.probe_method_fps.emplace_back(method.name, n / method.seconds);
-    spdlog::info("bench: probe_train step with {} {:.2f} features/s ({:.3f}x the time of the plain step)", method.name,
-                 n / method.seconds, method.seconds / probe_train_s);
+    result.probe_method_share.emplace_back(method.name, method.own_seconds / forward_s);
+    spdlog::info("bench: probe_train step with {} {:.2f} features/s ({:.3f}x the time of the plain step; its probe sets "
+                 "alone {:.3f}x the encoder pass)",
+                 method.name, n / method.seconds, method.seconds / probe_train_s, method.own_seconds / forward_s);
   }
   result.forward_fps = n / forward_s;
   result.probe_train_fps = n / probe_train_s;
@@ -542,6 +552,8 @@ BenchResult run_bench(const BenchOptions& options) {
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   const torch::Device device = parse_device(options.device);
   check_precision(options.precision, device);  // before any work
+  for (const auto& method : options.probe_methods)
+    if (method != "control_task" && method != "conditional") ProbeArch::parse(method);  // usage Error naming it
   BenchResult result;
   result.device = options.device;
   result.precision = options.precision;

@@ -39,8 +39,10 @@ void print_table(const nlohmann::json& r) {
          fmt::format("{:.2f} features/s ({:.3f}x the time of one seed)", r["probe_train_seeds_fps"].get<double>(),
                      r["probe_seeds_cost"].get<double>()));
   for (const auto& [method, fps] : r["probe_method_fps"].items())
-    line("probe_train + " + method, fmt::format("{:.2f} features/s ({:.3f}x the time of the plain step)",
-                                                fps.get<double>(), r["probe_method_cost"][method].get<double>()));
+    line("probe_train + " + method,
+         fmt::format("{:.2f} features/s ({:.3f}x the time of the plain step; its probes {:.3f}x the encoder pass)",
+                     fps.get<double>(), r["probe_method_cost"][method].get<double>(),
+                     r["probe_method_share"][method].get<double>()));
   line("probe_predict", fmt::format("{:.2f} features/s", r["predict_fps"].get<double>()));
   line("FLOPs", fmt::format("{:.2f} GFLOP/feature, forward {:.1f} GFLOP/s, GEMM peak {:.1f} (oneDNN {:.1f}, BLAS {:.1f})",
                             r["flops_per_feature"].get<double>() / 1e9, r["forward_gflops"].get<double>(),
