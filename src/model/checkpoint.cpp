@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <map>
 #include <set>
 
 #include "layerprobe/core/common.hpp"
@@ -36,6 +37,26 @@ std::string normalise_key(std::string key) {
 
 std::string shape_string(torch::IntArrayRef sizes) { return c10::str(sizes); }
 
+bool in_head(const ModelFamily& family, const std::string& name) {
+  for (const auto& prefix : family.head_prefixes)
+    if (starts_with(name, prefix)) return true;
+  return false;
+}
+
+// The module a parameter belongs to: "qa_outputs.weight" -> "qa_outputs".
+std::string module_of(const std::string& name) { return name.substr(0, name.rfind('.')); }
+
+// Error unless each module of the QA head is in the checkpoint whole or not at all.
+void check_head_modules(const std::map<std::string, std::vector<std::string>>& found,
+                        const std::map<std::string, std::vector<std::string>>& missing, const std::string& source) {
+  for (const auto& [module, names] : missing) {
+    if (!found.count(module)) continue;
+    if (names.size() == 1 && found.at(module).size() == 1)
+      throw Error(source + ": '" + module + "' has only one of weight and bias");
+    throw Error(source + ": '" + module + "' lacks " + names.front() + " but has " + found.at(module).front());
+  }
+}
+
 }  // namespace
 
 fs::path find_weights_file(const fs::path& model_dir) {
@@ -53,7 +74,8 @@ TensorMap read_weights(const fs::path& path) {
 }
 
 StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, const std::string& source) {
-  const std::string base_prefix = model.family().base_prefix + ".";
+  const ModelFamily& family = model.family();
+  const std::string base_prefix = family.base_prefix + ".";
   const std::string pooler_prefix = model.pooler_prefix();
   TensorMap tensors;
   for (const auto& [key, tensor] : file_tensors) tensors[normalise_key(key)] = tensor;
@@ -64,15 +86,17 @@ StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, c
   StateDictReport report;
   std::set<std::string> used;
   std::vector<std::pair<std::string, torch::Tensor>> assignments;
-  int head_found = 0, pooler_found = 0;
+  std::map<std::string, std::vector<std::string>> head_found, head_missing;
+  int pooler_found = 0;
   for (const auto& item : model.named_parameters()) {
     const std::string& name = item.key();
     std::string file_key = name;
     if (!prefixed && starts_with(name, base_prefix)) file_key = name.substr(base_prefix.size());
-    const bool head = starts_with(name, "qa_outputs.");
+    const bool head = in_head(family, name);
     const bool pooler = !pooler_prefix.empty() && starts_with(name, pooler_prefix);
     auto it = tensors.find(file_key);
     if (it == tensors.end()) {
+      if (head) head_missing[module_of(name)].push_back(name);
       if (head || pooler) continue;  // initialised fresh below
       throw Error(source + ": missing tensor '" + file_key + "' (expected shape " + shape_string(item.value().sizes()) +
                   ")");
@@ -83,24 +107,25 @@ StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, c
                   shape_string(item.value().sizes()) + " (config.json and weights disagree)");
     if (!torch::isFloatingType(found.scalar_type()))
       throw Error(source + ": tensor '" + file_key + "' has non-floating dtype " + c10::toString(found.scalar_type()));
-    head_found += head;
+    if (head) head_found[module_of(name)].push_back(name);
     pooler_found += pooler;
     used.insert(file_key);
     assignments.emplace_back(name, found);
   }
-  // Each holds a weight and a bias: both or neither.
-  if (head_found == 1) throw Error(source + ": 'qa_outputs' has only one of weight and bias");
+  // Each module is there whole or not at all (a weight without its bias is a broken file).
+  check_head_modules(head_found, head_missing, source);
   if (!pooler_prefix.empty() && pooler_found % 2 == 1) throw Error(source + ": the pooler has only one of weight and bias");
-  report.has_qa_head = head_found == 2;
+  report.has_qa_head = head_missing.empty();
   report.has_pooler = !pooler_prefix.empty() && pooler_found > 0;
 
   torch::NoGradGuard no_grad;
-  auto parameters = model.named_parameters();
-  for (const auto& [name, tensor] : assignments) parameters[name].copy_(tensor);
   if (!report.has_qa_head) {
-    spdlog::info("{}: no qa_outputs in the checkpoint; the QA head is freshly initialised", source);
+    // HF's from_pretrained: the head's modules the file lacks are fresh, those it has are loaded.
+    spdlog::info("{}: no {} in the checkpoint; the QA head is freshly initialised", source, family.head_output);
     model.init_qa_head();
   }
+  auto parameters = model.named_parameters();
+  for (const auto& [name, tensor] : assignments) parameters[name].copy_(tensor);
   if (!report.has_pooler) {
     spdlog::debug("{}: no pooler in the checkpoint; freshly initialised (the QA head does not use it)", source);
     model.init_pooler();

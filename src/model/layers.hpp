@@ -89,20 +89,6 @@ class TransformerLayerKernel {
   Prepared prepared_;
 };
 
-// Runs `layer(i, hidden)` for i in [0, layers) and returns HF's hidden_states:
-// the input and every layer's output when `collect`, else only the last.
-template <typename LayerFn>
-std::vector<torch::Tensor> run_layers(torch::Tensor hidden, int64_t layers, bool collect, LayerFn&& layer) {
-  std::vector<torch::Tensor> states;
-  if (collect) states.push_back(hidden);
-  for (int64_t i = 0; i < layers; ++i) {
-    hidden = layer(i, hidden);
-    if (collect) states.push_back(hidden);
-  }
-  if (!collect) states.push_back(hidden);
-  return states;
-}
-
 // The token type ids to embed: as given, or all 0 when none were passed (HF's default).
 torch::Tensor token_types_or_zeros(const torch::Tensor& token_type_ids, const torch::Tensor& input_ids);
 

@@ -28,7 +28,7 @@ int64_t max_tokens(const ModelConfig& config) {
 
 }  // namespace
 
-EncoderOutput QaModel::forward(const EncoderBatch& given, bool collect_hidden_states) {
+EncoderBatch QaModel::checked(const EncoderBatch& given) const {
   EncoderBatch batch = given;
   if (!family().takes_token_type_ids) batch.token_type_ids = torch::Tensor();
   const auto& ids = batch.input_ids;
@@ -38,45 +38,101 @@ EncoderOutput QaModel::forward(const EncoderBatch& given, bool collect_hidden_st
   if (ids.size(1) > max_tokens(config_))
     throw Error("sequence of " + std::to_string(ids.size(1)) + " tokens exceeds the model's " +
                 std::to_string(max_tokens(config_)) + " positions (max_position_embeddings)");
+  return batch;
+}
+
+EncoderOutput QaModel::forward(const EncoderBatch& given, bool collect_hidden_states) {
+  const EncoderBatch batch = checked(given);
+  const auto inputs = layer_inputs(batch);
+  return run_from(0, embed(batch, *inputs), *inputs, collect_hidden_states);
+}
+
+EncoderOutput QaModel::forward_from(const EncoderBatch& given, int64_t layer, const torch::Tensor& hidden,
+                                    bool collect_hidden_states) {
+  const EncoderBatch batch = checked(given);
+  if (layer < 0 || layer > num_layers())
+    throw Error("forward_from: layer " + std::to_string(layer) + " is outside [0, " + std::to_string(num_layers()) +
+                "]");
+  const std::vector<int64_t> expected{batch.size(), batch.length(), config_.hidden_size};
+  if (hidden.sizes() != torch::IntArrayRef(expected))
+    throw Error("forward_from: hidden state of shape " + c10::str(hidden.sizes()) + ", expected " +
+                c10::str(torch::IntArrayRef(expected)));
+  const auto inputs = layer_inputs(batch);
+  return run_from(layer, hidden, *inputs, collect_hidden_states);
+}
+
+EncoderOutput QaModel::run_from(int64_t first, torch::Tensor hidden, const LayerInputs& inputs, bool collect) {
   EncoderOutput output;
-  output.hidden_states = encode(batch, collect_hidden_states);
-  // A CPU bf16 encoder hands back bf16 hidden states; the QA head stays float32.
-  auto last = output.hidden_states.back().to(qa_outputs->weight.scalar_type());
-  if (qa_dropout > 0) last = torch::dropout(last, qa_dropout, is_training());
-  std::vector<torch::Tensor> logits = qa_outputs(last).split(1, -1);
+  if (collect) output.hidden_states.push_back(hidden);
+  const int64_t layers = num_layers();
+  for (int64_t i = first; i < layers; ++i) {
+    hidden = layer(i, hidden, inputs);
+    if (collect) output.hidden_states.push_back(hidden);
+  }
+  if (last_state_is_normed()) {
+    // HF's last entry is the normed state; a pass started at L was handed it already normed.
+    if (first < layers) hidden = final_norm(hidden);
+    if (collect) output.hidden_states.back() = hidden;
+    output.last_hidden_state = hidden;
+  } else {
+    output.last_hidden_state = final_norm(hidden);
+  }
+  if (!collect) output.hidden_states.push_back(hidden);
+  std::vector<torch::Tensor> logits = head(output.last_hidden_state).split(1, -1);
   output.start_logits = logits[0].squeeze(-1);
   output.end_logits = logits[1].squeeze(-1);
   return output;
 }
 
+std::pair<torch::Tensor, torch::Tensor> QaModel::head_logits_at(const torch::Tensor& hidden_state, int64_t layer) {
+  if (layer < 0 || layer > num_layers())
+    throw Error("head lens: layer " + std::to_string(layer) + " is outside [0, " + std::to_string(num_layers()) + "]");
+  const bool normed = layer == num_layers() && last_state_is_normed();
+  std::vector<torch::Tensor> logits = head(normed ? hidden_state : final_norm(hidden_state)).split(1, -1);
+  return {logits[0].squeeze(-1), logits[1].squeeze(-1)};
+}
+
+torch::Tensor QaModel::head(const torch::Tensor& last_hidden_state) {
+  // A CPU bf16 encoder hands back bf16 hidden states; the QA head stays float32.
+  auto last = last_hidden_state.to(qa_outputs->weight.scalar_type());
+  if (qa_dropout > 0) last = torch::dropout(last, qa_dropout, is_training());
+  return qa_outputs(last);
+}
+
 void QaModel::init_weights() {
   torch::NoGradGuard no_grad;
+  init_modules("");
+  init_family_weights();
+}
+
+void QaModel::init_modules(const std::string& prefix) {
   const double std = config_.initializer_range;
-  for (const auto& module : modules(/*include_self=*/false)) {
-    if (auto* linear = module->as<nn::Linear>()) {
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
+    if ((item.key() + ".").rfind(prefix, 0) != 0) continue;
+    auto& module = *item.value();
+    if (auto* linear = module.as<nn::Linear>()) {
       init_linear(*linear, std);
-    } else if (auto* embedding = module->as<nn::Embedding>()) {
+    } else if (auto* embedding = module.as<nn::Embedding>()) {
       embedding->weight.normal_(0.0, std);
-    } else if (auto* norm = module->as<nn::LayerNorm>()) {
+    } else if (auto* norm = module.as<nn::LayerNorm>()) {
       norm->weight.fill_(1.0);
       norm->bias.zero_();
+    } else {
+      init_module(module);
     }
   }
-  init_family_weights();
 }
 
 void QaModel::init_qa_head() {
   torch::NoGradGuard no_grad;
-  init_linear(*qa_outputs, config_.initializer_range);
+  for (const auto& prefix : family().head_prefixes) init_modules(prefix);
 }
 
 void QaModel::init_pooler() {
   const std::string prefix = pooler_prefix();
   if (prefix.empty()) return;
   torch::NoGradGuard no_grad;
-  for (const auto& item : named_modules("", /*include_self=*/false))
-    if (auto* linear = item.value()->as<nn::Linear>(); linear && (item.key() + ".").rfind(prefix, 0) == 0)
-      init_linear(*linear, config_.initializer_range);
+  init_modules(prefix);
 }
 
 std::shared_ptr<QaModel> create_model(const ModelConfig& config) { return model_family(config.model_type).create(config); }

@@ -20,6 +20,7 @@
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/train/finetune.hpp"
+#include "layerprobe/model/family.hpp"
 #include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/probe/probe_store.hpp"
 #include "layerprobe/probe/workflow.hpp"
@@ -413,7 +414,8 @@ std::vector<ProbeRun> probe_runs(const ProbeTrainOptions& options) {
 
 std::string inferred_probe_kind(const fs::path& model_dir) {
   const TensorMap weights = read_weights(find_weights_file(model_dir));
-  return weights.count("qa_outputs.weight") ? "fine_tuned" : "pretrained";
+  const ModelFamily& family = model_family(load_config(model_dir / "config.json").model_type);
+  return weights.count(family.head_output) ? "fine_tuned" : "pretrained";
 }
 
 void train_probes(const ProbeTrainOptions& input_options) {

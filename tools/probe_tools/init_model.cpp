@@ -62,12 +62,15 @@ void apply_size_flags(const InitArgs& args, nlohmann::json& object) {
   set_key(object, albert ? "inner_group_num" : "", args.inner_groups, "--inner-groups", type);
 }
 
-// As a pretrained hub checkpoint holds it: the base model without qa_outputs.
-void drop_qa_head(const std::filesystem::path& dir) {
+// As a pretrained hub checkpoint holds it: the base model without its QA head.
+void drop_qa_head(const std::filesystem::path& dir, const ModelFamily& family) {
   const auto file = dir / "model.safetensors";
   TensorMap tensors = read_safetensors(file).tensors;
-  tensors.erase("qa_outputs.weight");
-  tensors.erase("qa_outputs.bias");
+  for (auto it = tensors.begin(); it != tensors.end();) {
+    bool head = false;
+    for (const auto& prefix : family.head_prefixes) head = head || it->first.rfind(prefix, 0) == 0;
+    it = head ? tensors.erase(it) : std::next(it);
+  }
   write_safetensors(file, tensors, {{"format", "pt"}});
 }
 
@@ -93,7 +96,7 @@ void run_init_model(const InitArgs& args) {
   auto model = create_model(config);
   model->eval();
   save_checkpoint(*model, args.output);
-  if (args.no_qa_head) drop_qa_head(args.output);
+  if (args.no_qa_head) drop_qa_head(args.output, model->family());
   if (tokenizer) save_tokenizer(*tokenizer, args.output);
   spdlog::info("wrote a random {} ({} layers, hidden {}, vocab {}) to {}", config.model_type,
                config.num_hidden_layers, config.hidden_size, config.vocab_size, args.output);

@@ -49,6 +49,11 @@ struct ModelFamily {
   ModelConfig fixed;
   // Published shapes for `init-model --like NAME`: name -> config.json.
   std::map<std::string, nlohmann::json> published;
+  // Parameter-name prefixes of the QA head's modules: what a pretrained
+  // checkpoint lacks and loading initialises fresh (ModernBERT: "head.", "classifier.").
+  std::vector<std::string> head_prefixes{"qa_outputs."};
+  // The key whose presence marks a checkpoint fine-tuned for QA (its last projection).
+  std::string head_output = "qa_outputs.weight";
   // Whether run_squad 2.5.1 passes token_type_ids to the model (it drops them
   // for distilbert and roberta, which then embed type 0 everywhere, or none).
   bool takes_token_type_ids = true;

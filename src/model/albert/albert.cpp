@@ -85,14 +85,10 @@ AlbertTransformerImpl::AlbertTransformerImpl(const ModelConfig& config) : num_la
   register_module("albert_layer_groups", list);
 }
 
-std::vector<torch::Tensor> AlbertTransformerImpl::forward(const torch::Tensor& embeddings,
-                                                          const torch::Tensor& additive_mask, bool collect) {
-  const auto num_groups = static_cast<int64_t>(groups.size());
-  // Each of the num_hidden_layers steps runs a whole group (all its inner layers).
-  return run_layers(linear(embedding_hidden_mapping_in, embeddings), num_layers, collect,
-                    [&](int64_t i, const torch::Tensor& hidden) {
-                      return groups[layer_group_index(i, num_layers, num_groups)](hidden, additive_mask);
-                    });
+torch::Tensor AlbertTransformerImpl::step(int64_t index, const torch::Tensor& hidden,
+                                          const torch::Tensor& additive_mask) {
+  const auto group = layer_group_index(index, num_layers, static_cast<int64_t>(groups.size()));
+  return groups[static_cast<size_t>(group)](hidden, additive_mask);
 }
 
 AlbertModelImpl::AlbertModelImpl(const ModelConfig& config) {
@@ -101,19 +97,25 @@ AlbertModelImpl::AlbertModelImpl(const ModelConfig& config) {
   pooler = register_module("pooler", nn::Linear(config.hidden_size, config.hidden_size));
 }
 
-std::vector<torch::Tensor> AlbertModelImpl::forward(const EncoderBatch& batch, bool collect) {
-  auto mask = additive_attention_mask(batch.attention_mask, pooler->weight.scalar_type(), -10000.0);
-  return encoder(embeddings(batch.input_ids, batch.token_type_ids), mask, collect);
-}
-
 AlbertForQuestionAnswering::AlbertForQuestionAnswering(const ModelConfig& config) : QaModel(config) {
   albert = register_module("albert", AlbertModel(this->config()));
   register_qa_head();
   init_weights();
 }
 
-std::vector<torch::Tensor> AlbertForQuestionAnswering::encode(const EncoderBatch& batch, bool collect) {
-  return albert(batch, collect);
+std::unique_ptr<LayerInputs> AlbertForQuestionAnswering::layer_inputs(const EncoderBatch& batch) {
+  auto inputs = std::make_unique<LayerInputs>();
+  inputs->additive_mask = additive_attention_mask(batch.attention_mask, albert->pooler->weight.scalar_type(), -10000.0);
+  return inputs;
+}
+
+torch::Tensor AlbertForQuestionAnswering::embed(const EncoderBatch& batch, const LayerInputs&) {
+  return linear(albert->encoder->embedding_hidden_mapping_in, albert->embeddings(batch.input_ids, batch.token_type_ids));
+}
+
+torch::Tensor AlbertForQuestionAnswering::layer(int64_t index, const torch::Tensor& hidden,
+                                                const LayerInputs& inputs) {
+  return albert->encoder->step(index, hidden, inputs.additive_mask);
 }
 
 namespace {

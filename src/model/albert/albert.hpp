@@ -67,7 +67,8 @@ TORCH_MODULE(AlbertLayerGroup);
 class AlbertTransformerImpl : public torch::nn::Module {
  public:
   explicit AlbertTransformerImpl(const ModelConfig& config);
-  std::vector<torch::Tensor> forward(const torch::Tensor& embeddings, const torch::Tensor& additive_mask, bool collect);
+  // Step `index` of the num_hidden_layers: a whole group (all its inner layers).
+  torch::Tensor step(int64_t index, const torch::Tensor& hidden, const torch::Tensor& additive_mask);
 
   torch::nn::Linear embedding_hidden_mapping_in{nullptr};
   std::vector<AlbertLayerGroup> groups;  // registered as albert_layer_groups.<g>
@@ -78,7 +79,6 @@ TORCH_MODULE(AlbertTransformer);
 class AlbertModelImpl : public torch::nn::Module {
  public:
   explicit AlbertModelImpl(const ModelConfig& config);
-  std::vector<torch::Tensor> forward(const EncoderBatch& batch, bool collect);
 
   AlbertEmbeddings embeddings{nullptr};
   AlbertTransformer encoder{nullptr};
@@ -94,7 +94,10 @@ class AlbertForQuestionAnswering : public QaModel {
   AlbertModel albert{nullptr};
 
  protected:
-  std::vector<torch::Tensor> encode(const EncoderBatch& batch, bool collect) override;
+  std::unique_ptr<LayerInputs> layer_inputs(const EncoderBatch& batch) override;
+  // The embeddings projected to the hidden size (embedding_hidden_mapping_in): HF's hidden_states[0].
+  torch::Tensor embed(const EncoderBatch& batch, const LayerInputs& inputs) override;
+  torch::Tensor layer(int64_t index, const torch::Tensor& hidden, const LayerInputs& inputs) override;
 };
 
 }  // namespace layerprobe

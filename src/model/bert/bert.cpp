@@ -96,13 +96,6 @@ BertModelImpl::BertModelImpl(const ModelConfig& config, BertPositions positions)
   register_module("pooler", pooler);
 }
 
-std::vector<torch::Tensor> BertModelImpl::forward(const EncoderBatch& batch, bool collect) {
-  // get_extended_attention_mask: (1 - mask) * -10000 in the parameters' dtype.
-  auto mask = additive_attention_mask(batch.attention_mask, pooler_dense->weight.scalar_type(), -10000.0);
-  return run_layers(embeddings(batch.input_ids, batch.token_type_ids), static_cast<int64_t>(layers.size()), collect,
-                    [&](int64_t i, const torch::Tensor& hidden) { return layers[i](hidden, mask); });
-}
-
 BertForQuestionAnswering::BertForQuestionAnswering(const ModelConfig& config, const std::string& base_prefix,
                                                    BertPositions positions)
     : QaModel(config), prefix_(base_prefix) {
@@ -111,8 +104,20 @@ BertForQuestionAnswering::BertForQuestionAnswering(const ModelConfig& config, co
   init_weights();
 }
 
-std::vector<torch::Tensor> BertForQuestionAnswering::encode(const EncoderBatch& batch, bool collect) {
-  return bert(batch, collect);
+std::unique_ptr<LayerInputs> BertForQuestionAnswering::layer_inputs(const EncoderBatch& batch) {
+  auto inputs = std::make_unique<LayerInputs>();
+  // get_extended_attention_mask: (1 - mask) * -10000 in the parameters' dtype.
+  inputs->additive_mask =
+      additive_attention_mask(batch.attention_mask, bert->pooler_dense->weight.scalar_type(), -10000.0);
+  return inputs;
+}
+
+torch::Tensor BertForQuestionAnswering::embed(const EncoderBatch& batch, const LayerInputs&) {
+  return bert->embeddings(batch.input_ids, batch.token_type_ids);
+}
+
+torch::Tensor BertForQuestionAnswering::layer(int64_t index, const torch::Tensor& hidden, const LayerInputs& inputs) {
+  return bert->layers[static_cast<size_t>(index)](hidden, inputs.additive_mask);
 }
 
 namespace {

@@ -89,7 +89,6 @@ TORCH_MODULE(BertLayer);
 class BertModelImpl : public torch::nn::Module {
  public:
   BertModelImpl(const ModelConfig& config, BertPositions positions);
-  std::vector<torch::Tensor> forward(const EncoderBatch& batch, bool collect);
 
   BertEmbeddings embeddings{nullptr};
   std::vector<BertLayer> layers;  // registered as encoder.layer.<i>
@@ -108,7 +107,9 @@ class BertForQuestionAnswering : public QaModel {
   BertModel bert{nullptr};
 
  protected:
-  std::vector<torch::Tensor> encode(const EncoderBatch& batch, bool collect) override;
+  std::unique_ptr<LayerInputs> layer_inputs(const EncoderBatch& batch) override;
+  torch::Tensor embed(const EncoderBatch& batch, const LayerInputs& inputs) override;
+  torch::Tensor layer(int64_t index, const torch::Tensor& hidden, const LayerInputs& inputs) override;
 
  private:
   std::string prefix_;

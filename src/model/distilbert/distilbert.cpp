@@ -92,14 +92,6 @@ DistilBertModelImpl::DistilBertModelImpl(const ModelConfig& config) {
   register_module("transformer", transformer);
 }
 
-std::vector<torch::Tensor> DistilBertModelImpl::forward(const EncoderBatch& batch, bool collect) {
-  // scores.masked_fill_(mask == 0, -inf): adding -inf there gives the same scores.
-  auto mask = additive_attention_mask(batch.attention_mask, embeddings->LayerNorm->weight.scalar_type(),
-                                      -std::numeric_limits<double>::infinity());
-  return run_layers(embeddings(batch.input_ids), static_cast<int64_t>(layers.size()), collect,
-                    [&](int64_t i, const torch::Tensor& hidden) { return layers[i](hidden, mask); });
-}
-
 DistilBertForQuestionAnswering::DistilBertForQuestionAnswering(const ModelConfig& config) : QaModel(config) {
   distilbert = register_module("distilbert", DistilBertModel(this->config()));
   register_qa_head();
@@ -107,8 +99,22 @@ DistilBertForQuestionAnswering::DistilBertForQuestionAnswering(const ModelConfig
   init_weights();
 }
 
-std::vector<torch::Tensor> DistilBertForQuestionAnswering::encode(const EncoderBatch& batch, bool collect) {
-  return distilbert(batch, collect);
+std::unique_ptr<LayerInputs> DistilBertForQuestionAnswering::layer_inputs(const EncoderBatch& batch) {
+  auto inputs = std::make_unique<LayerInputs>();
+  // scores.masked_fill_(mask == 0, -inf): adding -inf there gives the same scores.
+  inputs->additive_mask = additive_attention_mask(
+      batch.attention_mask, distilbert->embeddings->LayerNorm->weight.scalar_type(),
+      -std::numeric_limits<double>::infinity());
+  return inputs;
+}
+
+torch::Tensor DistilBertForQuestionAnswering::embed(const EncoderBatch& batch, const LayerInputs&) {
+  return distilbert->embeddings(batch.input_ids);
+}
+
+torch::Tensor DistilBertForQuestionAnswering::layer(int64_t index, const torch::Tensor& hidden,
+                                                    const LayerInputs& inputs) {
+  return distilbert->layers[static_cast<size_t>(index)](hidden, inputs.additive_mask);
 }
 
 void DistilBertForQuestionAnswering::init_family_weights() { distilbert->embeddings->init_sinusoids(); }

@@ -70,7 +70,6 @@ TORCH_MODULE(TransformerBlock);
 class DistilBertModelImpl : public torch::nn::Module {
  public:
   explicit DistilBertModelImpl(const ModelConfig& config);
-  std::vector<torch::Tensor> forward(const EncoderBatch& batch, bool collect);
 
   DistilBertEmbeddings embeddings{nullptr};
   std::vector<TransformerBlock> layers;  // registered as transformer.layer.<i>
@@ -84,7 +83,9 @@ class DistilBertForQuestionAnswering : public QaModel {
   DistilBertModel distilbert{nullptr};
 
  protected:
-  std::vector<torch::Tensor> encode(const EncoderBatch& batch, bool collect) override;
+  std::unique_ptr<LayerInputs> layer_inputs(const EncoderBatch& batch) override;
+  torch::Tensor embed(const EncoderBatch& batch, const LayerInputs& inputs) override;
+  torch::Tensor layer(int64_t index, const torch::Tensor& hidden, const LayerInputs& inputs) override;
   void init_family_weights() override;
 };
 
