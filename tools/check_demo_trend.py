@@ -104,7 +104,44 @@ def print_table(runs, path):
     print()
 
 
+def head_lens(experiments, run_squad_results):
+    """The head lens of each experiment (probe_evaluate's head_lens_results.csv) per layer; its last layer must
+    score run_squad's own dev F1 (the model's answers) to 1e-9."""
+    tables = []
+    for exper in experiments:
+        path = f"{exper}/head_lens_results.csv"
+        try:
+            with open(path, newline="") as f:
+                tables.append({int(row["layer"]): row for row in csv.DictReader(f)})
+        except (OSError, KeyError, ValueError) as e:
+            sys.exit(f"check_demo_trend: cannot read '{path}': {e!r}")
+    print("Head lens: the model's own QA head on each layer's hidden state (F1 / HasAns F1)")
+    print(f"{'layer':>5}" + "".join(f"  {exper.rstrip('/').split('/')[-1]:>24}" for exper in experiments))
+    for layer in sorted(set().union(*tables)):
+        line = f"{layer:>5}"
+        for table in tables:
+            row = table.get(layer)
+            line += f"  {float(row['f1']):12.2f} / {float(row['f1_has_ans']):7.2f}" if row else f"  {'-':>24}"
+        print(line)
+    if run_squad_results:
+        import json
+        with open(run_squad_results) as f:
+            expected = json.load(f)["f1"]
+        last = tables[-1][max(tables[-1])]
+        print(f"last layer of {experiments[-1]}: F1 {float(last['f1']):.6f}; run_squad's dev F1 {expected:.6f}")
+        if abs(float(last["f1"]) - expected) > 1e-9:
+            sys.exit("check_demo_trend: the head lens's last layer is not the model's own answers")
+        print("check_demo_trend: OK, the head lens's last layer is run_squad's evaluation exactly")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--head-lens":
+        parser = argparse.ArgumentParser(description="Print the head lens of experiments (and check its last layer)")
+        parser.add_argument("--head-lens", nargs="+", required=True, metavar="EXPER")
+        parser.add_argument("--run-squad-results", help="run_squad's eval_results.json of the last experiment's model")
+        args = parser.parse_args()
+        head_lens(args.head_lens, args.run_squad_results)
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("summary", help="probe_evaluate's EXP/summary.csv")
     parser.add_argument("--min-rise", type=float, default=20.0,

@@ -93,6 +93,7 @@ std::string experiment_report(const std::vector<KindStats>& stats, const std::ve
       if (!info.control_task_codelength.count(s.kind))
         info.control_task_codelength[s.kind] = saved_codelengths(args.dir, s.kind, variant.name());
   }
+  if (fs::exists(fs::path(args.dir) / "amnesic.csv")) info.amnesic = read_amnesic_csv(fs::path(args.dir) / "amnesic.csv");
   return report_md(stats, info);
 }
 

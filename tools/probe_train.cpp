@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
   app.add_flag("--conditional", options.conditional,
                "Also train every architecture on [layer l ; layer 0] and on layer 0 alone (conditional probing: "
                "what layer l adds to the embeddings)");
+  app.add_flag("--tuned-lens", options.tuned_lens,
+               "Also train the tuned lens of the fine-tuned model (per layer an affine translator into its own QA "
+               "head, fitted to its last layer's start/end distributions), in <kind>_probes/tuned_lens/");
   app.add_option("--max-train-features", options.max_train_features, "Use only the first N features (0 = all)")
       ->capture_default_str();
   app.add_flag("--overwrite", options.overwrite, "Train again even where epochs are already saved");

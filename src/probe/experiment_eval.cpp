@@ -211,6 +211,12 @@ std::vector<fs::path> find_preds_dirs(const fs::path& exper_dir) {
       if (!below || fs::exists(preds.path() / "preds_meta.json")) found.push_back(clean_dir(preds.path()));
     }
   }
+  // The lenses' predictions lie at the experiment's top (probe_predict lens).
+  static const std::regex lens_dir("[a-z_]+_lens_preds");
+  for (const auto& entry : fs::directory_iterator(exper_dir))
+    if (entry.is_directory() && std::regex_match(entry.path().filename().string(), lens_dir) &&
+        fs::exists(entry.path() / "preds_meta.json"))
+      found.push_back(clean_dir(entry.path()));
   if (found.empty())
     throw Error("no <kind>_epoch_<e>/<kind>_preds directories in '" + exper_dir.string() +
                 "'; run probe_predict on the experiment first");
@@ -281,6 +287,10 @@ void check_distinct_runs(const std::vector<RunResults>& runs) {
 
 fs::path results_csv_path(const fs::path& preds_dir) {
   fs::path dir = clean_dir(preds_dir);
+  static const std::regex lens_dir("([a-z_]+_lens)_preds");
+  std::smatch lens;
+  const std::string name = dir.filename().string();
+  if (std::regex_match(name, lens, lens_dir)) return dir.parent_path() / (lens[1].str() + "_results.csv");
   std::string suffix;  // [_<variant>][_seed_<s>]
   if (auto seed = seed_from_dir_name(dir.filename().string())) {
     suffix = "_" + seed_dir_name(*seed);

@@ -276,7 +276,8 @@ void add_pareto(std::vector<KindStats>& all) {
   std::vector<size_t> members;
   for (size_t k = 0; k < all.size(); ++k) {
     const auto variant = variant_named(all[k].variant);
-    if (variant.task == ProbeTask::squad && variant.input == ProbeInput::layer) members.push_back(k);
+    if (variant.task == ProbeTask::squad && variant.input == ProbeInput::layer && !variant.arch.is_lens())
+      members.push_back(k);
   }
   for (size_t k : members)
     for (auto& layer : all[k].layers) {
@@ -389,7 +390,8 @@ ParetoPoint pareto_reference(const std::vector<KindStats>& stats) {
   int64_t largest = 0;
   for (const auto& s : stats) {
     const auto variant = variant_named(s.variant);
-    if (variant.task == ProbeTask::squad && variant.input == ProbeInput::layer) largest = std::max(largest, s.parameters);
+    if (variant.task == ProbeTask::squad && variant.input == ProbeInput::layer && !variant.arch.is_lens())
+      largest = std::max(largest, s.parameters);
   }
   return {largest > 0 ? std::log10(static_cast<double>(largest)) + 1 : NAN,
           stats.empty() ? NAN : stats.front().always_empty_f1};

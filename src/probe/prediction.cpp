@@ -249,6 +249,7 @@ void predict_group(std::vector<ProbeSet*>& group, const SquadDataset& dataset,
   for (auto* set : group) {
     check_fits(*set, loaded.config);
     set->stored.probes->to(device);
+    set->stored.probes->attach_model(loaded.model.get());  // the tuned lens reads the model's head
   }
   loaded.model->to(device);
   loaded.model->eval();

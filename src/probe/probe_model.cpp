@@ -1,6 +1,7 @@
 #include "layerprobe/probe/probe_model.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "layerprobe/core/common.hpp"
 
@@ -234,6 +235,94 @@ class MlpModel : public FactorModel {
   }
 };
 
+// tuned_lens: parameters translator.weight [L,H,H] (A) and translator.bias [L,H] (b).
+class TunedLensModel : public FactorModel {
+ public:
+  using FactorModel::FactorModel;
+  int64_t layers() const override { return value(0).size(0); }
+  int64_t input_size() const override { return value(0).size(2); }
+  void attach_model(QaModel* model) override {
+    model_ = model;
+    for (auto& p : model_->parameters()) p.set_requires_grad(false);  // frozen: only the translators train
+  }
+  torch::Tensor score(const torch::Tensor& hidden) const override {
+    torch::InferenceMode inference;
+    const auto x = translated(hidden.to(torch::kFloat32));
+    std::vector<torch::Tensor> scores;
+    for (int64_t l = 0; l < layers(); ++l) {
+      auto [start, end] = lens_model().head_logits_at(x[l], l + 1);
+      scores.push_back(torch::stack({start.to(torch::kFloat32), end.to(torch::kFloat32)}, -1));
+    }
+    return torch::stack(scores);  // [L,B,T,2]
+  }
+  ProbeStepResult train_step(const torch::Tensor& hidden, const torch::Tensor& mask, const torch::Tensor& /*start*/,
+                             const torch::Tensor& /*end*/, uint64_t /*seed*/, const ProbeBatchShard& shard) override {
+    const int64_t L = layers(), B = hidden.size(1), H = input_size();
+    const int64_t global_rows = shard.global_rows > 0 ? shard.global_rows : B;
+    torch::Tensor grad_a = torch::zeros_like(value(0)), grad_b = torch::zeros_like(value(1)),
+                  loss = torch::zeros({L}, value(0).options());
+    if (B > 0) {
+      const int64_t T = hidden.size(2);
+      torch::Tensor h, x, target_start, target_end;
+      {
+        torch::InferenceMode inference;
+        h = hidden.to(torch::kFloat32);
+        x = translated(h);
+        // The targets: the model's own last-layer distributions (its answers' scores).
+        auto [start, end] = lens_model().head_logits_at(h[L - 1], L);
+        target_start = masked_log_distribution(start.to(torch::kFloat32), mask);
+        target_end = masked_log_distribution(end.to(torch::kFloat32), mask);
+      }
+      // The head (and the final norm, where the family has one) under autograd, for d KL / d x.
+      auto leaf = x.clone().requires_grad_(true);
+      const auto keep = mask.ne(0).unsqueeze(0);
+      auto total = torch::zeros({}, leaf.options());
+      std::vector<torch::Tensor> per_layer;
+      for (int64_t l = 0; l < L; ++l) {
+        auto [start, end] = lens_model().head_logits_at(leaf[l], l + 1);
+        auto kl = [&](const torch::Tensor& target, const torch::Tensor& logits) {
+          const auto log_q = masked_log_distribution(logits.to(torch::kFloat32), mask);
+          const auto terms = torch::where(keep[0], target.exp() * (target - log_q), torch::zeros_like(log_q));
+          return terms.sum() / static_cast<double>(global_rows);
+        };
+        auto layer_loss = (kl(target_start, start) + kl(target_end, end)) / 2;
+        per_layer.push_back(layer_loss.detach());
+        total = total + layer_loss;
+      }
+      total.backward();
+      torch::InferenceMode inference;
+      const auto grad_x = leaf.grad().reshape({L, B * T, H});
+      grad_a = probe_bmm(grad_x.transpose(1, 2), h.reshape({L, B * T, H}));  // d/dA of A h: g h^T
+      grad_b = grad_x.sum(1);
+      loss = torch::stack(per_layer);
+    }
+    std::vector<torch::Tensor*> reduced = {&grad_a, &grad_b, &loss};
+    sum_over_ranks(reduced, shard.all_reduce_sum);
+    torch::InferenceMode inference;
+    update({grad_a, grad_b});
+    return {loss};
+  }
+  std::vector<double> nuclear_norms() const override { return {}; }
+
+ private:
+  QaModel& lens_model() const {
+    if (!model_) throw Error("the tuned lens has no model attached (attach_model)");
+    return *model_;
+  }
+  // h [L,B,T,H] -> h + A h + b per layer.
+  torch::Tensor translated(const torch::Tensor& h) const {
+    const int64_t L = h.size(0), B = h.size(1), T = h.size(2), H = h.size(3);
+    const auto flat = h.reshape({L, B * T, H});
+    return (flat + probe_bmm(flat, value(0).transpose(1, 2)) + value(1).unsqueeze(1)).view({L, B, T, H});
+  }
+  // log softmax over each row's unmasked positions ([B,T]; -inf at padding).
+  static torch::Tensor masked_log_distribution(const torch::Tensor& logits, const torch::Tensor& mask) {
+    return torch::log_softmax(logits.masked_fill(mask.eq(0), -std::numeric_limits<float>::infinity()), -1);
+  }
+
+  QaModel* model_ = nullptr;
+};
+
 }  // namespace probe_model_detail
 
 namespace pmd = probe_model_detail;
@@ -279,6 +368,11 @@ std::unique_ptr<ProbeModel> make_probe_model(const ProbeArch& arch, int64_t laye
     return t;
   };
   const int64_t width = arch.width;
+  if (arch.kind == ProbeArch::Kind::tuned_lens)
+    return std::make_unique<pmd::TunedLensModel>(
+        arch, options,
+        std::vector<pmd::Parameter>{pmd::fresh("translator.weight", torch::zeros({layers, input, input})),
+                                    pmd::fresh("translator.bias", torch::zeros({layers, input}))});
   if (arch.kind == ProbeArch::Kind::rank) {
     auto down = normal({layers, width, input}, options.init_std);
     auto up = normal({layers, 2, width}, 1.0 / std::sqrt(static_cast<double>(width)));
@@ -302,6 +396,17 @@ std::unique_ptr<ProbeModel> probe_model_from_tensors(const ProbeArch& arch,
                                pmd::required(tensors, "optimizer.exp_avg.bias", source),
                                pmd::required(tensors, "optimizer.exp_avg_sq.bias", source));
     return linear_probe_model(probes);
+  }
+  if (arch.kind == ProbeArch::Kind::tuned_lens) {
+    const auto& weight = pmd::required(tensors, "translator.weight", source);
+    if (weight.dim() != 3 || weight.size(1) != weight.size(2))
+      throw Error("probes file '" + source + "': tensor 'translator.weight' has shape " + c10::str(weight.sizes()) +
+                  " (expected [L,H,H])");
+    const int64_t L = weight.size(0), H = weight.size(1);
+    return std::make_unique<pmd::TunedLensModel>(
+        arch, options,
+        std::vector<pmd::Parameter>{pmd::loaded(tensors, "translator.weight", {L, H, H}, source),
+                                    pmd::loaded(tensors, "translator.bias", {L, H}, source)});
   }
   const std::string first = arch.kind == ProbeArch::Kind::rank ? "down" : "hidden.weight";
   const auto& shape_source = pmd::required(tensors, first, source);

@@ -10,6 +10,7 @@ namespace layerprobe {
 ProbeArch ProbeArch::parse(const std::string& spec) {
   static const std::regex pattern("(linear)|(rank|mlp):([0-9]{1,7})");
   std::smatch match;
+  if (spec == "tuned_lens") return ProbeArch{Kind::tuned_lens, 0};
   if (std::regex_match(spec, match, pattern)) {
     if (match[1].matched) return ProbeArch{};
     const int64_t width = std::stoll(match[3].str());
@@ -21,6 +22,7 @@ ProbeArch ProbeArch::parse(const std::string& spec) {
 
 std::string ProbeArch::spec() const {
   if (kind == Kind::linear) return "linear";
+  if (kind == Kind::tuned_lens) return "tuned_lens";
   return std::string(kind == Kind::rank ? "rank:" : "mlp:") + std::to_string(width);
 }
 
@@ -35,6 +37,7 @@ int64_t ProbeArch::parameters(int64_t input) const {
     case Kind::linear: return 2 * input + 2;
     case Kind::rank: return width * (input + 2) + 2;
     case Kind::mlp: return width * (input + 1) + 2 * width + 2;
+    case Kind::tuned_lens: return input * (input + 1);
   }
   return 0;
 }
@@ -43,6 +46,7 @@ std::vector<ProbeArch> parse_probe_archs(const std::vector<std::string>& specs) 
   std::vector<ProbeArch> archs;
   for (const auto& spec : specs) {
     auto arch = ProbeArch::parse(spec);
+    if (arch.is_lens()) throw Error("--probe tuned_lens: the tuned lens is trained with --tuned-lens", 2);
     if (std::find(archs.begin(), archs.end(), arch) != archs.end())
       throw Error("--probe lists '" + arch.spec() + "' twice; give each probe once", 2);
     archs.push_back(arch);
@@ -79,12 +83,13 @@ std::string ProbeVariant::name() const {
 }
 
 std::optional<ProbeVariant> ProbeVariant::from_name(const std::string& name) {
-  static const std::regex pattern("(linear|rank_[0-9]{1,7}|mlp_[0-9]{1,7})(\\.control_task)?(\\.conditional|\\.embeddings)?");
+  static const std::regex pattern(
+      "(linear|rank_[0-9]{1,7}|mlp_[0-9]{1,7}|tuned_lens)(\\.control_task)?(\\.conditional|\\.embeddings)?");
   std::smatch match;
   if (!std::regex_match(name, match, pattern)) return std::nullopt;
   ProbeVariant variant;
   std::string spec = match[1].str();
-  std::replace(spec.begin(), spec.end(), '_', ':');
+  if (spec != "tuned_lens") std::replace(spec.begin(), spec.end(), '_', ':');
   try {
     variant.arch = ProbeArch::parse(spec);
   } catch (const Error&) {

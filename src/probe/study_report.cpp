@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 
+#include "layerprobe/core/common.hpp"
 #include "layerprobe/core/python_str.hpp"
 #include "layerprobe/probe/probe_variant.hpp"
 
@@ -64,11 +65,16 @@ ProbeVariant report_variant(const std::string& name) {
   return ProbeVariant::from_name(name).value_or(ProbeVariant{});
 }
 
-// SQuAD-task probes on one layer: the rows of summary.csv and the report's series.
+// SQuAD-task probes on one layer: the rows of summary.csv and the report's series (the tuned lens too).
 bool one_layer_squad(const KindStats& s) {
   const auto v = report_variant(s.variant);
   return v.task == ProbeTask::squad && v.input == ProbeInput::layer;
 }
+
+// The architectures of a complexity sweep: one-layer SQuAD probes, not the tuned lens.
+bool in_sweep(const KindStats& s) { return one_layer_squad(s) && !report_variant(s.variant).arch.is_lens(); }
+
+bool is_tuned_lens(const KindStats& s) { return report_variant(s.variant).arch.is_lens(); }
 
 std::string estimate_cells(const std::optional<Estimate>& e, bool with_ci) {
   if (!e) return with_ci ? ",,," : ",";
@@ -321,6 +327,9 @@ std::string draw_baseline(const PanelAxes& axes, double value, const std::string
 }
 
 std::string legend_label(const KindStats& s) {
+  if (s.kind == "head_lens") return "head lens (the model's own QA head)";
+  if (s.epoch < 0) return svg_escape(s.kind);  // a series that is not a probe run (amnesic.svg)
+  if (report_variant(s.variant).arch.is_lens()) return svg_escape("tuned lens (" + s.kind + ", epoch " + std::to_string(s.epoch) + ")");
   std::string label = s.kind + ", epoch " + std::to_string(s.epoch);
   if (!s.variant.empty()) label += ", " + report_variant(s.variant).arch.spec() + " probe";
   if (s.seeds.size() > 1) label += ", " + std::to_string(s.seeds.size()) + " seeds (band: mean \u00b1 SD)";
@@ -374,10 +383,10 @@ std::vector<KindStats> report_series(const std::vector<KindStats>& stats) {
   if (!has_variants(stats)) return stats;
   std::optional<std::string> primary;
   for (const auto& s : stats)
-    if (one_layer_squad(s) && (!primary || s.variant.empty())) primary = s.variant;
+    if (in_sweep(s) && (!primary || s.variant.empty())) primary = s.variant;
   std::vector<KindStats> out;
   for (const auto& s : stats)
-    if (primary && s.variant == *primary) out.push_back(s);
+    if ((primary && s.variant == *primary) || is_tuned_lens(s)) out.push_back(s);
   return out;
 }
 
@@ -415,7 +424,7 @@ std::string report_svg(const std::vector<KindStats>& stats) {
 bool has_complexity_sweep(const std::vector<KindStats>& stats) {
   std::vector<std::string> archs;
   for (const auto& s : stats)
-    if (one_layer_squad(s) && std::find(archs.begin(), archs.end(), s.variant) == archs.end()) archs.push_back(s.variant);
+    if (in_sweep(s) && std::find(archs.begin(), archs.end(), s.variant) == archs.end()) archs.push_back(s.variant);
   return archs.size() > 1;
 }
 
@@ -460,7 +469,7 @@ std::string draw_free_axes(const FreeAxes& axes, const std::string& title, const
 std::string complexity_svg(const std::vector<KindStats>& stats) {
   std::vector<KindStats> sweep;
   for (const auto& s : last_epochs(stats))
-    if (one_layer_squad(s) && s.parameters > 0) sweep.push_back(s);
+    if (in_sweep(s) && s.parameters > 0) sweep.push_back(s);
   std::vector<std::string> kinds;
   int layers = 0;
   double x_lo = INFINITY, x_hi = -INFINITY, f1_lo = 100, f1_hi = 0, hv_hi = 0;
@@ -556,6 +565,84 @@ std::string complexity_svg(const std::vector<KindStats>& stats) {
   return out + "</svg>\n";
 }
 
+std::string amnesic_svg(const std::vector<AmnesicRow>& rows) {
+  const char* const names[3] = {"model intact", "layer's start/end information erased (LEACE)",
+                                "random subspace of the same rank erased (control)"};
+  std::vector<KindStats> series(3);
+  for (int c = 0; c < 3; ++c) {
+    series[c].kind = names[c];
+    series[c].epoch = -1;
+    series[c].seeds = {std::nullopt};
+    for (const auto& row : rows) {
+      LayerStats layer;
+      layer.layer = row.layer;
+      layer.std.fill(NAN);
+      layer.mean.fill(NAN);
+      layer.mean[metric_at(LayerMetric::f1)] = row.f1[c];
+      layer.mean[metric_at(LayerMetric::exact)] = row.exact[c];
+      layer.mean[metric_at(LayerMetric::f1_has_ans)] = row.has_ans_f1[c];
+      layer.mean[metric_at(LayerMetric::exact_no_ans)] = row.no_ans_f1[c];
+      series[c].layers.push_back(layer);
+    }
+  }
+  const std::vector<Style> styles = {{"#555555", true}, {"#d62728", false}, {"#1f77b4", false}};
+  return render(series, styles,
+                {{"F1 (%)", LayerMetric::f1, std::nullopt},
+                 {"HasAns F1 (%)", LayerMetric::f1_has_ans, std::nullopt},
+                 {"NoAns accuracy (%)", LayerMetric::exact_no_ans, std::nullopt}});
+}
+
+std::string amnesic_table_md(const std::vector<AmnesicRow>& rows) {
+  std::string out = "| layer | rank | F1 intact | F1 erased | F1 random | HasAns F1 intact | erased | random | "
+                    "NoAns acc. intact | erased | random |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : rows)
+    out += "| " + std::to_string(r.layer) + " | " + std::to_string(r.rank) + " | " + decimal_text(r.f1[0], 2) + " | " +
+           decimal_text(r.f1[1], 2) + " | " + decimal_text(r.f1[2], 2) + " | " + decimal_text(r.has_ans_f1[0], 2) +
+           " | " + decimal_text(r.has_ans_f1[1], 2) + " | " + decimal_text(r.has_ans_f1[2], 2) + " | " +
+           decimal_text(r.no_ans_f1[0], 2) + " | " + decimal_text(r.no_ans_f1[1], 2) + " | " +
+           decimal_text(r.no_ans_f1[2], 2) + " |\n";
+  return out;
+}
+
+std::vector<AmnesicRow> read_amnesic_csv(const std::filesystem::path& path) {
+  const std::string text = read_file(path);
+  std::vector<AmnesicRow> rows;
+  size_t line_number = 0, at = 0;
+  while (at < text.size()) {
+    const size_t end = text.find('\n', at);
+    const std::string line = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    at = end == std::string::npos ? text.size() : end + 1;
+    if (++line_number == 1 || line.empty()) continue;
+    std::vector<std::string> cells(1);
+    for (char c : line) {
+      if (c == ',') cells.emplace_back();
+      else cells.back().push_back(c);
+    }
+    if (cells.size() != 14)
+      throw Error("'" + path.string() + "' line " + std::to_string(line_number) + ": expected 14 columns, found " +
+                  std::to_string(cells.size()) + "; rerun probe_tools amnesic");
+    auto number = [&](size_t i) {
+      if (cells[i].empty()) return static_cast<double>(NAN);
+      try {
+        return std::stod(cells[i]);
+      } catch (const std::exception&) {
+        throw Error("'" + path.string() + "' line " + std::to_string(line_number) + ": '" + cells[i] + "' is not a number");
+      }
+    };
+    AmnesicRow row;
+    row.layer = static_cast<int>(number(0));
+    row.rank = static_cast<int64_t>(number(1));
+    for (int c = 0; c < 3; ++c) {
+      row.f1[c] = number(2 + static_cast<size_t>(c));
+      row.exact[c] = number(5 + static_cast<size_t>(c));
+      row.has_ans_f1[c] = number(8 + static_cast<size_t>(c));
+      row.no_ans_f1[c] = number(11 + static_cast<size_t>(c));
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 // --- Markdown --------------------------------------------------------------------
 
 namespace {
@@ -596,6 +683,8 @@ CodelengthColumns codelength_columns(const std::vector<SeedCodelength>& sets) {
   return out;
 }
 
+bool is_lens(const std::string& kind) { return kind.size() > 5 && kind.compare(kind.size() - 5, 5, "_lens") == 0; }
+
 bool has_kind(const std::vector<KindStats>& stats, const std::string& kind) {
   return std::any_of(stats.begin(), stats.end(), [&](const KindStats& s) { return s.kind == kind; });
 }
@@ -615,8 +704,8 @@ CodelengthColumns kind_codelength(const std::map<std::string, std::vector<SeedCo
 }
 
 std::string kind_table(const KindStats& s, const std::vector<KindStats>& all, const ReportInfo& info) {
-  const bool control = s.kind != "control" && has_kind(all, "control");
-  const bool pretrained = s.kind != "pretrained" && s.kind != "control" && has_kind(all, "pretrained");
+  const bool control = s.kind != "control" && !is_lens(s.kind) && has_kind(all, "control");
+  const bool pretrained = s.kind != "pretrained" && s.kind != "control" && !is_lens(s.kind) && has_kind(all, "pretrained");
   const auto code = kind_codelength(info.codelength, s.kind);
   const auto control_code = kind_codelength(info.control_task_codelength, s.kind);
   const bool selectivity = any_layer(s, &LayerStats::selectivity), conditional = any_layer(s, &LayerStats::conditional_f1);
@@ -655,7 +744,7 @@ std::string kind_table(const KindStats& s, const std::vector<KindStats>& all, co
 std::string complexity_section(const std::vector<KindStats>& stats) {
   std::vector<KindStats> sweep;
   for (const auto& s : last_epochs(stats))
-    if (one_layer_squad(s)) sweep.push_back(s);
+    if (in_sweep(s)) sweep.push_back(s);
   std::vector<std::string> kinds;
   for (const auto& s : sweep)
     if (std::find(kinds.begin(), kinds.end(), s.kind) == kinds.end()) kinds.push_back(s.kind);
@@ -691,6 +780,15 @@ std::string complexity_section(const std::vector<KindStats>& stats) {
     }
   }
   return out;
+}
+
+std::string kind_heading(const KindStats& s) {
+  if (s.kind == "head_lens") return "head lens (the fine-tuned model's own QA head on each layer; no training)";
+  if (is_tuned_lens(s))
+    return "tuned lens of " + s.kind + ", epoch " + std::to_string(s.epoch) +
+           " (an affine translator per layer into the model's own QA head)";
+  if (is_lens(s.kind)) return s.kind;
+  return s.kind + ", epoch " + std::to_string(s.epoch) + " (" + seeds_text(s) + ")";
 }
 
 std::string variants_text(const std::vector<KindStats>& stats) {
@@ -732,11 +830,19 @@ std::string report_md(const std::vector<KindStats>& stats, const ReportInfo& inf
          "start and end targets (Voita & Titov 2020), averaged over seeds; compression is the uniform code's length "
          "over it.\n\n";
   out += variants_text(stats);
+  if (has_kind(last, "head_lens"))
+    out += "The head lens applies the fine-tuned model's own QA head (after its final norm, where the family has one) "
+           "to every layer's hidden state, with no training, decoded as run_squad --do_eval decodes the model's "
+           "answers; at the last layer it is the model's own answers.\n\n";
   out += "![F1, HasAns F1 and NoAns accuracy per layer](report.svg)\n";
   for (const auto& s : last)
-    out += "\n## " + s.kind + ", epoch " + std::to_string(s.epoch) + " (" + seeds_text(s) + ")\n\n" +
-           kind_table(s, last, info);
+    out += "\n## " + kind_heading(s) + "\n\n" + kind_table(s, last, info);
   if (has_complexity_sweep(stats)) out += complexity_section(stats);
+  if (!info.amnesic.empty())
+    out += "\n## Amnesic probing (LEACE)\n\nThe fine-tuned model's dev scores with each layer's answer-start and "
+           "answer-end information erased inside its forward pass (probe_tools amnesic; details in "
+           "[amnesic.md](amnesic.md)), against erasing a random subspace of the same rank.\n\n"
+           "![amnesic probing per layer](amnesic.svg)\n\n" + amnesic_table_md(info.amnesic);
   return out;
 }
 

@@ -445,6 +445,12 @@ void train_probes(const ProbeTrainOptions& input_options) {
     if (run.kind == "control") run.model = control_model(run.model_dir, options.control_seed);
     run.sets = seed_sets(options, run_training_options(shared_options, run, options), variants,
                          data ? data->control_task : std::nullopt);
+    if (options.tuned_lens && run.kind == "fine_tuned") {
+      const ProbeVariant lens{ProbeArch::parse("tuned_lens"), ProbeTask::squad, ProbeInput::layer};
+      nlohmann::json lens_options = run_training_options(shared_options, run, options);
+      lens.add_to(lens_options);
+      run.sets.push_back(seed_probes(lens, std::nullopt, options.seed, lens_options));
+    }
     for (auto& set : run.sets) {
       if (!options.overwrite) resume(run, set, options);
       dist::require_same_on_every_rank(set.done_epochs,
@@ -463,12 +469,17 @@ void train_probes(const ProbeTrainOptions& input_options) {
     run.model.model->to(device);
     run.model.model->eval();
     const auto& config = run.model.config;
+    const bool lens = std::any_of(run.sets.begin(), run.sets.end(), [](const SeedProbes& s) { return s.variant.arch.is_lens(); });
+    if (lens && !run.model.has_qa_head)
+      throw Error("--tuned-lens reads the fine-tuned model's own QA head, and '" + run.model_dir.string() +
+                  "' has none; give the fine-tuned model (run_squad's --output_dir)", 2);
     for (auto& set : run.sets) {
       if (!set.probes)
         set.probes = make_probe_model(set.variant.arch, set.variant.probe_layers(config.num_hidden_layers),
                                       set.variant.input_size(config.hidden_size), probe_options(options),
                                       set.probe_seed);
       set.probes->to(device);
+      set.probes->attach_model(run.model.model.get());
     }
   }
   if (!data) data = training_data(options, *tokenizer);

@@ -8,6 +8,11 @@
 //   heads share one direction of the hidden state.
 // - mlp:W: one hidden ReLU layer of W units (w2 . relu(W1 h + b1) + b2 per head), the products
 //   as batched matrix multiplications (oneDNN on the CPU).
+// - tuned_lens: the tuned lens (Belrose et al. 2023) for QA: per layer an affine translator
+//   h -> h + A h + b (A = 0, b = 0 at first: the head lens), then the model's own QA head
+//   (QaModel::head_logits_at); trained to minimise KL(final layer's start/end distribution ||
+//   the lens's) over each window's tokens. It reads the model: attach_model() before use. No
+//   dropout; its "targets" are the model's own last-layer distributions, not the answers.
 // All share the linear probe's dropout on the input (the same keep decisions), masked
 // cross-entropy, AdamW without bias correction and clipping at max_grad_norm (per layer and
 // head for linear, whose heads share nothing; per layer for rank and mlp, whose heads share D
@@ -22,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "layerprobe/model/qa_model.hpp"
 #include "layerprobe/probe/probe_variant.hpp"
 #include "layerprobe/probe/probes.hpp"
 
@@ -47,11 +53,14 @@ class ProbeModel {
   virtual std::vector<double> nuclear_norms() const = 0;
   // The LayerProbes of a linear model (nullptr for the others).
   virtual const LayerProbes* linear() const { return nullptr; }
+  // The model whose head a tuned lens reads (its parameters are frozen); ignored by the probes.
+  virtual void attach_model(QaModel* /*model*/) {}
 };
 
 // Fresh probes: linear as LayerProbes(layers, input, options, seed); rank:R with D ~ N(0, init_std)
 // and U ~ N(0, 1/sqrt(R)) (so W = U D starts at the linear probe's scale); mlp:W with
-// W1 ~ N(0, 1/sqrt(input)), w2 ~ N(0, init_std), zero biases. One generator seeded by `seed`.
+// W1 ~ N(0, 1/sqrt(input)), w2 ~ N(0, init_std), zero biases; the tuned lens with A = 0, b = 0.
+// One generator seeded by `seed`.
 std::unique_ptr<ProbeModel> make_probe_model(const ProbeArch& arch, int64_t layers, int64_t input,
                                              const ProbeOptions& options, uint64_t seed);
 

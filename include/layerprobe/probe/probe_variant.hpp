@@ -18,22 +18,25 @@
 namespace layerprobe {
 
 struct ProbeArch {
-  enum class Kind { linear, rank, mlp };
+  // tuned_lens: not a probe but the tuned lens (Belrose et al. 2023; probe_model.hpp), trained and
+  // stored like a probe set (probe_train --tuned-lens), never part of a complexity sweep.
+  enum class Kind { linear, rank, mlp, tuned_lens };
   Kind kind = Kind::linear;
   int64_t width = 0;  // R of rank:R, W of mlp:W
 
-  // "linear", "rank:R" or "mlp:W" (R, W >= 1); usage Error (exit 2) naming the spec otherwise.
+  // "linear", "rank:R" or "mlp:W" (R, W >= 1), or "tuned_lens"; usage Error (exit 2) naming the spec otherwise.
   static ProbeArch parse(const std::string& spec);
+  bool is_lens() const { return kind == Kind::tuned_lens; }
   std::string spec() const;  // "rank:8"
   std::string name() const;  // "rank_8": directory names
   // Trained parameters of one layer's probe (both heads) over inputs of `input` units:
-  // linear 2H + 2; rank:R R(H + 2) + 2; mlp:W W(H + 1) + 2W + 2.
+  // linear 2H + 2; rank:R R(H + 2) + 2; mlp:W W(H + 1) + 2W + 2; tuned_lens H(H + 1).
   int64_t parameters(int64_t input) const;
   bool operator==(const ProbeArch& other) const { return kind == other.kind && width == other.width; }
   bool operator!=(const ProbeArch& other) const { return !(*this == other); }
 };
 
-// Comma-separated specs ("rank:1,linear,mlp:256"), each once; usage Error (exit 2) otherwise.
+// Comma-separated specs ("rank:1,linear,mlp:256"), each once, no tuned_lens; usage Error (exit 2) otherwise.
 std::vector<ProbeArch> parse_probe_archs(const std::vector<std::string>& specs);
 
 enum class ProbeTask { squad, control_task };

@@ -6,10 +6,12 @@
 // always-"" baseline) and report.md (tables that render on GitHub).
 #pragma once
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "layerprobe/probe/amnesic.hpp"
 #include "layerprobe/probe/codelength.hpp"
 #include "layerprobe/probe/layer_stats.hpp"
 
@@ -42,6 +44,12 @@ bool has_complexity_sweep(const std::vector<KindStats>& stats);
 // each kind's hypervolume per layer.
 std::string complexity_svg(const std::vector<KindStats>& stats);
 
+// amnesic.svg: F1, HasAns F1 and NoAns accuracy per layer with the model intact, with the layer's
+// start/end information erased (LEACE) and with a random subspace of the same rank erased.
+std::string amnesic_svg(const std::vector<AmnesicRow>& rows);
+// Their Markdown table (layer, rank, F1, HasAns F1 and NoAns accuracy under the three conditions).
+std::string amnesic_table_md(const std::vector<AmnesicRow>& rows);
+
 struct ReportInfo {
   std::string experiment;  // the directory, as given
   std::string dev_file;
@@ -49,7 +57,12 @@ struct ReportInfo {
   std::map<std::string, std::vector<SeedCodelength>> codelength;  // by kind
   // by kind: the control-task probes of the primary architecture (compression on the control task)
   std::map<std::string, std::vector<SeedCodelength>> control_task_codelength;
+  // amnesic.csv's rows, when probe_tools amnesic has run on the experiment.
+  std::vector<AmnesicRow> amnesic;
 };
+
+// amnesic.csv's rows back (Error naming the file and line on a malformed file).
+std::vector<AmnesicRow> read_amnesic_csv(const std::filesystem::path& path);
 
 // Markdown: what was measured and how, the plot, and one table per kind (its last epoch).
 std::string report_md(const std::vector<KindStats>& stats, const ReportInfo& info);

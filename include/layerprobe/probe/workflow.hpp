@@ -47,6 +47,9 @@ struct ProbeTrainOptions {
   uint64_t control_task_seed = 1;
   // Also train each architecture on [layer l ; layer 0] and on layer 0 alone (conditional probing).
   bool conditional = false;
+  // Also train the tuned lens (probe_model.hpp) of every model with a QA head (fine_tuned), from
+  // the same pass, in <kind>_probes/tuned_lens/ (one set: it has no seed-dependent part).
+  bool tuned_lens = false;
 };
 
 // The kind a model directory is probed as when the final study's form names it
