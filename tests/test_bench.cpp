@@ -162,7 +162,7 @@ TEST(Bench, TimesEachProbingMethodBesideThePlainStep) {
   options.features = 8;
   options.train_features = 0;
   options.probe_seeds = 1;
-  options.probe_methods = {"rank:1", "mlp:4", "control_task", "conditional"};
+  options.probe_methods = {"rank:1", "mlp:4", "control_task", "conditional", "tuned_lens"};
   const nlohmann::json json = run_bench(options).to_json();
   for (const auto& method : options.probe_methods) {
     EXPECT_GT(json["probe_method_fps"][method].get<double>(), 0) << method;

@@ -450,10 +450,11 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
     if (name == "control_task") method.variants = {{linear, ProbeTask::control_task, ProbeInput::layer}};
     else if (name == "conditional")
       method.variants = {{linear, ProbeTask::squad, ProbeInput::conditional}, {linear, ProbeTask::squad, ProbeInput::embeddings}};
-    else method.variants = {{ProbeArch::parse(name), ProbeTask::squad, ProbeInput::layer}};
+    else method.variants = {{ProbeArch::parse(name), ProbeTask::squad, ProbeInput::layer}};  // an architecture, tuned_lens
     for (const auto& v : method.variants) {
       method.sets.push_back(make_probe_model(v.arch, v.probe_layers(layers), v.input_size(hidden_size), ProbeOptions{}, 1));
       method.sets.back()->to(device);
+      method.sets.back()->attach_model(&model);  // the tuned lens reads the model's head
     }
     methods.push_back(std::move(method));
   }

@@ -241,10 +241,7 @@ class TunedLensModel : public FactorModel {
   using FactorModel::FactorModel;
   int64_t layers() const override { return value(0).size(0); }
   int64_t input_size() const override { return value(0).size(2); }
-  void attach_model(QaModel* model) override {
-    model_ = model;
-    for (auto& p : model_->parameters()) p.set_requires_grad(false);  // frozen: only the translators train
-  }
+  void attach_model(QaModel* model) override { model_ = model; }
   torch::Tensor score(const torch::Tensor& hidden) const override {
     torch::InferenceMode inference;
     const auto x = translated(hidden.to(torch::kFloat32));
@@ -289,9 +286,10 @@ class TunedLensModel : public FactorModel {
         per_layer.push_back(layer_loss.detach());
         total = total + layer_loss;
       }
-      total.backward();
+      // The gradient with respect to the translated states only: nothing accumulates in the (frozen) model.
+      const auto grad_leaf = torch::autograd::grad({total}, {leaf})[0];
       torch::InferenceMode inference;
-      const auto grad_x = leaf.grad().reshape({L, B * T, H});
+      const auto grad_x = grad_leaf.reshape({L, B * T, H});
       grad_a = probe_bmm(grad_x.transpose(1, 2), h.reshape({L, B * T, H}));  // d/dA of A h: g h^T
       grad_b = grad_x.sum(1);
       loss = torch::stack(per_layer);

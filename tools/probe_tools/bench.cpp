@@ -98,7 +98,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--probe-methods", o.probe_methods,
                       "Probing methods timed as probe_train runs them beside the study's probes, each against the "
-                      "plain step: an architecture (rank:1, mlp:256), control_task or conditional")
+                      "plain step: an architecture (rank:1, mlp:256), control_task, conditional or tuned_lens")
       ->delimiter(',');
   command->add_flag("--json", args->json, "Print one JSON object instead of a table");
   command->callback([args] { run_bench_command(*args); });
