@@ -129,6 +129,8 @@ TEST(Leace, AmnesicProbingEndToEnd) {
   run(test_support::tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + (data / "dev-v2.0.json").string(),
       "predict.log");
   run(test_support::tool("probe_tools") + " amnesic --experiment " + exper.string() + " --train-features 30", "amnesic.log");
+  // The columns first, in its order.
+  EXPECT_EQ(read_file(exper / "amnesic.csv").rfind("layer,f1_intact,f1_erased,f1_random_erased,", 0), 0u);
   const auto rows = read_amnesic_csv(exper / "amnesic.csv");
   ASSERT_EQ(rows.size(), 4u);
   // The model intact is run_squad --do_eval on the same dev file and windows.

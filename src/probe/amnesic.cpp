@@ -171,17 +171,17 @@ std::string amnesic_md(const std::vector<AmnesicRow>& rows, const AmnesicOptions
 }  // namespace
 
 std::string amnesic_csv(const std::vector<AmnesicRow>& rows) {
-  std::string out = "layer,rank,f1_intact,f1_erased,f1_random_erased,exact_intact,exact_erased,exact_random_erased,"
+  std::string out = "layer,f1_intact,f1_erased,f1_random_erased,exact_intact,exact_erased,exact_random_erased,"
                     "has_ans_f1_intact,has_ans_f1_erased,has_ans_f1_random_erased,no_ans_f1_intact,no_ans_f1_erased,"
-                    "no_ans_f1_random_erased\n";
+                    "no_ans_f1_random_erased,rank\n";
   auto cells = [](const double (&v)[3]) {
     std::string s;
     for (double x : v) s += "," + (std::isnan(x) ? std::string() : python_float_repr(x));
     return s;
   };
   for (const auto& r : rows)
-    out += std::to_string(r.layer) + "," + std::to_string(r.rank) + cells(r.f1) + cells(r.exact) + cells(r.has_ans_f1) +
-           cells(r.no_ans_f1) + "\n";
+    out += std::to_string(r.layer) + cells(r.f1) + cells(r.exact) + cells(r.has_ans_f1) + cells(r.no_ans_f1) + "," +
+           std::to_string(r.rank) + "\n";
   return out;
 }
 

@@ -631,13 +631,13 @@ std::vector<AmnesicRow> read_amnesic_csv(const std::filesystem::path& path) {
     };
     AmnesicRow row;
     row.layer = static_cast<int>(number(0));
-    row.rank = static_cast<int64_t>(number(1));
     for (int c = 0; c < 3; ++c) {
-      row.f1[c] = number(2 + static_cast<size_t>(c));
-      row.exact[c] = number(5 + static_cast<size_t>(c));
-      row.has_ans_f1[c] = number(8 + static_cast<size_t>(c));
-      row.no_ans_f1[c] = number(11 + static_cast<size_t>(c));
+      row.f1[c] = number(1 + static_cast<size_t>(c));
+      row.exact[c] = number(4 + static_cast<size_t>(c));
+      row.has_ans_f1[c] = number(7 + static_cast<size_t>(c));
+      row.no_ans_f1[c] = number(10 + static_cast<size_t>(c));
     }
+    row.rank = static_cast<int64_t>(number(13));
     rows.push_back(row);
   }
   return rows;
