@@ -184,6 +184,24 @@ TEST(Bench, RunsEveryStageOnATinyModel) {
   if (cpu_has_native_bf16()) EXPECT_TRUE(isa == "avx512_core_bf16" || isa == "avx512_core_amx") << isa;
 }
 
+TEST(Bench, TimesEachProbingMethodBesideThePlainStep) {
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED(test_support::kDevFile);
+  BenchOptions options = tiny_model_bench("bench_tiny_methods");
+  options.features = 8;
+  options.train_features = 0;
+  options.probe_seeds = 1;
+  options.probe_methods = {"rank:1", "mlp:4", "control_task", "conditional", "tuned_lens"};
+  const nlohmann::json json = run_bench(options).to_json();
+  for (const auto& method : options.probe_methods) {
+    EXPECT_GT(json["probe_method_fps"][method].get<double>(), 0) << method;
+    EXPECT_GT(json["probe_method_cost"][method].get<double>(), 0) << method;
+    EXPECT_GT(json["probe_method_share"][method].get<double>(), 0) << method;
+  }
+  options.probe_methods = {"cnn:2"};
+  EXPECT_THROW(run_bench(options), Error);
+}
+
 TEST(Bench, Bf16RunsAndItsMfuIsAgainstTheBf16Peak) {
   if (!cpu_has_native_bf16()) GTEST_SKIP() << "this CPU has no native bf16 (AVX512_BF16 or AMX)";
   REQUIRE_SHARED("golden/albert-tiny/model.safetensors");

@@ -447,3 +447,43 @@ TEST_F(Dist, TwoRanksFineTuneAlongTheSameLossCurveAsOneProcess) {
   EXPECT_NEAR(results.at("f1").get<double>(), expected.at("f1").get<double>(), 1e-9);
   EXPECT_EQ(results.at("total"), expected.at("total"));
 }
+
+TEST_F(Dist, TwoRanksTrainTheSameProbeMethodsAsOneProcess) {
+  // The control task, a complexity sweep, conditional probes and the tuned lens: every probe set steps on the
+  // global batch's rows.
+  const std::string extra = " --control-task --probe linear,rank:1,mlp:8 --conditional --tuned-lens --seeds 1";
+  std::vector<fs::path> expers;
+  for (const std::string name : {"methods_one", "methods_two"}) {
+    const fs::path exper = root_ / name;
+    fs::remove_all(exper);
+    const std::string ranks = name == "methods_two" ? " --nproc 2" : "";
+    ASSERT_EQ(run_logged(probe_train(exper, extra + ranks), root_ / (name + ".log")), 0) << read_file(root_ / (name + ".log"));
+    expers.push_back(exper);
+  }
+  size_t compared = 0;
+  for (const std::string kind : {"pretrained", "fine_tuned"})
+    for (const std::string variant : {"rank_1", "mlp_8", "linear.control_task", "mlp_8.control_task", "linear.conditional",
+                                      "rank_1.embeddings", "mlp_8.conditional", "tuned_lens"}) {
+      if (variant == "tuned_lens" && kind != "fine_tuned") continue;  // the model with a QA head only
+      const auto in = [&](const fs::path& exper) {
+        const auto dir = exper / (kind + "_epoch_" + std::to_string(kEpochs)) / (kind + "_probes") / variant;
+        return (variant == "tuned_lens" ? dir : dir / "seed_1") / "probes.safetensors";  // one tuned lens, no seeds
+      };
+      const auto one = load_probe_model(in(expers[0])), two = load_probe_model(in(expers[1]));
+      const double steps = static_cast<double>(one.metadata.features_seen);
+      for (const auto& [name, t] : one.probes->tensors()) {
+        if (name.rfind("optimizer.", 0) == 0) continue;
+        // The heads' output bias, and the tuned lens's translator bias under a linear head without a final
+        // norm (it shifts every position's score alike): a softmax over positions ignores them (see
+        // expect_probes_close).
+        const bool ignored = name == "bias" || name == "translator.bias";
+        EXPECT_LE(test_support::max_diff(two.probes->tensors().at(name), t), ignored ? steps * 5e-5 : 1e-5)
+            << kind << " " << variant << " " << name;
+        ++compared;
+      }
+      EXPECT_EQ(one.metadata.training_options, two.metadata.training_options) << variant;
+      for (size_t l = 0; l < one.metadata.mean_loss.size(); ++l)
+        EXPECT_NEAR(one.metadata.mean_loss[l], two.metadata.mean_loss[l], 1e-5) << kind << " " << variant << " " << l;
+    }
+  EXPECT_GT(compared, 20u);
+}

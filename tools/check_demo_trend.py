@@ -19,6 +19,8 @@ def last_epoch_layers(path):
     try:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
+                if row.get("probe", "linear") != "linear":  # a --probe sweep: the study's probe only
+                    continue
                 runs.setdefault(row["kind"], {}).setdefault(int(row["epoch"]), {})[int(row["layer"])] = row
     except (OSError, KeyError, ValueError) as e:
         sys.exit(f"check_demo_trend: cannot read '{path}' as probe_evaluate's summary.csv: {e!r}")
@@ -49,6 +51,36 @@ def gap(row, reference, path):
     return f"{float(value):+6.2f}{interval:>16}"
 
 
+def estimate(row, column):
+    """A summary.csv estimate with its 95% interval, or '-'."""
+    value = row.get(column, "") if row else ""
+    if not value:
+        return f"{'-':>22}"
+    low, high = row.get(column + "_ci_low", ""), row.get(column + "_ci_high", "")
+    interval = f" [{float(low):+6.2f},{float(high):+6.2f}]" if low and high else ""
+    return f"{float(value):+6.2f}{interval:>16}"
+
+
+def print_selectivity(runs):
+    """With --control-task: each kind's control-task F1 and selectivity (F1 - control-task F1) per layer."""
+    kinds = [k for k in ("pretrained", "fine_tuned", "control") if k in runs]
+    if not any(row.get("selectivity") for k in kinds for row in runs[k].values()):
+        return
+    print("Selectivity (Hewitt & Liang): F1 on SQuAD minus F1 on the control task, 95% paired bootstrap interval")
+    header = f"{'layer':>5}"
+    for kind in kinds:
+        header += f"  {kind + ' ctl-task F1':>21} {kind + ' selectivity':>22}"
+    print(header)
+    for layer in sorted(set().union(*(runs[k].keys() for k in kinds))):
+        line = f"{layer:>5}"
+        for kind in kinds:
+            row = runs[kind].get(layer)
+            control_f1 = row.get("control_task_f1", "") if row else ""
+            line += f"  {float(control_f1) if control_f1 else float('nan'):>21.2f} {estimate(row, 'selectivity')}"
+        print(line)
+    print()
+
+
 def print_table(runs, path):
     """Every kind's last-epoch probes side by side, one row per layer: F1 mean +- SD over seeds, HasAns F1,
     and each model's gap to the control (with its bootstrap interval) when the control was probed."""
@@ -72,7 +104,44 @@ def print_table(runs, path):
     print()
 
 
+def head_lens(experiments, run_squad_results):
+    """The head lens of each experiment (probe_evaluate's head_lens_results.csv) per layer; its last layer must
+    score run_squad's own dev F1 (the model's answers) to 1e-9."""
+    tables = []
+    for exper in experiments:
+        path = f"{exper}/head_lens_results.csv"
+        try:
+            with open(path, newline="") as f:
+                tables.append({int(row["layer"]): row for row in csv.DictReader(f)})
+        except (OSError, KeyError, ValueError) as e:
+            sys.exit(f"check_demo_trend: cannot read '{path}': {e!r}")
+    print("Head lens: the model's own QA head on each layer's hidden state (F1 / HasAns F1)")
+    print(f"{'layer':>5}" + "".join(f"  {exper.rstrip('/').split('/')[-1]:>24}" for exper in experiments))
+    for layer in sorted(set().union(*tables)):
+        line = f"{layer:>5}"
+        for table in tables:
+            row = table.get(layer)
+            line += f"  {float(row['f1']):12.2f} / {float(row['f1_has_ans']):7.2f}" if row else f"  {'-':>24}"
+        print(line)
+    if run_squad_results:
+        import json
+        with open(run_squad_results) as f:
+            expected = json.load(f)["f1"]
+        last = tables[-1][max(tables[-1])]
+        print(f"last layer of {experiments[-1]}: F1 {float(last['f1']):.6f}; run_squad's dev F1 {expected:.6f}")
+        if abs(float(last["f1"]) - expected) > 1e-9:
+            sys.exit("check_demo_trend: the head lens's last layer is not the model's own answers")
+        print("check_demo_trend: OK, the head lens's last layer is run_squad's evaluation exactly")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--head-lens":
+        parser = argparse.ArgumentParser(description="Print the head lens of experiments (and check its last layer)")
+        parser.add_argument("--head-lens", nargs="+", required=True, metavar="EXPER")
+        parser.add_argument("--run-squad-results", help="run_squad's eval_results.json of the last experiment's model")
+        args = parser.parse_args()
+        head_lens(args.head_lens, args.run_squad_results)
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("summary", help="probe_evaluate's EXP/summary.csv")
     parser.add_argument("--min-rise", type=float, default=20.0,
@@ -89,6 +158,7 @@ def main():
                  "run probe_train both, probe_predict exper and probe_evaluate exper first")
     fine, pre = runs["fine_tuned"], runs["pretrained"]
     print_table(runs, args.summary)
+    print_selectivity(runs)
     failures = []
     for column, label in (("f1", "F1"), ("f1_has_ans", "HasAns F1")):
         first = metric(fine[min(fine)], column, args.summary)

@@ -76,6 +76,14 @@ done
 # to the control (Hewitt & Liang); probe_evaluate adds bootstrap intervals.
 : "${DEMO_PROBE_SEEDS:=1,2,3}"
 : "${DEMO_CONTROL:=1}"
+# The control task (Hewitt & Liang): each model's probes also trained, from the same encoder pass, on
+# answers chosen by a seeded hash of token ids; the table then shows each layer's selectivity
+# (F1 - control-task F1). Not part of the work directory's settings: adding it later trains only
+# the control-task probes.
+: "${DEMO_CONTROL_TASK:=1}"
+# The head lens: each model's own QA head applied to every layer's hidden state (no training),
+# decoded as run_squad's evaluation; its last layer must be run_squad's own dev F1 exactly.
+: "${DEMO_HEAD_LENS:=1}"
 # bf16: on a CPU with native bf16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo) the fine-tuned model's seed-1 probes
 # are trained and scored again with the encoder in bf16, and every layer's F1 must stay within 1.0 of fp32
 # (0, the default: skipped; auto: where the CPU has it; 1: always, an error where the CPU lacks it).
@@ -153,7 +161,8 @@ data=data pretrained=models/pretrained fine_tuned=models/fine_tuned exper=exper
 
 probe_extra=(--seeds "$DEMO_PROBE_SEEDS")
 ((DEMO_CONTROL)) && probe_extra+=(--control)
-step "5. train a probe per layer of both models (and of a random-init control), one set per seed" \
+((DEMO_CONTROL_TASK)) && probe_extra+=(--control-task)
+step "5. train a probe per layer of both models (and of a random-init control), one set per seed (and on the control task)" \
   probe_train both cpu "$DEMO_PROBE_EPOCHS" --pretrained-model $pretrained --fine-tuned-model $fine_tuned \
   --train-file $data/train-v2.0.json --output-dir $exper --batch-size "$DEMO_PROBE_BATCH" \
   --learning-rate "$DEMO_PROBE_LR" --max-seq-length "$DEMO_MAX_SEQ_LENGTH" --doc-stride "$DEMO_DOC_STRIDE" \
@@ -167,11 +176,25 @@ step "7. score every layer (official SQuAD 2.0 EM/F1), with bootstrap intervals"
 step "8. check the result: the fine-tuned model's upper layers answer far better" \
   python3 "$root/tools/check_demo_trend.py" $exper/summary.csv
 
+if ((DEMO_HEAD_LENS)); then
+  # run_squad (step 4) evaluated in batches of 64 with these windows: the lens reads the same batches.
+  lens_args=(cpu --experiments-root lens --dev-file $data/dev-v2.0.json --max-seq-length "$DEMO_MAX_SEQ_LENGTH"
+             --doc-stride "$DEMO_DOC_STRIDE" --batch-size 64)
+  step "9. the head lens: each model's own QA head on every layer's hidden state" \
+    bash -c "set -e
+      probe_predict lens $pretrained ${lens_args[*]}
+      probe_predict lens $fine_tuned ${lens_args[*]}
+      probe_evaluate exper lens/pretrained --bootstrap 0 >/dev/null
+      probe_evaluate exper lens/fine_tuned --bootstrap 0 >/dev/null
+      python3 '$root/tools/check_demo_trend.py' --head-lens lens/pretrained lens/fine_tuned \
+        --run-squad-results $fine_tuned/eval_results.json"
+fi
+
 native_bf16=0
 grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && native_bf16=1
 if [[ $DEMO_BF16 == 1 || ($DEMO_BF16 == auto && $native_bf16 == 1) ]]; then
   first_seed="${DEMO_PROBE_SEEDS%%,*}"
-  step "9. the same fine-tuned probes (seed $first_seed) with the encoder in bf16: every layer's F1 within 1.0 of fp32" \
+  step "10. the same fine-tuned probes (seed $first_seed) with the encoder in bf16: every layer's F1 within 1.0 of fp32" \
     bash -c "set -e
       probe_train fine_tuned cpu $DEMO_PROBE_EPOCHS --fine-tuned-model $fine_tuned --train-file $data/train-v2.0.json \
         --output-dir ${exper}_bf16 --batch-size $DEMO_PROBE_BATCH --learning-rate $DEMO_PROBE_LR \

@@ -13,6 +13,7 @@
 
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/experiment_eval.hpp"
+#include "layerprobe/probe/probe_variant.hpp"
 #include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/probe/report.hpp"
 #include "layerprobe/probe/study_report.hpp"
@@ -87,6 +88,16 @@ std::string experiment_report(const std::vector<KindStats>& stats, const std::ve
   info.bootstrap = args.bootstrap;
   for (const auto& s : stats)
     if (!info.codelength.count(s.kind)) info.codelength[s.kind] = saved_codelengths(args.dir, s.kind);
+  // The control task's compression, for the architecture the tables follow.
+  const auto series = report_series(stats);
+  if (!series.empty() && has_variants(stats)) {
+    auto variant = series.front().variant.empty() ? ProbeVariant{} : *ProbeVariant::from_name(series.front().variant);
+    variant.task = ProbeTask::control_task;
+    for (const auto& s : series)
+      if (!info.control_task_codelength.count(s.kind))
+        info.control_task_codelength[s.kind] = saved_codelengths(args.dir, s.kind, variant.name());
+  }
+  if (fs::exists(fs::path(args.dir) / "amnesic.csv")) info.amnesic = read_amnesic_csv(fs::path(args.dir) / "amnesic.csv");
   return report_md(stats, info);
 }
 
@@ -105,8 +116,10 @@ int run_exper(const DirArgs& args) {
   write_file_atomically(dir / "summary.csv", summary_csv(stats));
   write_file_atomically(dir / "layers.svg", layers_svg(stats));
   write_file_atomically(dir / "report.svg", report_svg(stats));
+  if (has_complexity_sweep(stats)) write_file_atomically(dir / "complexity.svg", complexity_svg(stats));
   write_file_atomically(dir / "report.md", experiment_report(stats, runs, args));
-  spdlog::info("wrote summary.csv, layers.svg, report.svg and report.md in {}", dir.string());
+  spdlog::info("wrote summary.csv, layers.svg, report.svg{} and report.md in {}",
+               has_complexity_sweep(stats) ? ", complexity.svg" : "", dir.string());
   return 0;
 }
 

@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
                "rerunning the same command resumes after the last finished epoch.\n"
                "  probe_train both cpu 3                   --pretrained-model/--fine-tuned-model (ALBERT defaults)\n"
                "  probe_train both cpu 3 --control --seeds 1,2,3  + a random-init control and 3 probe seeds\n"
+               "  probe_train both cpu 3 --control-task --probe rank:1,linear,mlp:256 --conditional\n"
+               "                                           + selectivity, a complexity sweep, conditional probing\n"
                "  probe_train bert-base-uncased cpu 3      one model (hub name under models/, or a path); OUT is\n"
                "                                           --output-dir/<name's last component>, e.g. ./bert-base-uncased"};
   std::string which, kind;
@@ -79,6 +81,21 @@ int main(int argc, char** argv) {
                "(HF init, never saved), written as kind 'control'");
   app.add_option("--control-seed", options.control_seed, "Seed of the control encoder's initialisation")
       ->capture_default_str();
+  app.add_option("--probe", options.probes,
+                 "Probe architectures, each a probe set from the same encoder pass: linear (the study's), rank:R "
+                 "(W = U D, R x H), mlp:W (one ReLU layer of W units); e.g. rank:1,linear,mlp:256 [linear]")
+      ->delimiter(',');
+  app.add_flag("--control-task", options.control_task,
+               "Also train every architecture on the control task (answers set by a seeded hash of token ids; "
+               "Hewitt & Liang), for each layer's selectivity; in <kind>_probes/<probe>.control_task/");
+  app.add_option("--control-task-seed", options.control_task_seed, "Seed of the control task's token scores")
+      ->capture_default_str();
+  app.add_flag("--conditional", options.conditional,
+               "Also train every architecture on [layer l ; layer 0] and on layer 0 alone (conditional probing: "
+               "what layer l adds to the embeddings)");
+  app.add_flag("--tuned-lens", options.tuned_lens,
+               "Also train the tuned lens of the fine-tuned model (per layer an affine translator into its own QA "
+               "head, fitted to its last layer's start/end distributions), in <kind>_probes/tuned_lens/");
   app.add_option("--max-train-features", options.max_train_features, "Use only the first N features (0 = all)")
       ->check(tools::integer_in(0, INT64_MAX))
       ->capture_default_str();

@@ -23,6 +23,8 @@
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/core/precision.hpp"
 #include "layerprobe/probe/workflow.hpp"
+#include "layerprobe/probe/probe_model.hpp"
+#include "layerprobe/probe/probe_variant.hpp"
 #include "layerprobe/probe/probes.hpp"
 #include "layerprobe/squad/squad.hpp"
 #include "layerprobe/model/model_dir.hpp"
@@ -349,6 +351,9 @@ nlohmann::json BenchResult::to_json() const {
           {"probe_seeds", probe_seeds},
           {"probe_train_seeds_fps", probe_train_seeds_fps},
           {"probe_seeds_cost", probe_train_seeds_fps > 0 ? probe_train_fps / probe_train_seeds_fps : 0.0},
+          {"probe_method_fps", nlohmann::json::object()},
+          {"probe_method_cost", nlohmann::json::object()},
+          {"probe_method_share", nlohmann::json::object()},
           {"predict_fps", predict_fps},
           {"flops_per_feature", flops_per_feature},
           {"forward_gflops", forward_fps * flops_per_feature / 1e9},
@@ -368,6 +373,11 @@ nlohmann::json BenchResult::to_json() const {
           {"fast_path", fast_path},
           {"device", device},
           {"precision", precision}};
+  for (const auto& [method, fps] : probe_method_fps) {
+    json["probe_method_fps"][method] = fps;
+    json["probe_method_cost"][method] = fps > 0 ? probe_train_fps / fps : 0.0;
+  }
+  for (const auto& [method, share] : probe_method_share) json["probe_method_share"][method] = share;
   if (!forward_profile.empty()) {
     json["forward_profile"] = forward_profile;  // [[op, seconds], ...]
     json["forward_profile_s"] = forward_profile_s;
@@ -424,11 +434,60 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
       probe_sets[s].train_step(hidden, batch.attention_mask, positions(rows, true, device),
                                positions(rows, false, device), dropout_seed++);
   };
+  // Each probing method: the probe sets probe_train adds for it beside the study's probes.
+  struct Method {
+    std::string name;
+    std::vector<ProbeVariant> variants;
+    std::vector<std::unique_ptr<ProbeModel>> sets;
+    double seconds = 0;      // the whole step: encoder pass, the study's probes, the method's sets
+    double own_seconds = 0;  // the method's sets alone (their inputs included)
+  };
+  std::vector<Method> methods;
+  const int64_t layers = loaded.config.num_hidden_layers, hidden_size = loaded.config.hidden_size;
+  for (const auto& name : options.probe_methods) {
+    Method method{name, {}, {}, 0};
+    const ProbeArch linear;
+    if (name == "control_task") method.variants = {{linear, ProbeTask::control_task, ProbeInput::layer}};
+    else if (name == "conditional")
+      method.variants = {{linear, ProbeTask::squad, ProbeInput::conditional}, {linear, ProbeTask::squad, ProbeInput::embeddings}};
+    else method.variants = {{ProbeArch::parse(name), ProbeTask::squad, ProbeInput::layer}};  // an architecture, tuned_lens
+    for (const auto& v : method.variants) {
+      method.sets.push_back(make_probe_model(v.arch, v.probe_layers(layers), v.input_size(hidden_size), ProbeOptions{}, 1));
+      method.sets.back()->to(device);
+      method.sets.back()->attach_model(&model);  // the tuned lens reads the model's head
+    }
+    methods.push_back(std::move(method));
+  }
+  // probe_train's step with a method: one encoder pass (with the embeddings where a set reads
+  // them), the study's probes, then the method's sets. (The control task's step is timed on
+  // the SQuAD targets: the same work.)
+  auto method_batch = [&](Method& method, const std::vector<const SquadFeature*>& rows, const EncoderBatch& batch) {
+    const bool embeddings = std::any_of(method.variants.begin(), method.variants.end(),
+                                        [](const ProbeVariant& v) { return v.input != ProbeInput::layer; });
+    auto all = probed_hidden_states(model, batch, options.precision, embeddings);
+    auto hidden = embeddings ? all.slice(0, 1) : all;
+    auto starts = positions(rows, true, device), ends = positions(rows, false, device);
+    probes.train_step(hidden, batch.attention_mask, starts, ends, dropout_seed++);
+    method.own_seconds += timed(device, [&] {
+      torch::Tensor conditional;
+      for (size_t i = 0; i < method.sets.size(); ++i) {
+        const auto input = method.variants[i].input;
+        if (input == ProbeInput::conditional && !conditional.defined())
+          conditional = conditional_input(hidden, all.slice(0, 0, 1));
+        const auto& x = input == ProbeInput::layer ? hidden : input == ProbeInput::embeddings ? all.slice(0, 0, 1) : conditional;
+        method.sets[i]->train_step(x, batch.attention_mask, starts, ends, dropout_seed++);
+      }
+    });
+  };
   forward(unpadded);  // warm-up: weight preparation, allocator, kernels
   // ... and the optimisers' state, on the longest batch: the allocator then holds what every batch needs,
   // as in a long probe_train run, instead of growing (and faulting pages in) within the timed steps
   const auto& longest = largest_batch(batches);
   probe_train_batch(longest, make_batch(longest, unpadded).to(device), probe_sets.size());
+  for (auto& method : methods) {
+    method_batch(method, longest, make_batch(longest, unpadded).to(device));
+    method.own_seconds = 0;
+  }
   // Forward alone and the probe_train steps run on each batch one after the
   // other: a change in the machine's speed (another process, clocks) then
   // falls on all alike, and their ratios hold still from run to run.
@@ -440,6 +499,14 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
     probe_train_s += timed(device, [&] { probe_train_batch(rows, batch, 1); });
     if (options.probe_seeds > 1)
       probe_seeds_s += timed(device, [&] { probe_train_batch(rows, batch, probe_sets.size()); });
+    for (auto& method : methods) method.seconds += timed(device, [&] { method_batch(method, rows, batch); });
+  }
+  for (const auto& method : methods) {
+    result.probe_method_fps.emplace_back(method.name, n / method.seconds);
+    result.probe_method_share.emplace_back(method.name, method.own_seconds / forward_s);
+    spdlog::info("bench: probe_train step with {} {:.2f} features/s ({:.3f}x the time of the plain step; its probe sets "
+                 "alone {:.3f}x the encoder pass)",
+                 method.name, n / method.seconds, method.seconds / probe_train_s, method.own_seconds / forward_s);
   }
   result.forward_fps = n / forward_s;
   result.probe_train_fps = n / probe_train_s;
@@ -486,6 +553,8 @@ BenchResult run_bench(const BenchOptions& options) {
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   const torch::Device device = parse_device(options.device);
   check_precision(options.precision, device);  // before any work
+  for (const auto& method : options.probe_methods)
+    if (method != "control_task" && method != "conditional") ProbeArch::parse(method);  // usage Error naming it
   BenchResult result;
   result.device = options.device;
   result.precision = options.precision;

@@ -12,6 +12,7 @@
 #include "layerprobe/core/json.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/probe_store.hpp"
+#include "layerprobe/probe/probe_variant.hpp"
 
 namespace layerprobe {
 
@@ -31,7 +32,10 @@ struct PredsMeta {
   std::optional<std::string> kind;
   std::optional<int> epoch;
   std::optional<int> layers;
+  std::optional<int> first_layer;  // 0 for layer-0 probes (conditional probing's baseline)
   std::optional<uint64_t> seed;
+  std::optional<std::string> variant;
+  std::optional<fs::path> probes;  // the probes file the predictions came from
 };
 
 PredsMeta read_meta(const fs::path& preds_dir) {
@@ -45,17 +49,24 @@ PredsMeta read_meta(const fs::path& preds_dir) {
   if (j.contains("epoch") && j["epoch"].is_number_integer()) meta.epoch = j["epoch"].get<int>();
   if (j.contains("layers") && j["layers"].is_number_integer()) meta.layers = j["layers"].get<int>();
   if (j.contains("seed") && j["seed"].is_number_unsigned()) meta.seed = j["seed"].get<uint64_t>();
+  if (j.contains("first_layer") && j["first_layer"].is_number_integer()) meta.first_layer = j["first_layer"].get<int>();
+  if (j.contains("variant") && j["variant"].is_string()) meta.variant = j["variant"].get<std::string>();
+  if (j.contains("probes") && j["probes"].is_string()) meta.probes = fs::path(j["probes"].get<std::string>());
   if (j.contains("dev_file_fingerprint") && j["dev_file_fingerprint"].is_string())
     meta.dev_fingerprint = j["dev_file_fingerprint"].get<std::string>();
   return meta;
 }
 
-// <kind>_epoch_<e>/<kind>_preds[/seed_<s>], as probe_predict lays them out.
+// <kind>_epoch_<e>/<kind>_preds[/<variant>][/seed_<s>], as probe_predict lays them out.
 void kind_and_epoch_from_names(const fs::path& dir, RunResults& run) {
   static const std::regex epoch_dir("(.+)_epoch_([0-9]+)");
   static const std::regex preds_name("(.+)_preds");
   run.seed = seed_from_dir_name(dir.filename().string());
-  const fs::path preds_dir = run.seed ? dir.parent_path() : dir;
+  fs::path preds_dir = run.seed ? dir.parent_path() : dir;
+  if (ProbeVariant::from_name(preds_dir.filename().string())) {
+    run.variant = preds_dir.filename().string();
+    preds_dir = preds_dir.parent_path();
+  }
   std::smatch m;
   const std::string parent = preds_dir.parent_path().filename().string();
   const std::string name = preds_dir.filename().string();
@@ -73,7 +84,8 @@ void kind_and_epoch_from_names(const fs::path& dir, RunResults& run) {
 // layer count probe_predict recorded, every layer must be there and files of
 // layers beyond it (left by an earlier, deeper model) are skipped with a
 // warning; either way the table never silently gains or loses a row.
-std::map<int, fs::path> find_layer_files(const fs::path& preds_dir, std::optional<int> layers, bool allow_incomplete) {
+std::map<int, fs::path> find_layer_files(const fs::path& preds_dir, std::optional<int> layers, int first_layer,
+                                         bool allow_incomplete) {
   static const std::regex layer_file("pred_layer_([0-9]+)\\.(json|csv)");
   std::map<int, fs::path> files;
   std::error_code ec;
@@ -90,15 +102,16 @@ std::map<int, fs::path> find_layer_files(const fs::path& preds_dir, std::optiona
     throw Error("no pred_layer_<L>.json or pred_layer_<L>.csv in '" + preds_dir.string() +
                 "'; run probe_predict on the probes first");
   if (!layers) return files;
+  const int last_layer = first_layer + *layers - 1;
   for (auto it = files.begin(); it != files.end();) {
-    if (it->first >= 1 && it->first <= *layers) {
+    if (it->first >= first_layer && it->first <= last_layer) {
       ++it;
       continue;
     }
     spdlog::warn("ignoring '{}': preds_meta.json says the probes have {} layers", it->second.string(), *layers);
     it = files.erase(it);
   }
-  for (int layer = 1; layer <= *layers; ++layer) {
+  for (int layer = first_layer; layer <= last_layer; ++layer) {
     if (files.count(layer)) continue;
     const std::string missing = "'" + preds_dir.string() + "' has no pred_layer_" + std::to_string(layer) +
                                 ".json or .csv but preds_meta.json says " + std::to_string(*layers) + " layers";
@@ -133,7 +146,7 @@ std::optional<int> layers_without_meta(const fs::path& preds_dir, bool allow_inc
                  "probes have", preds_dir.string());
     return std::nullopt;
   }
-  const int layers = static_cast<int>(load_probes(*probes).probes.layers());
+  const int layers = static_cast<int>(load_probe_model(*probes).probes->layers());
   const std::string problem = "'" + preds_dir.string() + "' has no preds_meta.json, which probe_predict writes " +
                               "after every layer's predictions: it did not finish there (stopped, or out of disk), " +
                               "so some of the " + std::to_string(layers) + " layers of '" + probes->string() +
@@ -141,6 +154,19 @@ std::optional<int> layers_without_meta(const fs::path& preds_dir, bool allow_inc
   if (!allow_incomplete) throw Error(problem + "; rerun probe_predict (or pass --allow-incomplete to score the files found)");
   spdlog::warn("{}; scoring the files found (--allow-incomplete)", problem);
   return layers;
+}
+
+// The probes' complexity (parameters per layer, nuclear norms) from the probes file the
+// predictions came from, when it is still there; the complexity columns stay empty otherwise.
+void add_complexity(const PredsMeta& meta, RunResults& run) {
+  if (!meta.probes || !fs::is_regular_file(*meta.probes)) return;
+  try {
+    const auto stored = load_probe_model(*meta.probes);
+    run.parameters = stored.variant.arch.parameters(stored.probes->input_size());
+    run.nuclear_norms = stored.probes->nuclear_norms();
+  } catch (const Error& e) {
+    spdlog::warn("no complexity for '{}': {}", meta.probes->string(), e.what());
+  }
 }
 
 // The dev file must hold what probe_predict read: other content (another
@@ -183,6 +209,19 @@ const std::string& GoldCache::fingerprint(const fs::path& dev_file) {
   return it->second;
 }
 
+namespace {
+
+// Each seed_<s> directory of `dir`, into `found`; `any` set when there is one.
+void add_seed_dirs(const fs::path& dir, std::vector<fs::path>& found, bool& any) {
+  for (const auto& seed : fs::directory_iterator(dir))
+    if (seed.is_directory() && seed_from_dir_name(seed.path().filename().string())) {
+      found.push_back(clean_dir(seed.path()));
+      any = true;
+    }
+}
+
+}  // namespace
+
 std::vector<fs::path> find_preds_dirs(const fs::path& exper_dir) {
   static const std::regex epoch_dir(".+_epoch_[0-9]+");
   static const std::regex preds_dir(".+_preds");
@@ -192,16 +231,26 @@ std::vector<fs::path> find_preds_dirs(const fs::path& exper_dir) {
     if (!epoch.is_directory() || !std::regex_match(epoch.path().filename().string(), epoch_dir)) continue;
     for (const auto& preds : fs::directory_iterator(epoch.path())) {
       if (!preds.is_directory() || !std::regex_match(preds.path().filename().string(), preds_dir)) continue;
-      bool seeds = false;
-      for (const auto& seed : fs::directory_iterator(preds.path()))
-        if (seed.is_directory() && seed_from_dir_name(seed.path().filename().string())) {
-          found.push_back(clean_dir(seed.path()));
-          seeds = true;
+      // A preds dir holding seed directories is scored per seed; its own files, if any, too. Probe
+      // variants' directories in it are preds dirs of their own.
+      bool below = false;
+      add_seed_dirs(preds.path(), found, below);
+      for (const auto& variant : fs::directory_iterator(preds.path()))
+        if (variant.is_directory() && ProbeVariant::from_name(variant.path().filename().string())) {
+          bool seeds = false;
+          add_seed_dirs(variant.path(), found, seeds);
+          if (!seeds || fs::exists(variant.path() / "preds_meta.json")) found.push_back(clean_dir(variant.path()));
+          below = true;
         }
-      // A preds dir holding seed directories is scored per seed; its own files, if any, too.
-      if (!seeds || fs::exists(preds.path() / "preds_meta.json")) found.push_back(clean_dir(preds.path()));
+      if (!below || fs::exists(preds.path() / "preds_meta.json")) found.push_back(clean_dir(preds.path()));
     }
   }
+  // The lenses' predictions lie at the experiment's top (probe_predict lens).
+  static const std::regex lens_dir("[a-z_]+_lens_preds");
+  for (const auto& entry : fs::directory_iterator(exper_dir))
+    if (entry.is_directory() && std::regex_match(entry.path().filename().string(), lens_dir) &&
+        fs::exists(entry.path() / "preds_meta.json"))
+      found.push_back(clean_dir(entry.path()));
   if (found.empty())
     throw Error("no <kind>_epoch_<e>/<kind>_preds directories in '" + exper_dir.string() +
                 "'; run probe_predict on the experiment first");
@@ -221,6 +270,12 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
   if (meta.kind) run.kind = *meta.kind;
   if (meta.epoch) run.epoch = *meta.epoch;
   if (meta.seed) run.seed = meta.seed;
+  if (meta.variant) {
+    if (!ProbeVariant::from_name(*meta.variant))
+      throw Error("'" + (preds_dir / "preds_meta.json").string() + "' names probe variant '" + *meta.variant +
+                  "', which layerprobe does not know");
+    run.variant = *meta.variant;
+  }
 
   const std::optional<fs::path> dev_file = options.dev_file ? options.dev_file : meta.dev_file;
   if (!dev_file)
@@ -235,8 +290,9 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
   eval_options.skip_unlabeled = options.skip_unlabeled;
   const auto layers = fs::exists(preds_dir / "preds_meta.json") ? meta.layers
                                                                  : layers_without_meta(preds_dir, options.allow_incomplete);
-  const auto layer_files = find_layer_files(preds_dir, layers, options.allow_incomplete);
+  const auto layer_files = find_layer_files(preds_dir, layers, meta.first_layer.value_or(1), options.allow_incomplete);
   spdlog::info("{}: scoring {} layer(s) against {}", preds_dir.string(), layer_files.size(), dev_file->string());
+  add_complexity(meta, run);
   for (const auto& [layer, file] : layer_files) {
     // results.csv and summary.csv are written only after every layer is scored.
     throw_if_stop_requested("Nothing was written; rerun the same command.");
@@ -256,19 +312,31 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
 }
 
 void check_distinct_runs(const std::vector<RunResults>& runs) {
-  std::map<std::tuple<std::string, int, std::optional<uint64_t>>, size_t> seen;
+  std::map<std::tuple<std::string, int, std::string, std::optional<uint64_t>>, size_t> seen;
   for (const auto& run : runs)
-    if (++seen[{run.kind, run.epoch, run.seed}] == 2)
+    if (++seen[{run.kind, run.epoch, run.variant, run.seed}] == 2)
       throw Error("two prediction directories are both " + run.kind + " epoch " + std::to_string(run.epoch) +
+                  (run.variant.empty() ? "" : " probe " + run.variant) +
                   (run.seed ? " seed " + std::to_string(*run.seed) : "") +
                   "; remove or rename the stray copy so that summary.csv has one row per layer");
 }
 
 fs::path results_csv_path(const fs::path& preds_dir) {
-  const fs::path dir = clean_dir(preds_dir);
-  if (auto seed = seed_from_dir_name(dir.filename().string()))
-    return dir.parent_path().parent_path() / ("results_" + seed_dir_name(*seed) + ".csv");
-  return dir.parent_path() / "results.csv";
+  fs::path dir = clean_dir(preds_dir);
+  static const std::regex lens_dir("([a-z_]+_lens)_preds");
+  std::smatch lens;
+  const std::string name = dir.filename().string();
+  if (std::regex_match(name, lens, lens_dir)) return dir.parent_path() / (lens[1].str() + "_results.csv");
+  std::string suffix;  // [_<variant>][_seed_<s>]
+  if (auto seed = seed_from_dir_name(dir.filename().string())) {
+    suffix = "_" + seed_dir_name(*seed);
+    dir = dir.parent_path();
+  }
+  if (ProbeVariant::from_name(dir.filename().string())) {
+    suffix = "_" + dir.filename().string() + suffix;
+    dir = dir.parent_path();
+  }
+  return dir.parent_path() / (suffix.empty() ? "results.csv" : "results" + suffix + ".csv");
 }
 
 }  // namespace layerprobe

@@ -11,6 +11,8 @@
 #include "layerprobe/dist/dist.hpp"
 #include "layerprobe/dist/sharding.hpp"
 #include "layerprobe/probe/control.hpp"
+#include "layerprobe/probe/control_task.hpp"
+#include "layerprobe/probe/probe_model.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/model/model_dir.hpp"
@@ -33,7 +35,7 @@ struct ProbeSet {
   fs::path dir;
   std::string kind;
   std::optional<uint64_t> seed;  // probes trained with --seeds
-  StoredProbes stored;
+  StoredProbeModel stored;       // stored.variant: architecture, task and input
   fs::path model_dir;
   fs::path vocab;
   std::shared_ptr<const OpenedModel> opened;  // model_dir with vocab, opened once for every set reading it
@@ -50,10 +52,18 @@ std::vector<fs::path> probes_dirs(const ProbePredictOptions& options) {
 
 // A probes file copied into another kind's directory would get its
 // predictions filed, and tabled, under the wrong model.
-void check_kind_matches_directory(const fs::path& dir, const std::string& kind) {
+void check_kind_matches_directory(const fs::path& dir, const std::string& kind, const ProbeVariant& variant) {
   static const std::regex probes_name("(pretrained|fine_tuned|control)_probes");
   fs::path named_dir = dir.filename().empty() ? dir.parent_path() : dir;
   if (seed_from_dir_name(named_dir.filename().string())) named_dir = named_dir.parent_path();
+  // A variant's probes lie in their variant's directory, the study's probes in none.
+  const auto in_variant = ProbeVariant::from_name(named_dir.filename().string());
+  if (in_variant ? *in_variant != variant : !variant.is_default())
+    throw Error("'" + (dir / "probes.safetensors").string() + "' holds " +
+                (variant.is_default() ? std::string("the study's linear probes") : variant.name() + " probes") +
+                " but lies in " + (in_variant ? "the directory of " + in_variant->name() : std::string("another directory")) +
+                "; move it to <kind>_probes/" + variant.name());
+  if (in_variant) named_dir = named_dir.parent_path();
   std::smatch named;
   const std::string name = named_dir.filename().string();
   if (std::regex_match(name, named, probes_name) && named[1] != kind)
@@ -65,14 +75,14 @@ void check_kind_matches_directory(const fs::path& dir, const std::string& kind) 
 using OpenedByDir = std::map<std::string, std::shared_ptr<const OpenedModel>>;
 
 ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options, OpenedByDir& opened) {
-  auto stored = load_probes(dir / "probes.safetensors");
+  auto stored = load_probe_model(dir / "probes.safetensors");
   std::string kind = stored.metadata.kind.empty() ? kind_from_path(dir).value_or("") : stored.metadata.kind;
   try {
     check_probe_kind(kind);
   } catch (const Error& e) {
     throw Error("probes file '" + (dir / "probes.safetensors").string() + "': " + e.what());  // bad data: status 1
   }
-  check_kind_matches_directory(dir, kind);
+  check_kind_matches_directory(dir, kind, stored.variant);
   // The control copies the pretrained model's architecture (or the model it was trained beside).
   const auto& override_dir = kind == "fine_tuned" ? options.fine_tuned_model : options.pretrained_model;
   fs::path model_dir = override_dir.empty() ? fs::path(stored.metadata.model_path) : override_dir;
@@ -104,11 +114,15 @@ std::string architecture(const ModelConfig& c) {
 }
 
 void check_fits(const ProbeSet& set, const ModelConfig& config) {
-  if (set.stored.probes.layers() != config.num_hidden_layers || set.stored.probes.hidden_size() != config.hidden_size)
-    throw Error("probes in '" + set.dir.string() + "' have " + std::to_string(set.stored.probes.layers()) +
-                " layers of width " + std::to_string(set.stored.probes.hidden_size()) + " but model '" +
-                set.model_dir.string() + "' has " + std::to_string(config.num_hidden_layers) + " of width " +
-                std::to_string(config.hidden_size) + "; pass the model they were trained on");
+  const auto& variant = set.stored.variant;
+  const auto& probes = *set.stored.probes;
+  if (probes.layers() != variant.probe_layers(config.num_hidden_layers) ||
+      probes.input_size() != variant.input_size(config.hidden_size))
+    throw Error("probes in '" + set.dir.string() + "' have " + std::to_string(probes.layers()) +
+                " layers of width " + std::to_string(probes.input_size()) + " but model '" + set.model_dir.string() +
+                "' has " + std::to_string(config.num_hidden_layers) + " of width " + std::to_string(config.hidden_size) +
+                (variant.input == ProbeInput::layer ? "" : " (" + variant.name() + " probes)") +
+                "; pass the model they were trained on");
   // Probes read one encoder's features: another family's (or another architecture's) of the same width
   // would give answers that look like results.
   const ModelConfig trained = config_from_json(set.stored.metadata.model_config,
@@ -150,7 +164,9 @@ void store_scores(ProbeSet& set, const LoopBatch& batch, const torch::Tensor& sc
 // One encoder pass over the dev features; every probe set scores it.
 void score_features(QaModel& model, const std::vector<SquadFeature>& features, std::vector<ProbeSet*>& sets,
                     const ProbePredictOptions& options, torch::Device device, int64_t pad_id) {
-  for (auto* set : sets) set->logits.assign(set->stored.probes.layers(), std::vector<FeatureLogits>(features.size()));
+  for (auto* set : sets) set->logits.assign(set->stored.probes->layers(), std::vector<FeatureLogits>(features.size()));
+  const bool embeddings = std::any_of(sets.begin(), sets.end(),
+                                      [](const ProbeSet* s) { return s->stored.variant.input != ProbeInput::layer; });
   EncodeLoopOptions loop;
   loop.label = "predict";
   loop.padding.pad_id = pad_id;
@@ -159,16 +175,50 @@ void score_features(QaModel& model, const std::vector<SquadFeature>& features, s
   loop.bytes_per_token = hidden_state_bytes_per_token(model.config());
   for_each_batch(features, length_bucketed_batches(features, static_cast<size_t>(options.batch_size)), loop,
                  [&](const LoopBatch& batch) {
-                   auto hidden = probed_hidden_states(model, batch.inputs, options.precision);
-                   for (auto* set : sets) store_scores(*set, batch, set->stored.probes.score(hidden));
+                   auto hidden = probed_hidden_states(model, batch.inputs, options.precision, embeddings);
+                   torch::Tensor layers = embeddings ? hidden.slice(0, 1) : hidden, conditional;
+                   for (auto* set : sets) {
+                     const auto input = set->stored.variant.input;
+                     if (input == ProbeInput::conditional && !conditional.defined())
+                       conditional = conditional_input(layers, hidden.slice(0, 0, 1));
+                     const auto& x = input == ProbeInput::layer         ? layers
+                                     : input == ProbeInput::embeddings ? hidden.slice(0, 0, 1)
+                                                                        : conditional;
+                     store_scores(*set, batch, set->stored.probes->score(x));
+                   }
                    return std::string();
                  });
+}
+
+// Where a control-task preds directory's gold answers go: its variant directory, shared by its seeds.
+fs::path control_gold_path(const fs::path& preds) {
+  const fs::path dir = seed_from_dir_name(preds.filename().string()) ? preds.parent_path() : preds;
+  return dir / "control_task_dev.json";
+}
+
+// The control answers of the dev questions (rank 0 writes them), where a control-task set's
+// predictions are scored: returns the path and its fingerprint.
+std::pair<fs::path, std::string> write_control_gold(const ProbeSet& set, const std::vector<SquadExample>& examples,
+                                                    const std::vector<SquadFeature>& features,
+                                                    const Tokenizer& tokenizer) {
+  const auto source = (set.dir / "probes.safetensors").string();
+  auto it = set.stored.metadata.training_options.find("control_task");
+  if (it == set.stored.metadata.training_options.end())
+    throw Error("'" + source + "' holds control-task probes but its training options lack 'control_task'");
+  const auto spec = ControlTaskSpec::from_json(*it, source);
+  const fs::path path = control_gold_path(preds_dir_for(set.dir, set.kind));
+  size_t answerable = 0;
+  const std::string gold = control_task_gold(examples, features, tokenizer, spec, &answerable);
+  write_file_atomically(path, gold);
+  spdlog::info("control task (seed {}, threshold {:.6f}): {} of {} dev questions have a control answer -> {}", spec.seed,
+               spec.threshold, answerable, examples.size(), path.string());
+  return {path, file_fingerprint(path)};
 }
 
 void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
                        const std::vector<SquadFeature>& features, const Tokenizer& tokenizer,
                        const ProbePredictOptions& options, const std::string& dev_fingerprint,
-                       size_t total_questions) {
+                       size_t total_questions, const std::optional<std::pair<fs::path, std::string>>& control_gold) {
   DecodeOptions decode;
   decode.do_lower_case = tokenizer.lowercases();
   decode.n_best_size = options.n_best_size;
@@ -187,7 +237,7 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
     set.logits[layer].clear();
     set.logits[layer].shrink_to_fit();
     if (!dist::is_main()) continue;
-    auto name = std::to_string(layer + 1);
+    auto name = std::to_string(static_cast<int>(layer) + set.stored.variant.first_layer());
     write_predictions_csv(preds / ("pred_layer_" + name + ".csv"), predictions);
     write_predictions_json(preds / ("pred_layer_" + name + ".json"), predictions);
     write_null_odds_json(preds / ("null_odds_layer_" + name + ".json"), predictions);
@@ -195,7 +245,7 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
   if (!dist::is_main()) return;
   nlohmann::json meta = {{"dev_file", fs::absolute(options.dev_file).lexically_normal().string()},
                          {"dev_file_fingerprint", dev_fingerprint},
-                         {"layers", set.stored.probes.layers()},
+                         {"layers", set.stored.probes->layers()},
                          {"kind", set.kind},
                          {"epoch", set.stored.metadata.epoch},
                          {"seed", set.seed ? nlohmann::json(*set.seed) : nlohmann::json()},
@@ -205,6 +255,20 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
                          {"max_answer_length", options.max_answer_length},
                          {"n_best_size", options.n_best_size},
                          {"null_score_diff_threshold", options.null_score_diff_threshold}};
+  // A variant names itself; a control-task set is scored against its control answers.
+  const auto& variant = set.stored.variant;
+  if (!variant.is_default()) {
+    nlohmann::json training_options;
+    variant.add_to(training_options);
+    meta.update(training_options);
+    meta["variant"] = variant.name();
+    meta["first_layer"] = variant.first_layer();
+  }
+  if (control_gold) {
+    meta["squad_dev_file"] = meta["dev_file"];
+    meta["dev_file"] = fs::absolute(control_gold->first).lexically_normal().string();
+    meta["dev_file_fingerprint"] = control_gold->second;
+  }
   write_file_atomically(preds / "preds_meta.json", meta.dump(2) + "\n");
   spdlog::info("{}: {} layers x {} predictions -> {}", set.dir.string(), set.logits.size(), total_questions,
                preds.string());
@@ -221,7 +285,8 @@ void predict_group(std::vector<ProbeSet*>& group, const SquadDataset& dataset,
                                   (first.dir / "probes.safetensors").string());
   for (auto* set : group) {
     check_fits(*set, loaded.config);
-    set->stored.probes.to(device);
+    set->stored.probes->to(device);
+    set->stored.probes->attach_model(loaded.model.get());  // the tuned lens reads the model's head
   }
   loaded.model->to(device);
   loaded.model->eval();
@@ -243,8 +308,20 @@ void predict_group(std::vector<ProbeSet*>& group, const SquadDataset& dataset,
   const auto& examples = dist::enabled() ? shard.examples : dataset.examples;
   const auto& local_features = dist::enabled() ? shard.features : features;
   score_features(*loaded.model, local_features, group, options, device, tokenizer->pad_id());
-  for (auto* set : group)
-    write_predictions(*set, examples, local_features, *tokenizer, options, dev_fingerprint, dataset.examples.size());
+  // The control answers need every question's windows: rank 0 makes them from all the features.
+  std::map<fs::path, std::pair<fs::path, std::string>> control_golds;
+  for (auto* set : group) {
+    std::optional<std::pair<fs::path, std::string>> gold;
+    if (set->stored.variant.task == ProbeTask::control_task && dist::is_main()) {
+      const fs::path key = control_gold_path(preds_dir_for(set->dir, set->kind));
+      auto it = control_golds.find(key);
+      if (it == control_golds.end())
+        it = control_golds.emplace(key, write_control_gold(*set, dataset.examples, features, *tokenizer)).first;
+      gold = it->second;
+    }
+    write_predictions(*set, examples, local_features, *tokenizer, options, dev_fingerprint, dataset.examples.size(),
+                      gold);
+  }
 }
 
 }  // namespace

@@ -10,6 +10,8 @@ namespace layerprobe {
 
 namespace {
 constexpr const char* kFormat = "layerprobe-probes-1";
+// rank:R and mlp:W probes: other tensors, named in metadata "probe".
+constexpr const char* kFormatArchitectures = "layerprobe-probes-2";
 
 const std::string& required(const std::map<std::string, std::string>& metadata, const std::string& key,
                             const std::filesystem::path& path) {
@@ -32,6 +34,16 @@ const torch::Tensor& required_tensor(const SafetensorsFile& file, const std::str
   auto it = file.tensors.find(key);
   if (it == file.tensors.end()) throw Error("probes file '" + path.string() + "' lacks tensor '" + key + "'");
   return it->second;
+}
+
+// Any probes file's tensors are floating and finite (the architectures' shapes are checked where they are read).
+void check_finite_tensors(const SafetensorsFile& file, const std::filesystem::path& path) {
+  for (const auto& [name, tensor] : file.tensors) {
+    if (!torch::isFloatingType(tensor.scalar_type()))
+      throw Error("probes file '" + path.string() + "': tensor '" + name + "' has non-floating dtype " +
+                  c10::toString(tensor.scalar_type()));
+    check_finite(tensor, name, "probes file '" + path.string() + "'");
+  }
 }
 
 // The tensors of one probe set: weight [L,2,H] and bias [L,2] of floating type, each optimiser moment
@@ -66,38 +78,20 @@ void check_probe_tensors(const SafetensorsFile& file, const std::filesystem::pat
     const auto& tensor = required_tensor(file, moment, path);
     if (tensor.sizes() != parameter->sizes()) wrong(moment, tensor, c10::str(parameter->sizes()));
   }
-  for (const auto& [name, tensor] : file.tensors) {
-    if (!torch::isFloatingType(tensor.scalar_type()))
-      throw Error("probes file '" + path.string() + "': tensor '" + name + "' has non-floating dtype " +
-                  c10::toString(tensor.scalar_type()));
-    check_finite(tensor, name, "probes file '" + path.string() + "'");
-  }
+  check_finite_tensors(file, path);
 }
 }  // namespace
 
-void save_probes(const std::filesystem::path& path, const LayerProbes& probes, const ProbeMetadata& metadata) {
-  // Probes from a diverged run are never saved: a rerun would resume from them.
-  for (size_t layer = 0; layer < metadata.mean_loss.size(); ++layer)
-    if (!std::isfinite(metadata.mean_loss[layer]))
-      throw Error("not saving '" + path.string() + "': the mean loss of layer " + std::to_string(layer + 1) + " is " +
-                  std::to_string(metadata.mean_loss[layer]) + " (the training diverged)");
-  for (const auto* tensor : {&probes.weight(), &probes.bias()})
-    check_finite(*tensor, tensor == &probes.weight() ? "weight" : "bias", "not saving '" + path.string() + "'");
-  std::map<std::string, torch::Tensor> tensors = {
-      {"weight", probes.weight()},
-      {"bias", probes.bias()},
-      {"optimizer.exp_avg.weight", probes.exp_avg_weight()},
-      {"optimizer.exp_avg_sq.weight", probes.exp_avg_sq_weight()},
-      {"optimizer.exp_avg.bias", probes.exp_avg_bias()},
-      {"optimizer.exp_avg_sq.bias", probes.exp_avg_sq_bias()},
-  };
+namespace {
+
+std::map<std::string, std::string> metadata_strings(const ProbeMetadata& metadata, int64_t layers, int64_t hidden) {
   std::map<std::string, std::string> meta = {
       {"format", kFormat},
       {"kind", metadata.kind},
       {"model_path", metadata.model_path},
       {"model_config", metadata.model_config.dump()},
-      {"layers", std::to_string(probes.layers())},
-      {"hidden_size", std::to_string(probes.hidden_size())},
+      {"layers", std::to_string(layers)},
+      {"hidden_size", std::to_string(hidden)},
       {"heads", "start,end"},
       {"training_options", metadata.training_options.dump()},
       {"epoch", std::to_string(metadata.epoch)},
@@ -105,22 +99,11 @@ void save_probes(const std::filesystem::path& path, const LayerProbes& probes, c
       {"mean_loss", nlohmann::json(metadata.mean_loss).dump()},
   };
   if (metadata.codelength) meta["codelength"] = metadata.codelength->to_json().dump();
-  write_safetensors(path, tensors, meta);
+  return meta;
 }
 
-StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& options) {
-  auto file = read_safetensors(path);
-  if (auto it = file.metadata.find("format"); it == file.metadata.end() || it->second != kFormat)
-    throw Error("'" + path.string() + "' is not a layerprobe probes file (metadata 'format' is not '" + kFormat +
-                "')");
-  check_probe_tensors(file, path);
-  LayerProbes probes(required_tensor(file, "weight", path), required_tensor(file, "bias", path), options);
-  probes.set_optimizer_state(required_tensor(file, "optimizer.exp_avg.weight", path),
-                             required_tensor(file, "optimizer.exp_avg_sq.weight", path),
-                             required_tensor(file, "optimizer.exp_avg.bias", path),
-                             required_tensor(file, "optimizer.exp_avg_sq.bias", path));
+ProbeMetadata parse_metadata(const std::map<std::string, std::string>& meta, const std::filesystem::path& path) {
   ProbeMetadata metadata;
-  const auto& meta = file.metadata;
   metadata.kind = required(meta, "kind", path);
   metadata.model_path = required(meta, "model_path", path);
   metadata.model_config = parse_json_value(required(meta, "model_config", path), "model_config", path);
@@ -144,10 +127,98 @@ StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& 
   }
   if (auto it = meta.find("codelength"); it != meta.end())
     metadata.codelength = Codelength::from_json(parse_json_value(it->second, "codelength", path), path.string());
-  if (number("layers") != probes.layers())
+  return metadata;
+}
+
+void check_layers(const std::map<std::string, std::string>& meta, int64_t layers, const std::filesystem::path& path) {
+  auto value = parse_json_value(required(meta, "layers", path), "layers", path);
+  if (!value.is_number_integer() || value.get<int64_t>() != layers)
     throw Error("probes file '" + path.string() + "': metadata says " + meta.at("layers") + " layers but weight has " +
-                std::to_string(probes.layers()));
+                std::to_string(layers));
+}
+
+// Probes from a diverged run are never saved: a rerun would resume from them.
+void check_saveable(const std::filesystem::path& path, const ProbeMetadata& metadata,
+                    const std::map<std::string, torch::Tensor>& tensors) {
+  for (size_t layer = 0; layer < metadata.mean_loss.size(); ++layer)
+    if (!std::isfinite(metadata.mean_loss[layer]))
+      throw Error("not saving '" + path.string() + "': the mean loss of layer " + std::to_string(layer + 1) + " is " +
+                  std::to_string(metadata.mean_loss[layer]) + " (the training diverged)");
+  for (const auto& [name, tensor] : tensors) check_finite(tensor, name, "not saving '" + path.string() + "'");
+}
+
+}  // namespace
+
+void save_probes(const std::filesystem::path& path, const LayerProbes& probes, const ProbeMetadata& metadata) {
+  std::map<std::string, torch::Tensor> tensors = {
+      {"weight", probes.weight()},
+      {"bias", probes.bias()},
+      {"optimizer.exp_avg.weight", probes.exp_avg_weight()},
+      {"optimizer.exp_avg_sq.weight", probes.exp_avg_sq_weight()},
+      {"optimizer.exp_avg.bias", probes.exp_avg_bias()},
+      {"optimizer.exp_avg_sq.bias", probes.exp_avg_sq_bias()},
+  };
+  check_saveable(path, metadata, {{"weight", probes.weight()}, {"bias", probes.bias()}});
+  write_safetensors(path, tensors, metadata_strings(metadata, probes.layers(), probes.hidden_size()));
+}
+
+void save_probe_model(const std::filesystem::path& path, const ProbeModel& probes, const ProbeMetadata& metadata) {
+  if (const LayerProbes* linear = probes.linear()) return save_probes(path, *linear, metadata);
+  auto meta = metadata_strings(metadata, probes.layers(), probes.input_size());
+  meta["format"] = kFormatArchitectures;
+  meta["probe"] = probes.arch().spec();
+  const auto tensors = probes.tensors();
+  check_saveable(path, metadata, tensors);
+  write_safetensors(path, tensors, meta);
+}
+
+StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& options) {
+  auto file = read_safetensors(path);
+  if (auto it = file.metadata.find("format"); it == file.metadata.end() || it->second != kFormat) {
+    if (it != file.metadata.end() && it->second == kFormatArchitectures)
+      throw Error("'" + path.string() + "' holds " + file.metadata["probe"] +
+                  " probes, not linear ones (read it with load_probe_model)");
+    throw Error("'" + path.string() + "' is not a layerprobe probes file (metadata 'format' is not '" + kFormat +
+                "')");
+  }
+  check_probe_tensors(file, path);
+  LayerProbes probes(required_tensor(file, "weight", path), required_tensor(file, "bias", path), options);
+  probes.set_optimizer_state(required_tensor(file, "optimizer.exp_avg.weight", path),
+                             required_tensor(file, "optimizer.exp_avg_sq.weight", path),
+                             required_tensor(file, "optimizer.exp_avg.bias", path),
+                             required_tensor(file, "optimizer.exp_avg_sq.bias", path));
+  ProbeMetadata metadata = parse_metadata(file.metadata, path);
+  check_layers(file.metadata, probes.layers(), path);
   return {std::move(probes), std::move(metadata)};
+}
+
+StoredProbeModel load_probe_model(const std::filesystem::path& path, const ProbeOptions& options) {
+  auto file = read_safetensors(path);
+  auto format = file.metadata.find("format");
+  if (format == file.metadata.end() || (format->second != kFormat && format->second != kFormatArchitectures))
+    throw Error("'" + path.string() + "' is not a layerprobe probes file (metadata 'format' is neither '" + kFormat +
+                "' nor '" + kFormatArchitectures + "')");
+  ProbeArch arch;
+  if (format->second == kFormatArchitectures) {
+    try {
+      arch = ProbeArch::parse(required(file.metadata, "probe", path));
+    } catch (const Error& e) {
+      throw Error("probes file '" + path.string() + "': metadata 'probe': " + e.what());
+    }
+    if (arch.kind == ProbeArch::Kind::linear)
+      throw Error("probes file '" + path.string() + "': linear probes must have format '" + kFormat + "'");
+  }
+  if (arch.kind == ProbeArch::Kind::linear) check_probe_tensors(file, path);
+  else check_finite_tensors(file, path);
+  StoredProbeModel stored;
+  stored.probes = probe_model_from_tensors(arch, file.tensors, options, path.string());
+  stored.metadata = parse_metadata(file.metadata, path);
+  check_layers(file.metadata, stored.probes->layers(), path);
+  stored.variant = ProbeVariant::from_training_options(stored.metadata.training_options, path.string());
+  if (stored.variant.arch != arch)
+    throw Error("probes file '" + path.string() + "' holds " + arch.spec() + " probes but its training options say " +
+                stored.variant.arch.spec());
+  return stored;
 }
 
 }  // namespace layerprobe

@@ -388,16 +388,57 @@ torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Ten
   return -log_probs.gather(-1, target_index(log_probs, targets)).squeeze(-1).mean(-1);
 }
 
-ProbeStepResult LayerProbes::train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
-                                        const torch::Tensor& start_positions, const torch::Tensor& end_positions,
-                                        uint64_t dropout_seed, const ProbeBatchShard& shard) {
+LinearProbeGradients linear_probe_gradients(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                                            const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                                            const torch::Tensor& weight, const torch::Tensor& bias, double dropout,
+                                            uint64_t dropout_seed, const ProbeBatchShard& shard) {
   torch::InferenceMode inference;
   const int64_t global_rows = shard.global_rows > 0 ? shard.global_rows : hidden.size(1);
   const bool on_cpu = hidden.device().is_cpu() && hidden.size(1) > 0;
   auto step = (on_cpu ? cpu_local_gradients : local_gradients)(hidden, attention_mask, start_positions,
-                                                               end_positions, weight_, bias_, options_.dropout,
-                                                               dropout_seed, shard.row_offset, global_rows);
+                                                               end_positions, weight, bias, dropout, dropout_seed,
+                                                               shard.row_offset, global_rows);
   if (shard.all_reduce_sum) reduce_over_ranks(step, shard.all_reduce_sum);
+  return {step.grad_w, step.grad_b, step.loss};
+}
+
+ProbeLossGradient probe_loss_gradient(const torch::Tensor& logits, const torch::Tensor& attention_mask,
+                                      const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                                      int64_t global_rows) {
+  auto start = masked_cross_entropy_with_gradient(logits.select(-1, 0), attention_mask, start_positions, global_rows);
+  auto end = masked_cross_entropy_with_gradient(logits.select(-1, 1), attention_mask, end_positions, global_rows);
+  return {(start.loss + end.loss) / 2, torch::stack({start.gradient, end.gradient}, -1).mul_(0.5)};
+}
+
+torch::Tensor dropped_out(const torch::Tensor& hidden, double p, uint64_t seed, int64_t row_offset) {
+  const auto values = hidden.to(torch::kFloat32);
+  if (p <= 0 || values.numel() == 0) return values;
+  const auto keep = values.is_cpu() ? dropout_keep_mask(values.sizes(), p, seed, row_offset)
+                                    : dropout_keep_mask_on(values.device(), values.sizes(), p, seed, row_offset);
+  return values * keep / (1.0 - p);
+}
+
+void sum_over_ranks(const std::vector<torch::Tensor*>& tensors,
+                    const std::function<void(torch::Tensor&)>& all_reduce_sum) {
+  if (!all_reduce_sum || tensors.empty()) return;
+  std::vector<torch::Tensor> flat;
+  for (const auto* t : tensors) flat.push_back(t->reshape({-1}));
+  auto joined = torch::cat(flat);
+  all_reduce_sum(joined);
+  int64_t at = 0;
+  for (auto* t : tensors) {
+    const int64_t n = t->numel();
+    *t = joined.slice(0, at, at + n).view(t->sizes()).clone();
+    at += n;
+  }
+}
+
+ProbeStepResult LayerProbes::train_step(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                                        const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                                        uint64_t dropout_seed, const ProbeBatchShard& shard) {
+  torch::InferenceMode inference;
+  auto step = linear_probe_gradients(hidden, attention_mask, start_positions, end_positions, weight_, bias_,
+                                     options_.dropout, dropout_seed, shard);
   // clip_grad_norm_ per (layer, head) over that head's weight and bias.
   auto norm = (step.grad_w.pow(2).sum(-1) + step.grad_b.pow(2)).sqrt();  // [L,2]
   auto coef = (options_.max_grad_norm / (norm + 1e-6)).clamp_max(1.0);

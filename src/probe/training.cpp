@@ -14,6 +14,9 @@
 #include "layerprobe/dist/sharding.hpp"
 #include "layerprobe/probe/codelength.hpp"
 #include "layerprobe/probe/control.hpp"
+#include "layerprobe/probe/control_task.hpp"
+#include "layerprobe/probe/probe_model.hpp"
+#include "layerprobe/probe/probe_variant.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/squad/features.hpp"
 #include "layerprobe/train/finetune.hpp"
@@ -32,12 +35,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One probe set: the probes of one seed on one encoder, and how far they got.
+// One probe set: the probes of one variant and seed on one encoder, and how far they got.
 struct SeedProbes {
+  ProbeVariant variant;          // architecture, task and input (the study's probe by default)
   std::optional<uint64_t> seed;  // set when trained with --seeds: its seed_<s> directory
   uint64_t probe_seed = 1;       // initialisation and dropout
   nlohmann::json training_options;
-  std::optional<LayerProbes> probes;
+  std::unique_ptr<ProbeModel> probes;
   int done_epochs = 0;
   int64_t features_seen = 0;
   torch::Tensor loss_sum;                // [L], over the current epoch
@@ -98,33 +102,52 @@ nlohmann::json run_training_options(const nlohmann::json& shared, const ProbeRun
   return json;
 }
 
-SeedProbes seed_probes(std::optional<uint64_t> seed, uint64_t probe_seed, nlohmann::json training_options) {
+SeedProbes seed_probes(const ProbeVariant& variant, std::optional<uint64_t> seed, uint64_t probe_seed,
+                       nlohmann::json training_options) {
   SeedProbes set;
+  set.variant = variant;
   set.seed = seed;
   set.probe_seed = probe_seed;
   set.training_options = std::move(training_options);
   return set;
 }
 
-std::vector<SeedProbes> seed_sets(const ProbeTrainOptions& options, const nlohmann::json& run_options) {
-  if (options.seeds.empty()) return {seed_probes(std::nullopt, options.seed, run_options)};
+// One probe set per variant and seed. A variant's training options add its architecture, task
+// and input (and the control task's settings); the study's probe adds nothing.
+std::vector<SeedProbes> seed_sets(const ProbeTrainOptions& options, const nlohmann::json& run_options,
+                                  const std::vector<ProbeVariant>& variants,
+                                  const std::optional<ControlTaskSpec>& control_task) {
   std::vector<SeedProbes> sets;
-  for (uint64_t seed : options.seeds) {
-    nlohmann::json json = run_options;
-    json["probe_seed"] = seed;
-    sets.push_back(seed_probes(seed, seed, json));
+  for (const auto& variant : variants) {
+    nlohmann::json variant_options = run_options;
+    variant.add_to(variant_options);
+    if (variant.task == ProbeTask::control_task) variant_options["control_task"] = control_task->to_json();
+    if (options.seeds.empty()) {
+      sets.push_back(seed_probes(variant, std::nullopt, options.seed, variant_options));
+      continue;
+    }
+    for (uint64_t seed : options.seeds) {
+      nlohmann::json json = variant_options;
+      json["probe_seed"] = seed;
+      sets.push_back(seed_probes(variant, seed, seed, json));
+    }
   }
   return sets;
+}
+
+std::string describe_set(const ProbeRun& run, const SeedProbes& set) {
+  return run.kind + (set.variant.is_default() ? "" : " " + set.variant.name()) +
+         (set.seed ? " seed " + std::to_string(*set.seed) : "");
 }
 
 // Picks up the last epoch already saved for this probe set, so a rerun resumes.
 void resume(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& options) {
   for (int epoch = options.epochs; epoch >= 1; --epoch) {
-    auto path = probes_file(options.output_dir, run.kind, epoch, set.seed);
+    auto path = probes_file(options.output_dir, run.kind, epoch, set.seed, set.variant.name());
     if (!fs::exists(path)) continue;
     auto stored = [&] {
       try {
-        return load_probes(path, probe_options(options));
+        return load_probe_model(path, probe_options(options));
       } catch (const Error& e) {  // never resumed from: a damaged or diverged epoch would poison the rest
         throw Error(std::string(e.what()) + " (a rerun resumes from the last saved epoch: delete that epoch's " +
                     "directory to resume from the one before, or pass --overwrite to train from the start)");
@@ -146,10 +169,10 @@ void resume(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& optio
       throw Error("'" + path.string() + "' was trained with other settings (model '" + stored.metadata.model_path +
                   "', options " + stored.metadata.training_options.dump() +
                   "); pass --overwrite to start again, or another --output-dir");
-    set.probes.emplace(std::move(stored.probes));
+    set.probes = std::move(stored.probes);
     set.done_epochs = epoch;
     set.features_seen = stored.metadata.features_seen;
-    spdlog::info("{}: resuming after epoch {} ({})", run.kind, epoch, path.string());
+    spdlog::info("{}: resuming after epoch {} ({})", describe_set(run, set), epoch, path.string());
     return;
   }
 }
@@ -161,7 +184,15 @@ uint64_t dropout_seed(uint64_t seed, int epoch, const std::string& kind, size_t 
   return ((seed * 7919ULL + static_cast<uint64_t>(epoch)) * 104729ULL + kind_index) * 1000003ULL + batch;
 }
 
-std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, const Tokenizer& tokenizer) {
+// The training features, and with --control-task the control task fitted on them and each
+// feature's control targets.
+struct TrainingData {
+  std::vector<SquadFeature> features;
+  std::optional<ControlTaskSpec> control_task;
+  std::vector<std::pair<int, int>> control_targets;  // per feature
+};
+
+TrainingData training_data(const ProbeTrainOptions& options, const Tokenizer& tokenizer) {
   SquadLoadOptions load;
   load.is_training = true;
   auto dataset = load_squad(options.train_file, load);
@@ -171,13 +202,30 @@ std::vector<SquadFeature> training_features(const ProbeTrainOptions& options, co
   feature_options.window = options.window;
   feature_options.is_training = true;
   feature_options.decoding_fields = false;
-  auto features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
-  if (options.max_train_features > 0 && static_cast<int64_t>(features.size()) > options.max_train_features)
+  TrainingData data;
+  auto& features = data.features;
+  features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
+  if (options.control_task) {
+    // Fitted on every question of the train file, before --max-train-features cuts any.
+    data.control_task = fit_control_task(dataset.examples, features, options.control_task_seed);
+    data.control_targets = control_task_targets(features, dataset.examples.size(), *data.control_task);
+  }
+  if (options.max_train_features > 0 && static_cast<int64_t>(features.size()) > options.max_train_features) {
     features.resize(static_cast<size_t>(options.max_train_features));
+    if (options.control_task) data.control_targets.resize(features.size());
+  }
   spdlog::info("{}: {} examples -> {} training features", options.train_file.string(), dataset.examples.size(),
                features.size());
   if (features.empty()) throw Error("no training features from '" + options.train_file.string() + "'");
-  return features;
+  if (data.control_task) {
+    const auto labelled = std::count_if(data.control_targets.begin(), data.control_targets.end(),
+                                        [](const std::pair<int, int>& t) { return t.first != 0; });
+    spdlog::info("control task (seed {}): threshold {:.6f} for the train questions' unanswerable share {:.4f}; {} of {} "
+                 "features hold a control span",
+                 data.control_task->seed, data.control_task->threshold, data.control_task->unanswerable_share, labelled,
+                 features.size());
+  }
+  return data;
 }
 
 // One feature set serves both models only when they tokenize alike (their
@@ -200,10 +248,12 @@ void check_same_tokenizer(const OpenedModels& models) {
 }
 
 // <kind>_epoch_1/codelength.csv from every probe set saved for the kind's epoch 1.
-void write_codelength_csv(const std::string& kind, const ProbeTrainOptions& options) {
-  const auto rows = saved_codelengths(options.output_dir, kind);
+// (codelength_<variant>.csv for a variant's probe sets)
+void write_codelength_csv(const std::string& kind, const std::string& variant, const ProbeTrainOptions& options) {
+  const auto rows = saved_codelengths(options.output_dir, kind, variant);
   if (rows.empty()) return;
-  write_file_atomically(probes_dir(options.output_dir, kind, 1).parent_path() / "codelength.csv", codelength_csv(rows));
+  const std::string name = variant.empty() ? "codelength.csv" : "codelength_" + variant + ".csv";
+  write_file_atomically(probes_dir(options.output_dir, kind, 1).parent_path() / name, codelength_csv(rows));
 }
 
 void save_epoch(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& options, int epoch,
@@ -218,13 +268,14 @@ void save_epoch(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& o
   metadata.features_seen = set.features_seen;
   metadata.mean_loss.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
   if (epoch == 1) metadata.codelength = set.codelength;
-  auto path = probes_file(options.output_dir, run.kind, epoch, set.seed);
+  auto path = probes_file(options.output_dir, run.kind, epoch, set.seed, set.variant.name());
   set.done_epochs = epoch;
   if (!dist::is_main()) return;  // every rank holds the same probes; rank 0 writes them
-  save_probes(path, *set.probes, metadata);
-  spdlog::info("{}{} epoch {}: mean loss layer 1 {:.4f}, layer {} {:.4f} -> {}", run.kind,
-               set.seed ? " seed " + std::to_string(*set.seed) : "", epoch, metadata.mean_loss.front(),
-               metadata.mean_loss.size(), metadata.mean_loss.back(), path.string());
+  save_probe_model(path, *set.probes, metadata);
+  const int first = set.variant.first_layer();
+  spdlog::info("{} epoch {}: mean loss layer {} {:.4f}, layer {} {:.4f} -> {}", describe_set(run, set), epoch, first,
+               metadata.mean_loss.front(), first + static_cast<int>(metadata.mean_loss.size()) - 1,
+               metadata.mean_loss.back(), path.string());
 }
 
 // The probe sets of `run` that still need `epoch`.
@@ -243,11 +294,41 @@ std::vector<int64_t> feature_positions(const std::vector<SquadFeature>& features
   return positions;
 }
 
-// Hidden states of this rank's rows; [L,0,0,H] when it holds none of the batch.
-torch::Tensor shard_hidden_states(ProbeRun& run, const LoopBatch& batch, const ProbeTrainOptions& options) {
-  if (batch.rows.empty()) return torch::empty({run.model.config.num_hidden_layers, 0, 0, run.model.config.hidden_size});
-  return probed_hidden_states(*run.model.model, batch.inputs, options.precision);
+// Hidden states of this rank's rows, with the embeddings (index 0) first when `embeddings`;
+// [L(+1),0,0,H] when it holds none of the batch.
+torch::Tensor shard_hidden_states(ProbeRun& run, const LoopBatch& batch, const ProbeTrainOptions& options,
+                                  bool embeddings) {
+  const int64_t layers = run.model.config.num_hidden_layers + (embeddings ? 1 : 0);
+  if (batch.rows.empty()) return torch::empty({layers, 0, 0, run.model.config.hidden_size});
+  return probed_hidden_states(*run.model.model, batch.inputs, options.precision, embeddings);
 }
+
+bool needs_embeddings(const std::vector<SeedProbes*>& sets) {
+  return std::any_of(sets.begin(), sets.end(), [](const SeedProbes* s) { return s->variant.input != ProbeInput::layer; });
+}
+
+// What each input kind reads of one batch's hidden states: layers 1..L, [layer l ; layer 0]
+// (made once per batch, when a set needs it) or layer 0 alone.
+class ProbeInputs {
+ public:
+  ProbeInputs(torch::Tensor hidden, bool with_embeddings) : hidden_(std::move(hidden)), embeddings_(with_embeddings) {}
+  const torch::Tensor& of(ProbeInput input) const {
+    if (!embeddings_) return hidden_;
+    if (!layers_.defined()) {
+      layers_ = hidden_.slice(0, 1);
+      layer0_ = hidden_.slice(0, 0, 1);
+    }
+    if (input == ProbeInput::layer) return layers_;
+    if (input == ProbeInput::embeddings) return layer0_;
+    if (!conditional_.defined()) conditional_ = conditional_input(layers_, layer0_);
+    return conditional_;
+  }
+
+ private:
+  torch::Tensor hidden_;
+  bool embeddings_;
+  mutable torch::Tensor layers_, layer0_, conditional_;
+};
 
 // A loss that is not finite would poison every later step and the saved epoch: stop, saving nothing of it.
 void check_finite_loss(const torch::Tensor& loss, const ProbeRun& run, int epoch, size_t batch) {
@@ -264,7 +345,8 @@ void check_finite_loss(const torch::Tensor& loss, const ProbeRun& run, int epoch
 // One batch through every active encoder, then each of its probe sets'
 // training step; `positions` (epoch 1 only) feed the codelength.
 std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, const ProbeTrainOptions& options,
-                       int epoch, const ProbeBatchShard& shard, const std::vector<int64_t>& positions) {
+                       int epoch, const ProbeBatchShard& shard, const std::vector<int64_t>& positions,
+                       const std::vector<std::pair<int, int>>& control_targets) {
   std::vector<int64_t> starts, ends;
   for (const auto* f : batch.rows) {
     starts.push_back(f->start_position);
@@ -273,12 +355,26 @@ std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, c
   const auto device = batch.inputs.input_ids.device();
   auto start_positions = torch::tensor(starts, torch::kInt64).to(device);
   auto end_positions = torch::tensor(ends, torch::kInt64).to(device);
+  torch::Tensor control_starts, control_ends;
+  if (!control_targets.empty()) {
+    std::vector<int64_t> cs, ce;
+    for (size_t index : batch.indices) {
+      cs.push_back(control_targets[index].first);
+      ce.push_back(control_targets[index].second);
+    }
+    control_starts = torch::tensor(cs, torch::kInt64).to(device);
+    control_ends = torch::tensor(ce, torch::kInt64).to(device);
+  }
   std::string detail;
   for (auto* run : active) {
-    auto hidden = shard_hidden_states(*run, batch, options);
+    const auto sets = training_sets(*run, epoch);
+    const ProbeInputs inputs(shard_hidden_states(*run, batch, options, needs_embeddings(sets)), needs_embeddings(sets));
     torch::Tensor shown;
-    for (auto* set : training_sets(*run, epoch)) {
-      auto result = set->probes->train_step(hidden, batch.inputs.attention_mask, start_positions, end_positions,
+    for (auto* set : sets) {
+      const bool control = set->variant.task == ProbeTask::control_task;
+      auto result = set->probes->train_step(inputs.of(set->variant.input), batch.inputs.attention_mask,
+                                            control ? control_starts : start_positions,
+                                            control ? control_ends : end_positions,
                                             dropout_seed(set->probe_seed, epoch, run->kind, batch.number), shard);
       auto loss = result.loss.to(torch::kCPU, torch::kDouble);
       check_finite_loss(loss, *run, epoch, batch.number);
@@ -293,8 +389,9 @@ std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, c
   return detail;
 }
 
-void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>& features,
-                 const ProbeTrainOptions& options, int epoch, torch::Device device, int64_t pad_id) {
+void train_epoch(std::vector<ProbeRun*>& active, const TrainingData& data, const ProbeTrainOptions& options, int epoch,
+                 torch::Device device, int64_t pad_id) {
+  const auto& features = data.features;
   const auto batches = shuffled_length_pooled_batches(features, static_cast<size_t>(options.batch_size), options.seed,
                                                       epoch);
   for (auto* run : active)
@@ -313,12 +410,18 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
   const auto shards = dist::rank_batches(batches, dist::rank(), dist::world_size());
   for_each_batch(features, shards.local, loop, [&](const LoopBatch& batch) {
     const auto positions = epoch == 1 ? feature_positions(features, batches[batch.number]) : std::vector<int64_t>{};
-    return train_step(active, batch, options, epoch, dist::probe_batch_shard(shards, batch.number), positions);
+    return train_step(active, batch, options, epoch, dist::probe_batch_shard(shards, batch.number), positions,
+                      data.control_targets);
   });
   for (auto* run : active) {
-    for (auto* set : training_sets(*run, epoch))
+    std::vector<std::string> variants;
+    for (auto* set : training_sets(*run, epoch)) {
       save_epoch(*run, *set, options, epoch, static_cast<int64_t>(features.size()));
-    if (epoch == 1 && dist::is_main()) write_codelength_csv(run->kind, options);
+      if (std::find(variants.begin(), variants.end(), set->variant.name()) == variants.end())
+        variants.push_back(set->variant.name());
+    }
+    if (epoch == 1 && dist::is_main())
+      for (const auto& variant : variants) write_codelength_csv(run->kind, variant, options);
   }
 }
 
@@ -392,17 +495,34 @@ void train_probes(const ProbeTrainOptions& input_options, const OpenedModels& mo
   ProbeTrainOptions options = input_options;
   if (options.train_file.empty()) options.train_file = squad_dir() / "train-v2.0.json";
   auto device = checked_device(options);
+  const auto archs = parse_probe_archs(options.probes);
+  const auto variants = probe_variants(archs, options.control_task, options.conditional);
+  for (const auto& arch : archs)
+    if (arch.kind == ProbeArch::Kind::rank && arch.width > 2)
+      spdlog::warn("rank:{} is full rank for the two heads' 2 x H map: it expresses exactly the linear probe "
+                   "(rank:1 is the constrained one); it is trained all the same", arch.width);
   std::vector<ProbeRun> runs = probe_runs(options, models);
   require_squad_file(options.train_file, "--train-file");
+  const auto& tokenizer = runs.front().opened->tokenizer;
+  // The control task's threshold comes from the training questions, and is part of its probes' settings.
+  std::optional<TrainingData> data;
+  if (options.control_task) data = training_data(options, *tokenizer);
   const auto shared_options = training_options_json(options);
   for (auto& run : runs) {
     // The control's weights fingerprint is part of its settings, so it is built before resuming.
     if (run.kind == "control") run.model = control_model(run.opened->config, options.control_seed);
-    run.sets = seed_sets(options, run_training_options(shared_options, run, options));
+    run.sets = seed_sets(options, run_training_options(shared_options, run, options), variants,
+                         data ? data->control_task : std::nullopt);
+    if (options.tuned_lens && run.kind == "fine_tuned") {
+      const ProbeVariant lens{ProbeArch::parse("tuned_lens"), ProbeTask::squad, ProbeInput::layer};
+      nlohmann::json lens_options = run_training_options(shared_options, run, options);
+      lens.add_to(lens_options);
+      run.sets.push_back(seed_probes(lens, std::nullopt, options.seed, lens_options));
+    }
     for (auto& set : run.sets) {
       if (!options.overwrite) resume(run, set, options);
-      dist::require_same_on_every_rank(set.done_epochs, run.kind + (set.seed ? " seed " + std::to_string(*set.seed) : "") +
-                                                            " epochs saved in '" + options.output_dir.string() + "'");
+      dist::require_same_on_every_rank(set.done_epochs,
+                                       describe_set(run, set) + " epochs saved in '" + options.output_dir.string() + "'");
     }
   }
   int first_epoch = options.epochs + 1;
@@ -416,19 +536,26 @@ void train_probes(const ProbeTrainOptions& input_options, const OpenedModels& mo
     if (!run.model.model) run.model = load_checkpoint(*run.opened);
     run.model.model->to(device);
     run.model.model->eval();
+    const auto& config = run.model.config;
+    const bool lens = std::any_of(run.sets.begin(), run.sets.end(), [](const SeedProbes& s) { return s.variant.arch.is_lens(); });
+    if (lens && !run.model.has_qa_head)
+      throw Error("--tuned-lens reads the fine-tuned model's own QA head, and '" + run.model_dir.string() +
+                  "' has none; give the fine-tuned model (run_squad's --output_dir)", 2);
     for (auto& set : run.sets) {
-      if (!set.probes) set.probes.emplace(run.model.config.num_hidden_layers, run.model.config.hidden_size,
-                                          probe_options(options), set.probe_seed);
+      if (!set.probes)
+        set.probes = make_probe_model(set.variant.arch, set.variant.probe_layers(config.num_hidden_layers),
+                                      set.variant.input_size(config.hidden_size), probe_options(options),
+                                      set.probe_seed);
       set.probes->to(device);
+      set.probes->attach_model(run.model.model.get());
     }
   }
-  const auto& tokenizer = runs.front().opened->tokenizer;
-  auto features = training_features(options, *tokenizer);
+  if (!data) data = training_data(options, *tokenizer);
   for (int epoch = first_epoch; epoch <= options.epochs; ++epoch) {
     std::vector<ProbeRun*> active;
     for (auto& run : runs)
       if (run.done_epochs() < epoch) active.push_back(&run);
-    train_epoch(active, features, options, epoch, device, tokenizer->pad_id());
+    train_epoch(active, *data, options, epoch, device, tokenizer->pad_id());
   }
 }
 

@@ -30,16 +30,19 @@ EncoderOutput encode_frozen(QaModel& model, const EncoderBatch& batch, const std
   return output;
 }
 
-torch::Tensor probed_hidden_states(QaModel& model, const EncoderBatch& batch, const std::string& precision) {
+torch::Tensor probed_hidden_states(QaModel& model, const EncoderBatch& batch, const std::string& precision,
+                                   bool with_embeddings) {
   torch::InferenceMode inference;
   const auto states = forward_in_precision(model, batch, precision, true).hidden_states;
-  // Every layer's output (not the embeddings) copied once into one tensor: float32, or bf16 as a CPU
-  // bf16 encoder leaves them (the probes widen them exactly to float32 as they read them).
+  // Every layer's output (not the embeddings, unless asked for) copied once into one tensor: float32, or bf16
+  // as a CPU bf16 encoder leaves them (the probes widen them exactly to float32 as they read them).
+  const size_t first = with_embeddings ? 0 : 1;
   auto sizes = states.back().sizes().vec();
-  sizes.insert(sizes.begin(), static_cast<int64_t>(states.size()) - 1);
+  sizes.insert(sizes.begin(), static_cast<int64_t>(states.size() - first));
   const bool cpu_bf16 = states.back().is_cpu() && states.back().scalar_type() == torch::kBFloat16;
   auto stacked = torch::empty(sizes, states.back().options().dtype(cpu_bf16 ? torch::kBFloat16 : torch::kFloat));
-  for (size_t layer = 1; layer < states.size(); ++layer) stacked[static_cast<int64_t>(layer) - 1].copy_(states[layer]);
+  for (size_t layer = first; layer < states.size(); ++layer)
+    stacked[static_cast<int64_t>(layer - first)].copy_(states[layer]);
   return stacked;
 }
 

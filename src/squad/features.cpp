@@ -206,6 +206,8 @@ class ExampleConverter {
     append_outside(f, tokens, layout_.before_query, before_query_tokens_, 0);
     append_outside(f, tokens, query, query_tokens, 0);
     append_outside(f, tokens, layout_.between, between_tokens_, layout_.between_token_type);
+    f.context_start = static_cast<int>(f.input_ids.size());
+    f.window_start = window.start;
     for (int i = 0; i < window.length; ++i) {
       size_t t = static_cast<size_t>(window.start + i);
       f.input_ids.push_back(context.ids[t]);

@@ -38,6 +38,11 @@ void print_table(const nlohmann::json& r) {
     line("probe_train, " + std::to_string(r["probe_seeds"].get<int>()) + " seeds",
          fmt::format("{:.2f} features/s ({:.3f}x the time of one seed)", r["probe_train_seeds_fps"].get<double>(),
                      r["probe_seeds_cost"].get<double>()));
+  for (const auto& [method, fps] : r["probe_method_fps"].items())
+    line("probe_train + " + method,
+         fmt::format("{:.2f} features/s ({:.3f}x the time of the plain step; its probes {:.3f}x the encoder pass)",
+                     fps.get<double>(), r["probe_method_cost"][method].get<double>(),
+                     r["probe_method_share"][method].get<double>()));
   line("probe_predict", fmt::format("{:.2f} features/s", r["predict_fps"].get<double>()));
   line("FLOPs", fmt::format("{:.2f} GFLOP/feature, forward {:.1f} GFLOP/s, GEMM peak {:.1f} (oneDNN {:.1f}, BLAS {:.1f})",
                             r["flops_per_feature"].get<double>() / 1e9, r["forward_gflops"].get<double>(),
@@ -94,6 +99,10 @@ void add_bench_command(CLI::App& app) {
                       "one-seed step (1 = skip)")
       ->check(integer_in(1, kMostSeeds))
       ->capture_default_str();
+  command->add_option("--probe-methods", o.probe_methods,
+                      "Probing methods timed as probe_train runs them beside the study's probes, each against the "
+                      "plain step: an architecture (rank:1, mlp:256), control_task, conditional or tuned_lens")
+      ->delimiter(',');
   command->add_flag("--json", args->json, "Print one JSON object instead of a table");
   command->callback([args] { run_bench_command(*args); });
 }

@@ -20,6 +20,7 @@ void add_features_command(CLI::App& app);
 void add_encode_command(CLI::App& app);
 void add_init_model_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_amnesic_command(CLI::App& app);
 
 // Where a subcommand's tokenizer comes from: a vocabulary file (--vocab) or a
 // model directory (--model), with the case and accent overrides.

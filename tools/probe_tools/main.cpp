@@ -20,5 +20,6 @@ int main(int argc, char** argv) {
   layerprobe::tools::add_encode_command(app);
   layerprobe::tools::add_init_model_command(app);
   layerprobe::tools::add_bench_command(app);
+  layerprobe::tools::add_amnesic_command(app);
   return layerprobe::tools::run_tool(app, argc, argv, [] { return 0; });
 }

@@ -31,6 +31,10 @@ struct BenchOptions {
   double gemm_seconds = 1.0;       // time spent measuring each GEMM peak
   bool profile = false;            // also time one forward pass per LibTorch op (BenchResult::forward_profile)
   int probe_seeds = 5;             // probe sets of the several-seed probe_train step (probe_train --seeds)
+  // Probing methods timed as probe_train runs them beside the study's probes, each alone:
+  // an architecture ("rank:1", "mlp:256": probe_train --probe linear,<it>), "control_task"
+  // (--control-task) or "conditional" (--conditional).
+  std::vector<std::string> probe_methods;
 };
 
 // Every figure of one bench run; to_json() gives the documented keys.
@@ -41,6 +45,9 @@ struct BenchResult {
   double forward_fps = 0, forward_padded_fps = 0, probe_train_fps = 0, predict_fps = 0;
   int probe_seeds = 0;
   double probe_train_seeds_fps = 0;  // the probe_train step with probe_seeds probe sets on one encoder pass
+  // Per probe method: the probe_train step with it (features/s), beside the plain step; and the
+  // time of the method's own probe sets over the encoder pass's (forward alone, same batches).
+  std::vector<std::pair<std::string, double>> probe_method_fps, probe_method_share;
   double flops_per_feature = 0, gemm_peak_onednn_gflops = 0, gemm_peak_blas_gflops = 0;
   double gemm_peak_bf16_gflops = 0;  // oneDNN bf16, on a CPU with native bf16 only
   // Each of the encoder's linear shapes as measured; the oneDNN peaks are their maxima.

@@ -36,8 +36,9 @@ class GoldCache {
   std::map<std::filesystem::path, std::string> fingerprints_;
 };
 
-// Every EXPER/*_epoch_*/*_preds directory and every seed_<s> directory in
-// one, sorted; Error when there is none.
+// Every EXPER/*_epoch_*/*_preds directory and every seed_<s> and probe
+// variant directory in one, sorted, then the lenses' EXPER/<name>_lens_preds;
+// Error when there is none.
 std::vector<std::filesystem::path> find_preds_dirs(const std::filesystem::path& exper_dir);
 
 // Error when two runs are the same kind and epoch (a stray copy of an epoch
@@ -50,7 +51,8 @@ RunResults evaluate_preds_dir(const std::filesystem::path& preds_dir, const Pred
                               GoldCache& gold);
 
 // Where results.csv of a preds dir goes: beside it, in the epoch directory
-// (results_seed_<s>.csv there for <kind>_preds/seed_<s>).
+// (results_seed_<s>.csv there for <kind>_preds/seed_<s>; results_<variant>[_seed_<s>].csv
+// for a probe variant's; <name>_lens_results.csv beside a lens's <name>_lens_preds).
 std::filesystem::path results_csv_path(const std::filesystem::path& preds_dir);
 
 }  // namespace layerprobe

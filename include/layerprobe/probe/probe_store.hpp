@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "layerprobe/probe/codelength.hpp"
+#include "layerprobe/probe/probe_model.hpp"
+#include "layerprobe/probe/probe_variant.hpp"
 #include "layerprobe/probe/probes.hpp"
 
 namespace layerprobe {
@@ -36,7 +38,20 @@ struct StoredProbes {
 // structured values). Written atomically.
 void save_probes(const std::filesystem::path& path, const LayerProbes& probes, const ProbeMetadata& metadata);
 
-// Error naming the file when it is not a layerprobe probes file.
+// Error naming the file when it is not a layerprobe probes file of linear probes.
 StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& options = {});
+
+// Probes of any architecture with their variant (from the training options).
+struct StoredProbeModel {
+  std::unique_ptr<ProbeModel> probes;
+  ProbeMetadata metadata;
+  ProbeVariant variant;
+};
+
+// Linear probes as save_probes writes them; rank:R and mlp:W probes with their own tensors
+// (ProbeModel::tensors()), format "layerprobe-probes-2" and metadata "probe" = the spec.
+void save_probe_model(const std::filesystem::path& path, const ProbeModel& probes, const ProbeMetadata& metadata);
+// Either format; Error naming the file and what is wrong.
+StoredProbeModel load_probe_model(const std::filesystem::path& path, const ProbeOptions& options = {});
 
 }  // namespace layerprobe

@@ -93,6 +93,37 @@ torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, 
 torch::Tensor dropout_keep_mask_on(torch::Device device, at::IntArrayRef sizes, double p, uint64_t seed,
                                    int64_t row_offset = 0);
 
+// The part of LayerProbes::train_step before clipping and the update, for any linear scores
+// w . dropout(h) + b (weight [L,2,H], bias [L,2]): the global batch's mean loss [L] and its
+// gradients, summed over the ranks with a shard. The factorised probes (probe_model.hpp) reuse it
+// through the chain rule.
+struct LinearProbeGradients {
+  torch::Tensor grad_w, grad_b, loss;
+};
+LinearProbeGradients linear_probe_gradients(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                                            const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                                            const torch::Tensor& weight, const torch::Tensor& bias, double dropout,
+                                            uint64_t dropout_seed, const ProbeBatchShard& shard = {});
+
+// The probes' loss of scores [L,B,T,2]: per layer the sum over this batch's rows of
+// (CE(start) + CE(end)) / 2 over the unmasked positions, divided by `global_rows`, and its
+// gradient with respect to the scores (zero at padding).
+struct ProbeLossGradient {
+  torch::Tensor loss;      // [L]
+  torch::Tensor gradient;  // [L,B,T,2]
+};
+ProbeLossGradient probe_loss_gradient(const torch::Tensor& logits, const torch::Tensor& attention_mask,
+                                      const torch::Tensor& start_positions, const torch::Tensor& end_positions,
+                                      int64_t global_rows);
+
+// hidden [L,B,T,H] as float32 after dropout with the keep decisions of dropout_keep_mask(seed,
+// row_offset), scaled by 1 / (1 - p): the copy the linear step never makes.
+torch::Tensor dropped_out(const torch::Tensor& hidden, double p, uint64_t seed, int64_t row_offset = 0);
+
+// Replaces each tensor by its sum over the ranks, in one collective (nothing without all_reduce_sum).
+void sum_over_ranks(const std::vector<torch::Tensor*>& tensors,
+                    const std::function<void(torch::Tensor&)>& all_reduce_sum);
+
 // Cross-entropy over the unmasked positions only, so results do not depend on
 // how a batch is padded. logits [..., B, T], mask [B, T], targets [B] -> [...].
 torch::Tensor masked_cross_entropy(const torch::Tensor& logits, const torch::Tensor& attention_mask,

@@ -23,8 +23,13 @@ struct RunResults {
   std::string kind;
   int epoch = 0;
   std::optional<uint64_t> seed;
+  std::string variant;   // ProbeVariant::name() ("" for the study's linear probe)
   std::string dev_file;  // what the layers were scored against
   std::vector<LayerResult> layers;
+  // From the probes file (preds_meta.json's "probes"), when it is found: parameters of one
+  // layer's probe and each layer's nuclear norm (empty for mlp).
+  int64_t parameters = 0;
+  std::vector<double> nuclear_norms;
 };
 
 // layer,exact,f1,exact_no_ans,f1_no_ans,exact_has_ans,f1_has_ans with floats

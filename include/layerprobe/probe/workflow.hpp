@@ -39,6 +39,19 @@ struct ProbeTrainOptions {
   int64_t max_train_features = 0;  // 0 = all
   std::string precision = "fp32";  // the encoder's: fp32, or bf16/fp16 on a GPU (precision.hpp)
   bool overwrite = false;
+  // Probe architectures (probe_variant.hpp), each a probe set of its own from the same encoder
+  // pass: "linear" (the study's), "rank:R", "mlp:W". Every set but linear on the SQuAD task
+  // goes to <kind>_probes/<variant>/.
+  std::vector<std::string> probes = {"linear"};
+  // Also train each architecture on the control task (probe/control_task.hpp), seeded by
+  // control_task_seed, for its selectivity.
+  bool control_task = false;
+  uint64_t control_task_seed = 1;
+  // Also train each architecture on [layer l ; layer 0] and on layer 0 alone (conditional probing).
+  bool conditional = false;
+  // Also train the tuned lens (probe_model.hpp) of every model with a QA head (fine_tuned), from
+  // the same pass, in <kind>_probes/tuned_lens/ (one set: it has no seed-dependent part).
+  bool tuned_lens = false;
 };
 
 // Each kind's model directory (options.kinds, in order), opened once at the

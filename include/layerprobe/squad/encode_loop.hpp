@@ -24,8 +24,10 @@ EncoderOutput encode_frozen(QaModel& model, const EncoderBatch& batch, const std
 
 // Hidden states 1..L of encode_frozen stacked [L,B,T,H] (index 0, the
 // embedding output, is not probed): float32, or bf16 from a CPU bf16 encoder
-// (LayerProbes reads either; bf16 widens to float32 exactly).
-torch::Tensor probed_hidden_states(QaModel& model, const EncoderBatch& batch, const std::string& precision = "fp32");
+// (LayerProbes reads either; bf16 widens to float32 exactly). With
+// `with_embeddings`, hidden states 0..L as [L+1,B,T,H] (conditional probing).
+torch::Tensor probed_hidden_states(QaModel& model, const EncoderBatch& batch, const std::string& precision = "fp32",
+                                   bool with_embeddings = false);
 
 struct EncodeLoopOptions {
   std::string label = "encode";  // progress label

@@ -67,6 +67,11 @@ struct SquadFeature {
   // Per token: 1 when this window gives the token its maximal context.
   std::vector<uint8_t> token_is_max_context;
   int paragraph_len = 0;
+  // Where the window's context lies: input_ids index of its first context
+  // token, and that token's index among the context's sub-tokens (HF's
+  // doc_span start). Kept in training too (the probes' control task reads them).
+  int context_start = 0;
+  int window_start = 0;
   // Training targets (token indices; 0/0 = the first token, [CLS] or <s>).
   int start_position = 0;
   int end_position = 0;
