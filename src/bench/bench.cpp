@@ -495,7 +495,7 @@ BenchResult run_bench(const BenchOptions& options) {
   result.fast_path = options.fast_path;
   set_fast_cpu_path(options.fast_path);
 
-  LoadedModel loaded = load_checkpoint(options.model_dir);
+  LoadedModel loaded = load_checkpoint(options.model_dir, std::nullopt, {weights_dtype_for(options.precision, device)});
   QaModel& model = *loaded.model;
   model.to(device);
   model.eval();

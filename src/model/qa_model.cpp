@@ -135,7 +135,10 @@ void QaModel::init_pooler() {
   init_modules(prefix);
 }
 
-std::shared_ptr<QaModel> create_model(const ModelConfig& config) { return model_family(config.model_type).create(config); }
+std::shared_ptr<QaModel> create_model(const ModelConfig& config, torch::Dtype weights_dtype) {
+  ModelCreation creation(weights_dtype, /*initialise=*/true);
+  return model_family(config.model_type).create(config);
+}
 
 void validate_encoder_inputs(const ModelConfig& config, const EncoderBatch& batch) {
   const std::pair<const char*, const torch::Tensor*> named[] = {{"input_ids", &batch.input_ids},

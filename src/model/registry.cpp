@@ -9,6 +9,10 @@ const ModelFamily& albert_family();
 const ModelFamily& bert_family();
 const ModelFamily& distilbert_family();
 const ModelFamily& roberta_family();
+const ModelFamily& gpt2_family();
+const ModelFamily& llama_family();
+const ModelFamily& mistral_family();
+const ModelFamily& qwen2_family();
 
 const std::vector<const ModelFamily*>& model_families() {
   static const std::vector<const ModelFamily*> families{
@@ -16,6 +20,10 @@ const std::vector<const ModelFamily*>& model_families() {
       &bert_family(),
       &distilbert_family(),
       &roberta_family(),
+      &gpt2_family(),
+      &llama_family(),
+      &mistral_family(),
+      &qwen2_family(),
   };
   return families;
 }

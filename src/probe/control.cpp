@@ -45,8 +45,9 @@ uint64_t recorded_control_seed(const nlohmann::json& training_options, const std
 }  // namespace
 
 LoadedModel load_probed_model(const std::string& kind, const fs::path& model_dir,
-                              const nlohmann::json& training_options, const std::string& source) {
-  if (kind != "control") return load_checkpoint(model_dir);
+                              const nlohmann::json& training_options, const std::string& source,
+                              const LoadOptions& load) {
+  if (kind != "control") return load_checkpoint(model_dir, std::nullopt, load);
   const uint64_t seed = recorded_control_seed(training_options, source);
   LoadedModel loaded = control_model(model_dir, seed);
   auto recorded = training_options.find("control_weights");

@@ -345,7 +345,8 @@ void train_probes(const ProbeTrainOptions& input_options) {
     return;
   }
   for (auto& run : runs) {
-    if (!run.model.model) run.model = load_checkpoint(run.model_dir);
+    if (!run.model.model)
+      run.model = load_checkpoint(run.model_dir, std::nullopt, {weights_dtype_for(options.precision, device)});
     run.model.model->to(device);
     run.model.model->eval();
     for (auto& set : run.sets) {

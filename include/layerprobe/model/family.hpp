@@ -38,6 +38,9 @@ struct ConfigKeys {
 struct ModelFamily {
   std::string model_type;   // config.json's "model_type"
   std::string base_prefix;  // HF's base_model_prefix: weights are "<prefix>.embeddings..."
+  // Where checkpoints of the family's other classes keep the base model (Llama's and Qwen2's
+  // *ForCausalLM: "model"); load_state_dict reads it under base_prefix, one of these, or bare.
+  std::vector<std::string> checkpoint_prefixes;
   std::string tokenizer;    // "sentencepiece", "wordpiece" or "bpe" (text/tokenizer.hpp)
   std::string example;      // a published model of the family, for messages
   std::string architecture; // the QA class name saved in config.json's "architectures"
@@ -60,6 +63,9 @@ struct ModelFamily {
   // Position ids start here (RoBERTa: padding_idx + 1 = 2), so a window holds
   // at most max_position_embeddings - position_offset tokens.
   int64_t position_offset = 0;
+  // Shared fields the family derives rather than reads (GPT-2's intermediate size from
+  // n_inner, or 4 x n_embd where it is null), set after the keys are read and before validate.
+  std::function<void(ModelConfig&)> derive;
   // Family-only checks after the shared ones; Error naming config.source and the key.
   std::function<void(const ModelConfig&)> validate;
   // A ...ForQuestionAnswering with HF's initialisation (_init_weights).

@@ -141,7 +141,9 @@ class QaModel : public torch::nn::Module {
 };
 
 // A fresh model of the config's family, HF-initialised from the global seed, in train mode.
-std::shared_ptr<QaModel> create_model(const ModelConfig& config);
+// Families that can compute in a half dtype (the decoders) allocate and initialise their base
+// model's weights in `weights_dtype`; the others build float32 models whatever it says.
+std::shared_ptr<QaModel> create_model(const ModelConfig& config, torch::Dtype weights_dtype = torch::kFloat32);
 
 // Error (naming the problem) unless the tensors are [B,T] integer tensors of
 // one shape with ids, token types and mask values the config allows (an
