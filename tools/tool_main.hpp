@@ -43,6 +43,10 @@ inline void add_window_options(CLI::App& app, WindowOptions& window, const std::
   app.add_option(name("doc stride"), window.doc_stride, "Context tokens between window starts")
       ->capture_default_str();
   app.add_option(name("max query length"), window.max_query_length, "Question tokens kept")->capture_default_str();
+  app.add_flag(name("hf legacy offsets"), window.hf_legacy_offsets,
+               "Labels and token->word maps where transformers' legacy squad.py puts them: one token before the "
+               "context for XLM-RoBERTa (and tokenizer.json templates with extra separators), as HF's run_squad; "
+               "default: at the context tokens");
 }
 
 inline void configure_logging(bool verbose, bool quiet) {

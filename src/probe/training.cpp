@@ -73,6 +73,8 @@ nlohmann::json training_options_json(const ProbeTrainOptions& o) {
           {"padding_masked", true}};
   // Recorded only when not fp32, so probes saved before the option existed still resume.
   if (o.precision != "fp32") json["precision"] = o.precision;
+  // Likewise only when on; probe_predict featurises the dev file the same way (WindowOptions::from_json).
+  if (o.window.hf_legacy_offsets) json["hf_legacy_offsets"] = true;
   return json;
 }
 
