@@ -189,3 +189,13 @@ TEST(Decoders, Bf16WeightsComputeInBf16NearTheFloat32Pass) {
   EXPECT_GT(logits, 1e-6);
   EXPECT_LE(logits, 0.02 * scale);
 }
+
+// Memory checks count the bytes a family really allocates: the decoders build bf16 weights in bf16.
+TEST(Decoders, CreateModelAllocatesInTheWeightsDtype) {
+  EXPECT_TRUE(model_family("llama").creates_in_weights_dtype);
+  EXPECT_FALSE(model_family("bert").creates_in_weights_dtype);
+  auto model = create_model(decoder_config("llama"), torch::kBFloat16);
+  int64_t bf16 = 0;
+  for (const auto& item : model->named_parameters()) bf16 += item.value().scalar_type() == torch::kBFloat16;
+  EXPECT_GT(bf16, 0);
+}

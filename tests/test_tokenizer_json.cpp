@@ -349,6 +349,9 @@ TEST(TokenizerJson, ConcurrentTokenisationAgrees) {
   REQUIRE_SHARED("golden/llama-tiny/tokenizer.json");
   auto llama = load_tokenizer(test_support::shared_path("golden/llama-tiny"));
   test_support::expect_concurrent_tokenisation_agrees(*llama, "Normandy, 1,000 <s> d\u00e9j\u00e0 vu \U0001F600 x  ");
+  // Oniguruma searches from several threads at once (ByteLevel's regex).
+  auto roberta = load_tokenizer(test_support::shared_path("data/roberta-base-tokenizer-json"));
+  test_support::expect_concurrent_tokenisation_agrees(*roberta, "He's here <mask> 1,000 d\u00e9j\u00e0  vu \n\n x");
 }
 
 TEST(TokenizerJson, FamilysOwnFilesWinUnlessAskedOtherwise) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/finite.hpp"
 #include "layerprobe/io/mapped_file.hpp"
 #include "layerprobe/io/safetensors.hpp"
 #include "model/layers.hpp"
@@ -81,6 +82,35 @@ std::string base_model_prefix_in(const QaModel& model, const TensorMap& tensors)
     }
   }
   return best;
+}
+
+// A key with each numeric component replaced by '#': "encoder.layer.#.output.dense.weight".
+std::string numbered_pattern(const std::string& key) {
+  std::string pattern;
+  size_t start = 0;
+  while (start <= key.size()) {
+    const size_t end = std::min(key.find('.', start), key.size());
+    const std::string part = key.substr(start, end - start);
+    const bool number = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+    pattern += (start ? "." : "") + (number ? std::string("#") : part);
+    start = end + 1;
+  }
+  return pattern;
+}
+
+// Unused tensors that are another index of a tensor the model uses: weights of layers (or groups)
+// that config.json does not have. Probing them would silently probe a shallower model.
+void refuse_extra_layers(const std::set<std::string>& used, const std::vector<std::string>& unused,
+                         const std::string& source) {
+  std::set<std::string> used_patterns;
+  for (const auto& key : used) used_patterns.insert(numbered_pattern(key));
+  std::vector<std::string> extra;
+  for (const auto& key : unused)
+    if (numbered_pattern(key) != key && used_patterns.count(numbered_pattern(key))) extra.push_back(key);
+  if (extra.empty()) return;
+  throw Error(source + ": " + std::to_string(extra.size()) + " tensors belong to layers the model's config.json does not " +
+              "have (first '" + extra.front() + "'); its layer count (num_hidden_layers, or ALBERT's "
+              "num_hidden_groups) is smaller than the checkpoint's: fix config.json");
 }
 
 }  // namespace
@@ -182,6 +212,7 @@ StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, c
                   shape_string(item.value().sizes()) + " (config.json and weights disagree)");
     if (!torch::isFloatingType(found.scalar_type()))
       throw Error(source + ": tensor '" + file_key + "' has non-floating dtype " + c10::toString(found.scalar_type()));
+    check_finite(found, file_key, source);
     if (head) head_found[module_of(name)].push_back(name);
     pooler_found += pooler;
     used.insert(file_key);
@@ -216,6 +247,7 @@ StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, c
   }
   for (const auto& entry : tensors)
     if (!used.count(entry.first)) report.unused.push_back(entry.first);
+  refuse_extra_layers(used, report.unused, source);
   if (!report.unused.empty()) {
     spdlog::debug("{}: {} tensors not used by the encoder:", source, report.unused.size());
     for (const std::string& key : report.unused) spdlog::debug("  {}", key);
@@ -272,6 +304,15 @@ LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::p
   const TensorMap tensors = read_weights(loaded.weights_path);
   check_config_fits_weights(loaded.config, tensors, config_path, loaded.weights_path);
   {
+    // Memory for what is not used in place: weights the file holds in the model's dtype are adopted
+    // (a mapped safetensors file's pages, read as touched); the rest are allocated and copied.
+    const ModelFamily& family = model_family(loaded.config.model_type);
+    const torch::Dtype model_dtype = family.creates_in_weights_dtype ? options.weights_dtype : torch::kFloat32;
+    double adopted = 0;
+    for (const auto& item : tensors)
+      if (item.second.scalar_type() == model_dtype && item.second.is_contiguous())
+        adopted += static_cast<double>(item.second.numel());
+    check_model_fits_memory(loaded.config, std::max(0.0, family.parameters(loaded.config) - adopted), model_dtype);
     // Every weight is loaded next: families that can skip HF's initialisation and allocate in the
     // chosen dtype do (a 1B model is neither drawn at random nor held in float32 first).
     ModelCreation creation(options.weights_dtype, /*initialise=*/false);

@@ -6,7 +6,7 @@
 
 namespace layerprobe {
 
-std::string text_position(const std::string& text, size_t offset) {
+std::string json_text_position(const std::string& text, size_t offset) {
   offset = std::min(offset, text.size());
   size_t line = 1, column = 1;
   for (size_t i = 0; i < offset; ++i) {
@@ -28,7 +28,7 @@ std::string json_syntax_error(const std::filesystem::path& file, const std::stri
     what = what.substr(colon + 2);
   // e.byte is 1-based: the byte the parser stopped at.
   const size_t offset = e.byte > 0 ? e.byte - 1 : 0;
-  return file.string() + ": not valid JSON at " + text_position(text, offset) + ": " + what;
+  return file.string() + ": not valid JSON at " + json_text_position(text, offset) + ": " + what;
 }
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {

@@ -11,7 +11,7 @@
 namespace layerprobe {
 
 // "line L, column C" of the byte at `offset` (0-based) of `text`; columns count code points from 1.
-std::string text_position(const std::string& text, size_t offset);
+std::string json_text_position(const std::string& text, size_t offset);
 
 // "<file>: not valid JSON at line L, column C: <what the parser expected>" for
 // nlohmann's parse_error `e` on `text`.

@@ -202,10 +202,6 @@ Paths kind_files(const TokenizerKind& kind, const fs::path& first) {
   return paths;
 }
 
-bool is_sentencepiece_kind(const std::string& name) {
-  return name == "sentencepiece" || name == "xlm-roberta" || name == "deberta-v2";
-}
-
 // The kind of a vocabulary file: its name, then the requested kind within the files' group.
 const TokenizerKind& kind_of_file(const fs::path& file, const std::string& requested) {
   if (file.filename() == kTokenizerJson) return kind_named(kTokenizerJson);

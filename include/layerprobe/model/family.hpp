@@ -68,6 +68,9 @@ struct ModelFamily {
   std::function<void(ModelConfig&)> derive;
   // Family-only checks after the shared ones; Error naming config.source and the key.
   std::function<void(const ModelConfig&)> validate;
+  // Whether `create` allocates the weights in ModelCreation's dtype (the decoders: a bf16 model
+  // never exists in float32); the others build float32 and convert. Memory checks count on it.
+  bool creates_in_weights_dtype = false;
   // A ...ForQuestionAnswering with HF's initialisation (_init_weights).
   std::function<std::shared_ptr<QaModel>(const ModelConfig&)> create;
   // Parameters the config describes (as a double: a hostile config may

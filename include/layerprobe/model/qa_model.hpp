@@ -140,6 +140,10 @@ class QaModel : public torch::nn::Module {
   ModelConfig config_;
 };
 
+// Error (naming config.source and its sizes) when `parameters` weights of `dtype`, those a model
+// allocates rather than maps from its file, would take more memory than is available.
+void check_model_fits_memory(const ModelConfig& config, double parameters, torch::Dtype dtype);
+
 // A fresh model of the config's family, HF-initialised from the global seed, in train mode.
 // Families that can compute in a half dtype (the decoders) allocate and initialise their base
 // model's weights in `weights_dtype`; the others build float32 models whatever it says.

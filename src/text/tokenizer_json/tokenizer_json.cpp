@@ -264,7 +264,8 @@ PairLayout TokenizerJson::pair_layout() const {
     for (auto it = from; it != to; ++it) {
       if (it->is_sequence) throw Error(where + " repeats a sequence");
       if (!any_type && it->type_id != required_type)
-        throw Error(where + ": special token '" + it->tokens.front() + "' has type id " + std::to_string(it->type_id) +
+        throw Error(where + ": special token '" + (it->tokens.empty() ? std::string() : it->tokens.front()) +
+                    "' has type id " + std::to_string(it->type_id) +
                     " where layerprobe's window layout needs " + std::to_string(required_type));
       if (seen_type) *seen_type = it->type_id;
       ids.insert(ids.end(), it->ids.begin(), it->ids.end());
