@@ -190,6 +190,14 @@ TEST(Decoders, Bf16WeightsComputeInBf16NearTheFloat32Pass) {
   EXPECT_LE(logits, 0.02 * scale);
 }
 
+// The family says where a window's no-answer score is read (docs/decoders.md): the decoders at the
+// last token, which has seen the question and the whole window; the encoders at [CLS] as HF does.
+TEST(Decoders, FamiliesReadTheNullScoreAtTheLastToken) {
+  for (const char* type : {"gpt2", "llama", "mistral", "qwen2"}) EXPECT_EQ(model_family(type).null_position, "last") << type;
+  for (const char* type : {"albert", "bert", "distilbert", "roberta"})
+    EXPECT_EQ(model_family(type).null_position, "first") << type;
+}
+
 // Memory checks count the bytes a family really allocates: the decoders build bf16 weights in bf16.
 TEST(Decoders, CreateModelAllocatesInTheWeightsDtype) {
   EXPECT_TRUE(model_family("llama").creates_in_weights_dtype);

@@ -75,6 +75,8 @@ nlohmann::json training_options_json(const ProbeTrainOptions& o) {
   if (o.precision != "fp32") json["precision"] = o.precision;
   // Likewise only when on; probe_predict featurises the dev file the same way (WindowOptions::from_json).
   if (o.window.hf_legacy_offsets) json["hf_legacy_offsets"] = true;
+  // Likewise only when not the encoders' "first" (resolved from the model's family by train_probes).
+  if (o.window.null_position != "first") json["null_position"] = o.window.null_position;
   // The training file's content, as probe_predict records its dev file's: a resume onto a changed file is refused.
   json["train_file_fingerprint"] = file_fingerprint(o.train_file);
   return json;
@@ -360,6 +362,10 @@ void train_probes(const ProbeTrainOptions& input_options) {
   check_precision(options.precision, device);
   check_seeds(options.seeds);
   std::vector<ProbeRun> runs = probe_runs(options);
+  // The no-answer position the model's family reads unless --null-position chose one; recorded
+  // with the probes, so probe_predict featurises the dev file the same way.
+  options.window = options.window.resolved(
+      model_family(load_config(runs.front().model_dir / "config.json").model_type).null_position);
   require_squad_file(options.train_file, "--train-file");
   check_same_tokenizer(runs, options.vocab);
   const auto shared_options = training_options_json(options);

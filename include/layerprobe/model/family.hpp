@@ -60,6 +60,11 @@ struct ModelFamily {
   // Whether run_squad 2.5.1 passes token_type_ids to the model (it drops them
   // for distilbert and roberta, which then embed type 0 everywhere, or none).
   bool takes_token_type_ids = true;
+  // Where a window's "no answer" score is read unless --null-position says otherwise
+  // (WindowOptions::null_position): "first", the classifier token at index 0 (the encoders' [CLS]
+  // or <s>, as HF's run_squad), or "last", the window's final token (an end token appended after
+  // the context): a causal model's first token sees nothing of the window, its last sees all of it.
+  std::string null_position = "first";
   // Position ids start here (RoBERTa: padding_idx + 1 = 2), so a window holds
   // at most max_position_embeddings - position_offset tokens.
   int64_t position_offset = 0;

@@ -206,6 +206,7 @@ ModelFamily make_gpt2_family() {
                  {"gpt2-large", shape(1280, 36, 20)},
                  {"gpt2-xl", shape(1600, 48, 25)}};
   f.takes_token_type_ids = false;
+  f.null_position = "last";  // docs/decoders.md: the layout and why
   f.creates_in_weights_dtype = true;
   f.derive = derive_gpt2;
   f.validate = validate_gpt2;

@@ -198,6 +198,7 @@ ModelFamily make_llama_family() {
                  {"meta-llama/Llama-2-7b-hf", llama2},
                  {"TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T", tinyllama}};
   f.takes_token_type_ids = false;
+  f.null_position = "last";  // docs/decoders.md: the layout and why
   f.creates_in_weights_dtype = true;
   f.validate = validate_llama;
   f.create = [](const ModelConfig& config) { return create_llama_model(config, llama_variant(config)); };
