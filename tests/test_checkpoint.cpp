@@ -1,6 +1,7 @@
 #include <torch/torch.h>
 
 #include <limits>
+#include <set>
 
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
@@ -25,6 +26,7 @@ ModelConfig saved_model_config(const std::string& model_type = "albert") {
   object[keys.intermediate_size] = 32;
   if (model_type == "albert" || model_type == "electra") object["embedding_size"] = 8;
   if (model_type == "modernbert") object["pad_token_id"] = 1;
+  if (model_family(model_type).defaults.contains("num_key_value_heads")) object["num_key_value_heads"] = 1;
   return config_from_json(object, model_type + " test config");
 }
 
@@ -83,7 +85,7 @@ class EveryFamilyCheckpoint : public ::testing::TestWithParam<const char*> {};
 
 INSTANTIATE_TEST_SUITE_P(Families, EveryFamilyCheckpoint,
                          ::testing::Values("albert", "bert", "distilbert", "roberta", "electra", "xlm-roberta",
-                                           "modernbert"));
+                                           "modernbert", "gpt2", "llama", "mistral", "qwen2"));
 
 TEST_P(EveryFamilyCheckpoint, RoundTripsUnderTheFamilysKeysAndConfigNames) {
   auto dir = test_support::scratch_dir(std::string("ckpt_family_") + GetParam());
@@ -115,7 +117,9 @@ TEST_P(EveryFamilyCheckpoint, MissingTensorIsNamed) {
   std::string key;
   edit_weights(dir, [&](TensorMap& t) {
     for (const auto& [name, tensor] : t)
-      if (name.find("LayerNorm") != std::string::npos || name.find("norm") != std::string::npos) key = name;
+      if (name.find("LayerNorm") != std::string::npos || name.find("norm") != std::string::npos ||
+          name.find(".ln_") != std::string::npos)
+        key = name;
     t.erase(key);
   });
   std::string message = load_error(dir);
@@ -130,7 +134,9 @@ TEST(Checkpoint, MissingDirectoryConfigOrWeightsNameTheFix) {
 
   save_config(saved_model_config(), dir / "config.json");
   message = load_error(dir);
-  EXPECT_NE(message.find("neither model.safetensors nor pytorch_model.bin"), std::string::npos) << message;
+  EXPECT_NE(message.find("has none of model.safetensors, model.safetensors.index.json, pytorch_model.bin"),
+            std::string::npos)
+      << message;
   EXPECT_NE(message.find("tools/download_models.sh albert-missing"), std::string::npos) << message;
 
   message = load_error(dir / "nope");
@@ -279,6 +285,105 @@ TEST(Checkpoint, GoldenCheckpointsLoadWithQaHead) {
     EXPECT_TRUE(other.has_qa_head);
     expect_same_parameters(*safetensors.model, *other.model);
   }
+}
+
+// --- the forms decoder checkpoints come in ------------------------------------------------
+
+class OtherHeadCheckpoint : public ::testing::TestWithParam<const char*> {};
+
+INSTANTIATE_TEST_SUITE_P(Families, OtherHeadCheckpoint, ::testing::Values("gpt2", "llama", "mistral", "qwen2"));
+
+// A *ForCausalLM checkpoint: the base model under the causal LM's prefix ("model." for
+// Llama/Qwen2, GPT-2's "transformer." as its QA class), an lm_head, no qa_outputs.
+TEST_P(OtherHeadCheckpoint, CausalLmWeightsLoadWithAFreshQaHead) {
+  auto dir = test_support::scratch_dir(std::string("ckpt_causal_lm_") + GetParam());
+  const ModelConfig config = saved_model_config(GetParam());
+  auto model = save_random(dir, config);
+  const auto& family = model_family(GetParam());
+  const std::string from = family.base_prefix + ".";
+  const std::string to = (family.checkpoint_prefixes.empty() ? family.base_prefix : family.checkpoint_prefixes[0]) + ".";
+  edit_weights(dir, [&](TensorMap& t) {
+    TensorMap causal;
+    for (auto& [key, tensor] : t)
+      if (key.rfind(from, 0) == 0) causal[to + key.substr(from.size())] = tensor;
+    causal["lm_head.weight"] = torch::randn({config.vocab_size, config.hidden_size});
+    t = causal;
+  });
+  LoadedModel loaded = load_checkpoint(dir);
+  EXPECT_FALSE(loaded.has_qa_head);
+  for (const auto& item : model->named_parameters())
+    if (item.key().rfind(from, 0) == 0)
+      EXPECT_TRUE(torch::equal(item.value(), loaded.model->named_parameters()[item.key()])) << item.key();
+  auto fresh = create_model(config);
+  auto report = load_state_dict(*fresh, read_safetensors(dir / "model.safetensors").tensors, "x");
+  EXPECT_EQ(report.unused, std::vector<std::string>{"lm_head.weight"});
+  // A key missing under that prefix is named under it.
+  edit_weights(dir, [&](TensorMap& t) { t.erase(to + "layers.1.mlp.up_proj.weight"); t.erase(to + "h.1.mlp.c_fc.weight"); });
+  const std::string message = load_error(dir);
+  EXPECT_NE(message.find("missing tensor '" + to), std::string::npos) << message;
+}
+
+// save_pretrained's shards: model-0000k-of-0000n.safetensors and model.safetensors.index.json,
+// in bf16; read through the index, widened to float32 or (LoadOptions) kept in bf16.
+TEST_P(OtherHeadCheckpoint, ShardedBf16SafetensorsLoadWidenedOrInTheirDtype) {
+  auto dir = test_support::scratch_dir(std::string("ckpt_sharded_") + GetParam());
+  torch::manual_seed(4);
+  auto model = create_model(saved_model_config(GetParam()));
+  model->eval();
+  save_checkpoint(*model, dir, {torch::kBFloat16, 3000});
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+  const auto index = nlohmann::json::parse(read_file(dir / "model.safetensors.index.json"));
+  std::set<std::string> shards;
+  for (const auto& entry : index.at("weight_map").items()) shards.insert(entry.value().get<std::string>());
+  EXPECT_GT(shards.size(), 2u);
+  for (const auto& shard : shards) {
+    EXPECT_TRUE(fs::exists(dir / shard)) << shard;
+    EXPECT_EQ(shard.rfind("model-0000", 0), 0u) << shard;
+  }
+  EXPECT_EQ(find_weights_file(dir), dir / "model.safetensors.index.json");
+
+  LoadedModel widened = load_checkpoint(dir);
+  EXPECT_TRUE(widened.has_qa_head);
+  const auto widened_parameters = widened.model->named_parameters();
+  for (const auto& item : model->named_parameters()) {
+    const auto& got = widened_parameters[item.key()];
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32) << item.key();
+    EXPECT_TRUE(torch::equal(got, item.value().to(torch::kBFloat16).to(torch::kFloat32))) << item.key();
+  }
+  LoadedModel kept = load_checkpoint(dir, std::nullopt, {torch::kBFloat16});
+  int64_t bf16 = 0;
+  for (const auto& item : kept.model->named_parameters()) {
+    bf16 += item.value().scalar_type() == torch::kBFloat16;
+    EXPECT_TRUE(torch::equal(item.value().to(torch::kFloat32), widened_parameters[item.key()])) << item.key();
+  }
+  EXPECT_EQ(bf16, static_cast<int64_t>(kept.model->named_parameters().size()) - 2) << "all but the QA head";
+  // The same model either way: bf16 weights computed in bf16 stay near the float32 pass.
+  EncoderBatch batch{torch::randint(3, 50, {2, 9}, torch::kLong), {}, torch::ones({2, 9}, torch::kLong)};
+  torch::NoGradGuard no_grad;
+  const auto a = widened.model->forward(batch), b = kept.model->forward(batch);
+  EXPECT_EQ(b.hidden_states.back().scalar_type(), torch::kBFloat16);
+  const double scale = a.start_logits.abs().max().item<double>() + 1e-3;
+  EXPECT_LE((a.start_logits - b.start_logits.to(torch::kFloat)).abs().max().item<double>() / scale, 0.05);
+
+  // A shard the index names but the directory lacks is named.
+  fs::remove(dir / *shards.rbegin());
+  const std::string message = load_error(dir);
+  EXPECT_NE(message.find("lists shard '" + *shards.rbegin() + "', which is missing"), std::string::npos) << message;
+}
+
+TEST(Checkpoint, ShardIndexErrorsNameTheIndexAndKey) {
+  auto dir = test_support::scratch_dir("ckpt_bad_index");
+  save_random(dir);
+  fs::rename(dir / "model.safetensors", dir / "model-00001-of-00001.safetensors");
+  auto index = dir / "model.safetensors.index.json";
+  write_file_atomically(index, R"({"weight_map": {"albert.embeddings.LayerNorm.bias": "../elsewhere.safetensors"}})");
+  EXPECT_NE(load_error(dir).find("not a shard file in the same directory"), std::string::npos) << load_error(dir);
+  write_file_atomically(index, R"({"weight_map": {"not.a.key": "model-00001-of-00001.safetensors"}})");
+  EXPECT_NE(load_error(dir).find("places 'not.a.key' in"), std::string::npos) << load_error(dir);
+  write_file_atomically(index, R"({"metadata": {}})");
+  EXPECT_NE(load_error(dir).find("no \"weight_map\""), std::string::npos) << load_error(dir);
+  write_file_atomically(index, R"({"weight_map": {"albert.embeddings.LayerNorm.bias": "model-00001-of-00001.safetensors"}})");
+  EXPECT_NO_THROW(load_checkpoint(dir)) << "every tensor of a listed shard is read";
 }
 
 TEST(Checkpoint, NonFiniteWeightsAreNamedWithTheirFile) {

@@ -138,6 +138,26 @@ TEST(Decoder, NullBeatsSpanAndThresholdShiftsTheChoice) {
   EXPECT_EQ(decode_one(f, l, strict).text, "");
 }
 
+TEST(Decoder, TheNullScoreIsReadAtTheFeaturesNullIndex) {
+  // A decoder layout: the no-answer score at the window's last token, index 0 an ordinary one.
+  SquadFeature f = full_window();
+  f.null_index = static_cast<int>(f.length()) - 1;
+  FeatureLogits l = zero_logits(f.length());
+  l.start[0] = 9, l.end[0] = 9;  // ignored: not the null position
+  l.start[f.null_index] = 6, l.end[f.null_index] = 6;
+  l.start[5] = 5, l.end[6] = 5;
+  auto p = decode_one(f, l);
+  EXPECT_EQ(p.text, "");
+  EXPECT_DOUBLE_EQ(p.null_odds, 2.0);
+  EXPECT_EQ(p.nbest[0].text, "");
+  EXPECT_DOUBLE_EQ(p.nbest[0].start_logit, 6.0);
+  EXPECT_EQ(p.nbest[1].text, "Steve Smith");
+  l.start[f.null_index] = 1, l.end[f.null_index] = 1;
+  EXPECT_EQ(decode_one(f, l).text, "Steve Smith");
+  f.null_index = static_cast<int>(f.length());
+  EXPECT_THROW(decode_one(f, l), Error);
+}
+
 TEST(Decoder, MaxAnswerLengthExcludesLongSpans) {
   SquadFeature f = full_window();
   FeatureLogits l = zero_logits(f.length());

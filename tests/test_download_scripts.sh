@@ -65,6 +65,28 @@ for model in someone/electra-squad2 xlm-roberta-base answerdotai/ModernBERT-base
   head -c 1000 /dev/urandom >"$hub/$model/resolve/main/model.safetensors"
 done
 head -c 200000 /dev/urandom >"$hub/someone/only-bin/resolve/main/pytorch_model.bin"
+# Decoders: GPT-2 (vocab.json + merges.txt), a Llama with tokenizer.json and sharded safetensors,
+# a Qwen2 with sharded pytorch_model-*.bin.
+mkdir -p "$hub/gpt2/resolve/main" "$hub/someone/llama-sharded/resolve/main" "$hub/someone/qwen2-bin-shards/resolve/main"
+echo '{"model_type": "gpt2"}' >"$hub/gpt2/resolve/main/config.json"
+echo '{"<|endoftext|>": 0}' >"$hub/gpt2/resolve/main/vocab.json"
+printf '#version: 0.2\n' >"$hub/gpt2/resolve/main/merges.txt"
+head -c 3000 /dev/urandom >"$hub/gpt2/resolve/main/model.safetensors"
+echo '{"model_type": "llama"}' >"$hub/someone/llama-sharded/resolve/main/config.json"
+echo '{"model_type": "qwen2"}' >"$hub/someone/qwen2-bin-shards/resolve/main/config.json"
+for model in someone/llama-sharded someone/qwen2-bin-shards; do
+  echo '{"version": "1.0"}' >"$hub/$model/resolve/main/tokenizer.json"
+done
+for shard in 1 2; do
+  head -c 40000 /dev/urandom >"$hub/someone/llama-sharded/resolve/main/model-0000$shard-of-00002.safetensors"
+  head -c 30000 /dev/urandom >"$hub/someone/qwen2-bin-shards/resolve/main/pytorch_model-0000$shard-of-00002.bin"
+done
+echo '{"metadata": {"total_size": 80000}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+ "model.norm.weight": "model-00002-of-00002.safetensors", "lm_head.weight": "model-00002-of-00002.safetensors"}}' \
+  >"$hub/someone/llama-sharded/resolve/main/model.safetensors.index.json"
+echo '{"metadata": {"total_size": 60000}, "weight_map": {"model.embed_tokens.weight": "pytorch_model-00001-of-00002.bin",
+ "model.norm.weight": "pytorch_model-00002-of-00002.bin"}}' \
+  >"$hub/someone/qwen2-bin-shards/resolve/main/pytorch_model.bin.index.json"
 for split in train dev; do
   cat >"$hub/squad/$split-v2.0.json" <<EOF
 {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Nora Silva lives in Tarville.",
@@ -152,7 +174,7 @@ done
 for file in config.json spiece.model pytorch_model.bin; do
   check "models: only-bin/$file is the hub's" same "$models/someone/only-bin/$file" "$hub/someone/only-bin/resolve/main/$file"
 done
-check "models: falls back to pytorch_model.bin" output_has "no model.safetensors; fetching pytorch_model.bin instead"
+check "models: falls back to pytorch_model.bin" output_has "fetched pytorch_model.bin instead"
 check "models: no safetensors file where the hub has none" test ! -e "$models/someone/only-bin/model.safetensors"
 check "models: no .part files left" test -z "$(find "$models" -name '*.part')"
 
@@ -195,6 +217,22 @@ check "models: XLM-R's sentencepiece.bpe.model" same "$models/xlm-roberta-base/s
 check "models: ModernBERT's tokenizer.json" same "$models/answerdotai/ModernBERT-base/tokenizer.json" \
   "$hub/answerdotai/ModernBERT-base/resolve/main/tokenizer.json"
 check "models: no vocab.txt for ModernBERT" test ! -e "$models/answerdotai/ModernBERT-base/vocab.txt"
+run bash "$root/tools/download_models.sh" --dir "$models" gpt2 someone/llama-sharded someone/qwen2-bin-shards
+check "models: decoder families download" test "$status" = 0
+for file in vocab.json merges.txt model.safetensors; do
+  check "models: GPT-2's $file" same "$models/gpt2/$file" "$hub/gpt2/resolve/main/$file"
+done
+check "models: Llama's tokenizer.json" same "$models/someone/llama-sharded/tokenizer.json" \
+  "$hub/someone/llama-sharded/resolve/main/tokenizer.json"
+for file in model.safetensors.index.json model-00001-of-00002.safetensors model-00002-of-00002.safetensors; do
+  check "models: sharded safetensors $file" same "$models/someone/llama-sharded/$file" \
+    "$hub/someone/llama-sharded/resolve/main/$file"
+done
+for file in pytorch_model.bin.index.json pytorch_model-00001-of-00002.bin pytorch_model-00002-of-00002.bin; do
+  check "models: sharded .bin $file" same "$models/someone/qwen2-bin-shards/$file" \
+    "$hub/someone/qwen2-bin-shards/resolve/main/$file"
+done
+check "models: no pytorch_model.bin where shards are" test ! -e "$models/someone/qwen2-bin-shards/pytorch_model.bin"
 
 LAYERPROBE_MODELS_DIR=$work/env-models run bash "$root/tools/download_models.sh" albert-tiny
 check "models: LAYERPROBE_MODELS_DIR sets the directory" same "$work/env-models/albert-tiny/config.json" "$hub/albert-tiny/resolve/main/config.json"

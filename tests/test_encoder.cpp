@@ -33,6 +33,12 @@ ModelConfig small_config(const std::string& model_type) {
   if (model_type == "distilbert") {
     object = {{"dim", 16}, {"n_heads", 4}, {"hidden_dim", 24}, {"n_layers", 2}, {"max_position_embeddings", 32},
               {"dropout", 0.1}, {"attention_dropout", 0.1}, {"qa_dropout", 0.1}};
+  } else if (model_type == "gpt2") {
+    object = {{"n_embd", 16}, {"n_head", 4}, {"n_inner", 24}, {"n_layer", 2}, {"n_positions", 32}};
+  } else if (model_type == "llama" || model_type == "qwen2" || model_type == "mistral") {
+    object = {{"hidden_size", 16}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 24},
+              {"num_hidden_layers", 2}, {"max_position_embeddings", 32}, {"attention_dropout", 0.1}};
+    if (model_type == "mistral") object["sliding_window"] = 4;  // shorter than the inputs: windows matter
   } else {
     object = {{"hidden_size", 16}, {"num_attention_heads", 4}, {"intermediate_size", 24}, {"num_hidden_layers", 2},
               {"max_position_embeddings", 32}, {"hidden_dropout_prob", 0.1}, {"attention_probs_dropout_prob", 0.1}};
@@ -55,7 +61,9 @@ std::shared_ptr<QaModel> random_model(const ModelConfig& config, uint64_t seed) 
   auto model = create_model(config);
   torch::NoGradGuard no_grad;
   for (auto& item : model->named_parameters())
-    if (item.key().find("LayerNorm") != std::string::npos || item.key().find("norm") != std::string::npos)
+    if (item.key().find("LayerNorm") != std::string::npos || item.key().find("layer_norm") != std::string::npos ||
+        item.key().find("norm") != std::string::npos || item.key().find(".ln_") != std::string::npos ||
+        item.key().find("bias") != std::string::npos)
       item.value().add_(torch::randn_like(item.value()) * 0.1);
   model->eval();
   return model;
@@ -106,7 +114,8 @@ int run_probe_tools(const std::string& args, std::string& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-const char* const kFamilies[] = {"albert", "bert", "distilbert", "roberta", "electra", "xlm-roberta", "modernbert"};
+const char* const kFamilies[] = {"albert", "bert", "distilbert", "roberta", "electra", "xlm-roberta", "modernbert",
+                                 "gpt2", "llama", "mistral", "qwen2"};
 
 }  // namespace
 
@@ -174,7 +183,8 @@ INSTANTIATE_TEST_SUITE_P(
                       GoldenCase{"bert-tiny", "model.safetensors"}, GoldenCase{"distilbert-tiny", "model.safetensors"},
                       GoldenCase{"roberta-tiny", "model.safetensors"}, GoldenCase{"electra-tiny", "model.safetensors"},
                       GoldenCase{"xlm-roberta-tiny", "model.safetensors"},
-                      GoldenCase{"modernbert-tiny", "model.safetensors"}),
+                      GoldenCase{"modernbert-tiny", "model.safetensors"}, GoldenCase{"gpt2-tiny", "model.safetensors"},
+                      GoldenCase{"llama-tiny", "model.safetensors"}, GoldenCase{"qwen2-tiny", "model.safetensors"}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.weights;
       for (char& c : name)
@@ -206,7 +216,7 @@ TEST_P(EncodeCommand, WritesHiddenStatesAndLogitsMatchingTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(Families, EncodeCommand,
                          ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny", "electra-tiny",
-                                           "xlm-roberta-tiny", "modernbert-tiny"));
+                                           "xlm-roberta-tiny", "modernbert-tiny", "gpt2-tiny", "llama-tiny", "qwen2-tiny"));
 
 TEST(EncodeCommandOptions, LegacyWeightsFileIsUsedWhenNamed) {
   REQUIRE_SHARED("golden/albert-tiny/reference_outputs.safetensors");
@@ -498,7 +508,7 @@ TEST(DistilBert, SinusoidalPositionsAreFixed) {
 
 TEST(Families, UnknownModelTypeNamesTheKnownOnes) {
   try {
-    config_from_json({{"model_type", "gpt2"}}, "x/config.json");
+    config_from_json({{"model_type", "t5"}}, "x/config.json");
     FAIL();
   } catch (const Error& e) {
     const std::string what = e.what();

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -185,6 +186,72 @@ TEST(Features, LayoutsWithoutAClassifierTokenFeaturise) {
     EXPECT_EQ(f.token_type_ids.front(), 0);
     EXPECT_EQ(f.token_type_ids.back(), 1);
   }
+}
+
+// null_position "last" (the decoders' layout): question, context, then the end token whose scores are
+// the window's no-answer span; the same windowing with one token less of context per window.
+TEST(Features, NullPositionLastAppendsTheEndTokenAndTargetsIt) {
+  REQUIRE_SHARED("golden/gpt2-tiny/merges.txt");
+  TokenizerRequest request;
+  request.kind = "gpt2";
+  auto gpt2 = load_tokenizer(test_support::shared_path("golden/gpt2-tiny"), request);
+  const int64_t eos = gpt2->token_to_id(gpt2->special_tokens().eos);
+  auto data = numbered_context(40, "target", 30);
+  auto first_options = options(32, 8, 8, true), last_options = options(32, 8, 8, true);
+  last_options.window.null_position = "last";
+  auto first = convert_examples_to_features(data.examples, *gpt2, first_options);
+  auto last = convert_examples_to_features(data.examples, *gpt2, last_options);
+  ASSERT_FALSE(last.empty());
+  EXPECT_GE(last.size(), first.size());
+  int answered = 0;
+  for (const auto& f : first) EXPECT_EQ(f.null_index, 0);
+  for (const auto& f : last) {
+    ASSERT_EQ(f.null_index, static_cast<int>(f.length()) - 1);
+    EXPECT_LE(f.length(), 32u);
+    EXPECT_EQ(f.input_ids.back(), eos);
+    EXPECT_EQ(f.tokens.size(), f.length()) << "GPT-2's end token is also its pad: the cut must not drop it";
+    EXPECT_EQ(f.token_to_orig_map.back(), -1);
+    EXPECT_EQ(f.p_mask.back(), 0);
+    EXPECT_EQ(f.p_mask.front(), 1);
+    if (f.is_impossible) {
+      EXPECT_EQ(f.start_position, f.null_index);
+      EXPECT_EQ(f.end_position, f.null_index);
+    } else {
+      ++answered;
+      EXPECT_GE(f.token_to_orig_map[static_cast<size_t>(f.start_position)], 0);
+    }
+  }
+  EXPECT_GT(answered, 0);
+  // The first window holds the same question and one context token less than under "first".
+  EXPECT_EQ(last[0].input_ids.size(), first[0].input_ids.size());
+  EXPECT_TRUE(std::equal(last[0].input_ids.begin(), last[0].input_ids.end() - 1, first[0].input_ids.begin()));
+  // An unanswerable question targets the last token.
+  auto impossible = numbered_context(10, "", 0, true);
+  auto f = convert_examples_to_features(impossible.examples, *gpt2, last_options);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].start_position, static_cast<int>(f[0].length()) - 1);
+  // A layout ending with a separator (BERT's [SEP]) reads the null there, appending nothing.
+  auto albert = dev_tokenizer();
+  auto albert_last = convert_examples_to_features(impossible.examples, albert, last_options);
+  auto albert_first = convert_examples_to_features(impossible.examples, albert, first_options);
+  ASSERT_EQ(albert_last.size(), 1u);
+  EXPECT_EQ(albert_last[0].input_ids, albert_first[0].input_ids);
+  EXPECT_EQ(albert_last[0].null_index, static_cast<int>(albert_last[0].length()) - 1);
+  EXPECT_EQ(albert_last[0].input_ids.back(), albert.sep_id());
+  EXPECT_EQ(albert_last[0].start_position, albert_last[0].null_index);
+}
+
+TEST(Features, NullPositionIsResolvedFromTheFamilyAndRecorded) {
+  WindowOptions window;
+  EXPECT_EQ(window.resolved("last").null_position, "last");
+  window.null_position = "first";
+  EXPECT_EQ(window.resolved("last").null_position, "first");
+  EXPECT_FALSE(window.to_json().contains("null_position")) << "probes saved before the option still resume";
+  window.null_position = "last";
+  EXPECT_EQ(WindowOptions::from_json(window.to_json()).null_position, "last");
+  EXPECT_EQ(WindowOptions::from_json(json::object()).null_position, "first");
+  window.null_position = "middle";
+  EXPECT_THROW(window.validate(), Error);
 }
 
 TEST(Features, ThreadCountDoesNotChangeTheResult) {

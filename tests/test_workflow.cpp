@@ -264,3 +264,56 @@ TEST(Workflow, BothKindsOfDistilBertModels) {
       << read_file(dir / "evaluate.log");
   EXPECT_EQ(csv_rows(exper / "summary.csv"), 1u + 2 * 6);
 }
+
+// Issue 26: the final study's form on a tiny GPT-2 and a tiny Llama (init-model with the published
+// shapes' keys, small widths, 2 layers; the Llama saved in bf16 and widened as it loads), with a
+// control and two probe seeds; the decoders' no-answer position ("last") is recorded with the probes.
+TEST(Workflow, FinalStudyFormOnTinyDecoders) {
+  struct Decoder {
+    const char* name;
+    const char* out;     // the experiment directory: the name's last component
+    const char* vocab;   // a tokenizer directory under the test data
+    const char* sizes;
+  };
+  const Decoder decoders[] = {
+      {"gpt2", "gpt2", "golden/gpt2-tiny", "--hidden-size 32 --heads 2 --layers 2"},
+      {"meta-llama/Llama-3.2-1B", "Llama-3.2-1B", "golden/llama-tiny",
+       "--hidden-size 32 --heads 8 --intermediate-size 64 --layers 2 --dtype bf16"}};
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto dir = test_support::scratch_dir("workflow_decoders");
+  const std::string dev = dev_subset(dir, 1).string();
+  const std::string env = "cd " + dir.string() + " && LAYERPROBE_MODELS_DIR=" + (dir / "models").string() + " ";
+  for (const auto& decoder : decoders) {
+    SCOPED_TRACE(decoder.name);
+    REQUIRE_SHARED(decoder.vocab);
+    const std::string name = decoder.name;
+    const fs::path out = dir / decoder.out;
+    ASSERT_EQ(run(tool("probe_tools") + " init-model --like " + name + " " + decoder.sizes + " --vocab " +
+                      test_support::shared_path(decoder.vocab).string() + " --no-qa-head --output " +
+                      (dir / "models" / name).string(),
+                  dir / "init.log"),
+              0)
+        << read_file(dir / "init.log");
+    ASSERT_EQ(run(env + tool("probe_train") + " " + name + " cpu 1 --train-file " + dev +
+                      " --max-train-features 32 --control --seeds 1,2",
+                  dir / "train.log"),
+              0)
+        << read_file(dir / "train.log");
+    for (const std::string kind : {"pretrained", "control"})
+      for (const char* seed : {"seed_1", "seed_2"}) {
+        auto probes = out / (kind + "_epoch_1") / (kind + "_probes") / seed / "probes.safetensors";
+        ASSERT_TRUE(fs::exists(probes)) << read_file(dir / "train.log");
+        const auto stored = load_probes(probes);
+        EXPECT_EQ(stored.probes.layers(), 2);
+        EXPECT_EQ(stored.metadata.training_options.value("null_position", ""), "last");
+      }
+    EXPECT_EQ(csv_rows(out / "control_epoch_1" / "codelength.csv"), 1u + 2 * 2);
+    ASSERT_EQ(run(env + tool("probe_predict") + " " + name + " cpu --dev-file " + dev, dir / "predict.log"), 0)
+        << read_file(dir / "predict.log");
+    ASSERT_EQ(run(env + tool("probe_evaluate") + " " + name + " --bootstrap 100", dir / "evaluate.log"), 0)
+        << read_file(dir / "evaluate.log");
+    EXPECT_EQ(csv_rows(out / "pretrained_epoch_1" / "results_seed_2.csv"), 2u + 1);
+    EXPECT_EQ(csv_rows(out / "summary.csv"), 1u + 2 * 2);
+    EXPECT_NE(read_file(out / "report.md").find("## control, epoch 1 (2 seeds (1, 2))"), std::string::npos);
+  }
+}

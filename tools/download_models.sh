@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Downloads models of every supported family (ALBERT, BERT, DistilBERT, RoBERTa,
-# ELECTRA, XLM-RoBERTa, ModernBERT) from the Hugging Face hub into models/<name>/:
-# config.json, the tokenizer files the family reads (spiece.model; vocab.txt;
-# vocab.json + merges.txt; sentencepiece.bpe.model; tokenizer.json),
-# tokenizer_config.json / special_tokens_map.json where the hub has them, and
-# the weights (model.safetensors, or pytorch_model.bin where a model has none).
+# ELECTRA, XLM-RoBERTa, ModernBERT, GPT-2, Llama, Mistral, Qwen2) from the Hugging
+# Face hub into models/<name>/: config.json, the tokenizer files the family reads
+# (spiece.model; vocab.txt; vocab.json + merges.txt; sentencepiece.bpe.model;
+# tokenizer.json), tokenizer_config.json / special_tokens_map.json where the hub
+# has them, and the weights (model.safetensors, else its shards, else
+# pytorch_model.bin, else its shards).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=download_common.sh
@@ -15,16 +16,18 @@ usage() {
 Usage: tools/download_models.sh [--dir DIR] [--revision REV] NAME...
 
 Downloads each hub model NAME (an ALBERT, BERT, DistilBERT, RoBERTa, ELECTRA,
-XLM-RoBERTa or ModernBERT model, e.g. bert-base-uncased or
-twmkn9/distilroberta-base-squad2) into DIR/NAME/: config.json, its family's
-tokenizer files (ALBERT spiece.model; BERT, DistilBERT and ELECTRA vocab.txt;
-RoBERTa vocab.json and merges.txt; XLM-RoBERTa sentencepiece.bpe.model;
-ModernBERT tokenizer.json), tokenizer_config.json and special_tokens_map.json
-when the hub has them, and model.safetensors, or pytorch_model.bin when the
-model has no safetensors file. For bert-base-uncased and distilbert-base-uncased,
-whose hub repositories lack a tokenizer_config.json, it writes
-{"do_lower_case": true} as transformers 2.5.1 builds their tokenizers; for an
-ELECTRA model without one, the same (4.57.5's ElectraTokenizer default).
+XLM-RoBERTa, ModernBERT, GPT-2, Llama, Mistral or Qwen2 model, e.g.
+bert-base-uncased, twmkn9/distilroberta-base-squad2, gpt2 or Qwen/Qwen2.5-0.5B)
+into DIR/NAME/: config.json, its family's tokenizer files (ALBERT spiece.model;
+BERT, DistilBERT and ELECTRA vocab.txt; RoBERTa and GPT-2 vocab.json and
+merges.txt; XLM-RoBERTa sentencepiece.bpe.model; ModernBERT, Llama, Mistral and
+Qwen2 tokenizer.json), tokenizer_config.json and special_tokens_map.json when the
+hub has them, and the weights: model.safetensors, else
+model.safetensors.index.json and its shards, else pytorch_model.bin, else
+pytorch_model.bin.index.json and its shards. For bert-base-uncased and
+distilbert-base-uncased, whose hub repositories lack a tokenizer_config.json, it
+writes {"do_lower_case": true} as transformers 2.5.1 builds their tokenizers;
+for an ELECTRA model without one, the same (4.57.5's ElectraTokenizer default).
 Sizes are checked against the hub's; an interrupted download resumes where it
 stopped when run again; complete files are not fetched twice.
 
@@ -90,7 +93,7 @@ a private or gated model needs HF_TOKEN"
 # the first family named in the model's name $2.
 model_type_of() {
   local type
-  type=$(tr -d '\n' <"$1" | sed -n 's/.*"model_type"[[:space:]]*:[[:space:]]*"\([A-Za-z_-]*\)".*/\1/p')
+  type=$(tr -d '\n' <"$1" | sed -n 's/.*"model_type"[[:space:]]*:[[:space:]]*"\([A-Za-z0-9_-]*\)".*/\1/p')
   if [[ -z $type ]]; then
     for pattern in distilbert albert xlm-roberta roberta electra modernbert bert; do
       if [[ $2 == *"$pattern"* ]]; then type=$pattern; break; fi
@@ -104,9 +107,9 @@ tokenizer_files() {
   case $1 in
     albert) echo spiece.model ;;
     bert | distilbert | electra) echo vocab.txt ;;
-    roberta) echo vocab.json merges.txt ;;
+    roberta | gpt2) echo vocab.json merges.txt ;;
     xlm-roberta) echo sentencepiece.bpe.model ;;
-    modernbert) echo tokenizer.json ;;
+    modernbert | llama | mistral | qwen2) echo tokenizer.json ;;
     *) return 1 ;;
   esac
 }
@@ -125,7 +128,7 @@ download_model() {
   fetch_required "$name" "$base" config.json "$target"
   type=$(model_type_of "$target/config.json" "$name")
   files=$(tokenizer_files "$type") ||
-    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta, electra, xlm-roberta, modernbert)"
+    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta, electra, xlm-roberta, modernbert, gpt2, llama, mistral, qwen2)"
   for file in $files; do fetch_required "$name" "$base" "$file" "$target"; done
   fetch_optional "$name" "$base" tokenizer_config.json "$target"
   fetch_optional "$name" "$base" special_tokens_map.json "$target"
@@ -136,10 +139,24 @@ download_model() {
   if [[ $type == electra && ! -f $target/tokenizer_config.json ]]; then
     echo '{"do_lower_case": true}' >"$target/tokenizer_config.json"
   fi
-  lp_fetch "$base/model.safetensors" "$target/model.safetensors" || rc=$?
-  if ((rc == 4)); then
-    echo "  no model.safetensors; fetching pytorch_model.bin instead"
-    fetch_required "$name" "$base" pytorch_model.bin "$target"
+  # from_pretrained's order: one safetensors file, sharded safetensors, one .bin, sharded .bin.
+  local weights
+  for weights in model.safetensors model.safetensors.index.json pytorch_model.bin pytorch_model.bin.index.json; do
+    rc=0
+    lp_fetch "$base/$weights" "$target/$weights" || rc=$?
+    ((rc == 4)) || break
+    case $weights in
+      model.safetensors) echo "  no model.safetensors; looking for shards or pytorch_model.bin instead" ;;
+      pytorch_model.bin.index.json) lp_die "$name: the hub has no weights (model.safetensors, pytorch_model.bin or their shards)" ;;
+    esac
+  done
+  if [[ $weights == pytorch_model.bin ]]; then echo "  fetched pytorch_model.bin instead"; fi
+  if [[ $weights == *.index.json ]]; then
+    # Each shard the index's weight_map names (plain file names in the same repository).
+    local shard
+    for shard in $(grep -o '"[A-Za-z0-9._-]*\.\(safetensors\|bin\)"' "$target/$weights" | tr -d '"' | sort -u); do
+      fetch_required "$name" "$base" "$shard" "$target"
+    done
   fi
 }
 

@@ -160,6 +160,11 @@ inline void add_window_options(CLI::App& app, WindowOptions& window, const std::
                "Labels and token->word maps where transformers' legacy squad.py puts them: one token before the "
                "context for XLM-RoBERTa (and tokenizer.json templates with extra separators), as HF's run_squad; "
                "default: at the context tokens");
+  app.add_option(name("null position"), window.null_position,
+                 "Where each window's no-answer score is read: first (index 0: [CLS], <s>) or last (the window's "
+                 "final token; an end token is appended after the context where the layout has none) "
+                 "[the model family's: first for the encoders, last for the decoders; docs/decoders.md]")
+      ->check(CLI::IsMember({"first", "last"}));
 }
 
 inline void configure_logging(bool verbose, bool quiet) {

@@ -565,7 +565,7 @@ BenchResult run_bench(const BenchOptions& options) {
   set_fast_cpu_path(options.fast_path);
 
   const OpenedModel opened = open_model_dir(options.model_dir, "--model");
-  LoadedModel loaded = load_checkpoint(opened);
+  LoadedModel loaded = load_checkpoint(opened, {weights_dtype_for(options.precision, device)});
   QaModel& model = *loaded.model;
   model.to(device);
   model.eval();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/io/mapped_file.hpp"
 
 namespace layerprobe {
 
@@ -131,7 +132,16 @@ std::string safetensors_dtype_name(torch::Dtype dtype) {
   throw Error(std::string("safetensors has no dtype for ") + c10::toString(dtype));
 }
 
-SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source) {
+namespace {
+
+// The header's entries and metadata, checked against the file's size; `data_offset` is where the data area begins.
+struct ParsedHeader {
+  std::vector<Entry> entries;
+  std::map<std::string, std::string> metadata;
+  size_t data_offset = 0;
+};
+
+ParsedHeader parse_header(std::string_view bytes, const std::string& source) {
   if (bytes.size() < 8)
     throw Error(source + ": truncated safetensors file (" + std::to_string(bytes.size()) +
                 " bytes; the 8-byte header length is missing)");
@@ -145,17 +155,26 @@ SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& sou
   if (header.is_discarded()) throw Error(source + ": header is not valid JSON");
   if (!header.is_object()) throw Error(source + ": header is not a JSON object");
 
-  SafetensorsFile file;
-  std::vector<Entry> entries;
+  ParsedHeader parsed;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__")
-      file.metadata = parse_metadata(it.value(), source);
+      parsed.metadata = parse_metadata(it.value(), source);
     else
-      entries.push_back(parse_entry(it.key(), it.value(), source));
+      parsed.entries.push_back(parse_entry(it.key(), it.value(), source));
   }
-  const std::string_view data = bytes.substr(8 + header_size);
-  check_layout(entries, data.size(), source);
-  for (const Entry& entry : entries) {
+  parsed.data_offset = 8 + header_size;
+  check_layout(parsed.entries, bytes.size() - parsed.data_offset, source);
+  return parsed;
+}
+
+}  // namespace
+
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source) {
+  ParsedHeader parsed = parse_header(bytes, source);
+  SafetensorsFile file;
+  file.metadata = std::move(parsed.metadata);
+  const std::string_view data = bytes.substr(parsed.data_offset);
+  for (const Entry& entry : parsed.entries) {
     torch::Tensor tensor = torch::empty(entry.shape, torch::TensorOptions().dtype(entry.dtype));
     if (entry.end > entry.begin) std::memcpy(tensor.data_ptr(), data.data() + entry.begin, entry.end - entry.begin);
     file.tensors.emplace(entry.name, std::move(tensor));
@@ -164,7 +183,13 @@ SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& sou
 }
 
 SafetensorsFile read_safetensors(const std::filesystem::path& path) {
-  return parse_safetensors(read_file(path), path.string());
+  const auto mapped = MappedFile::open(path);
+  ParsedHeader parsed = parse_header(mapped->bytes(), path.string());
+  SafetensorsFile file;
+  file.metadata = std::move(parsed.metadata);
+  for (const Entry& entry : parsed.entries)
+    file.tensors.emplace(entry.name, tensor_over(mapped, parsed.data_offset + entry.begin, entry.shape, entry.dtype));
+  return file;
 }
 
 std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& tensors,

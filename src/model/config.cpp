@@ -127,7 +127,7 @@ void ModelConfig::validate() const {
                 k.num_attention_heads + " " + std::to_string(num_attention_heads));
   if (!is_supported_activation(hidden_act))
     throw Error(source + ": key '" + k.hidden_act + "' has unknown activation '" + hidden_act +
-                "' (supported: gelu, gelu_new, relu, swish, mish)");
+                "' (supported: gelu, gelu_new, relu, swish, silu, mish)");
   if (!(layer_norm_eps > 0.0)) throw Error(source + ": key '" + k.layer_norm_eps + "' must be positive");
   if (!(initializer_range >= 0.0)) throw Error(source + ": key '" + k.initializer_range + "' must not be negative");
   const ModelFamily& family = model_family(model_type);
@@ -163,6 +163,7 @@ ModelConfig config_from_json(const json& object, const std::string& source, cons
   read_shared(config, k.hidden_act, config.hidden_act);
   read_shared(config, k.layer_norm_eps, config.layer_norm_eps);
   read_shared(config, k.initializer_range, config.initializer_range);
+  if (family.derive) family.derive(config);
   config.validate();
   return config;
 }

@@ -65,6 +65,7 @@ const std::pair<const char*, Activation> kActivations[] = {{"gelu", Activation::
                                                            {"gelu_new", Activation::GeluNew},
                                                            {"relu", Activation::Relu},
                                                            {"swish", Activation::Swish},
+                                                           {"silu", Activation::Swish},
                                                            {"mish", Activation::Mish}};
 
 }  // namespace
@@ -81,7 +82,7 @@ bool is_supported_activation(const std::string& name) {
 Activation parse_activation(const std::string& name, const std::string& source) {
   for (const auto& [known, value] : kActivations)
     if (name == known) return value;
-  throw Error(source + ": unknown activation '" + name + "' (supported: gelu, gelu_new, relu, swish, mish)");
+  throw Error(source + ": unknown activation '" + name + "' (supported: gelu, gelu_new, relu, swish, silu, mish)");
 }
 
 torch::Tensor apply_activation(const torch::Tensor& x, Activation activation) {
@@ -117,6 +118,15 @@ torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
   return onednn ? OneDnnLinear::apply(x, layer->weight, layer->bias) : layer->forward(x);
 }
 
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const bool onednn = g_fast_cpu_path && torch::GradMode::is_enabled() && at::hasMKLDNN() && x.device().is_cpu() &&
+                      x.scalar_type() == torch::kFloat32 && weight.scalar_type() == torch::kFloat32 &&
+                      x.numel() > 0 && (x.requires_grad() || weight.requires_grad());
+  if (!onednn) return torch::linear(x, weight, bias);
+  // An autograd Function takes no undefined inputs: a missing bias is a zero one without a gradient.
+  return OneDnnLinear::apply(x, weight, bias.defined() ? bias : torch::zeros({weight.size(0)}, weight.options()));
+}
+
 void init_linear(nn::LinearImpl& linear, double std) {
   linear.weight.normal_(0.0, std);
   if (linear.bias.defined()) linear.bias.zero_();
@@ -130,6 +140,25 @@ void init_embedding_zero_padding(nn::EmbeddingImpl& embedding, double std) {
 nn::LayerNorm make_layer_norm(int64_t size, double eps) {
   return nn::LayerNorm(nn::LayerNormOptions({size}).eps(eps));
 }
+
+namespace {
+thread_local torch::Dtype t_creation_dtype = torch::kFloat32;
+thread_local bool t_creation_initialises = true;
+}  // namespace
+
+ModelCreation::ModelCreation(torch::Dtype dtype, bool initialise)
+    : saved_dtype_(t_creation_dtype), saved_initialise_(t_creation_initialises) {
+  t_creation_dtype = dtype;
+  t_creation_initialises = initialise;
+}
+
+ModelCreation::~ModelCreation() {
+  t_creation_dtype = saved_dtype_;
+  t_creation_initialises = saved_initialise_;
+}
+
+torch::Dtype ModelCreation::dtype() { return t_creation_dtype; }
+bool ModelCreation::initialise() { return t_creation_initialises; }
 
 torch::Tensor token_types_or_zeros(const torch::Tensor& token_type_ids, const torch::Tensor& input_ids) {
   return token_type_ids.defined() ? token_type_ids : torch::zeros_like(input_ids);

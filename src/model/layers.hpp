@@ -31,6 +31,8 @@ torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, torch
 // autograd records on the CPU in float32 and the fast path is on; Debian's
 // LibTorch would run it through BLAS.
 torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x);
+// The same for a weight [out, in] and an optional bias (undefined: none).
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 
 // N(0, std) weight, zero bias (HF _init_weights for a Linear).
 void init_linear(torch::nn::LinearImpl& linear, double std);
@@ -90,6 +92,24 @@ class TransformerLayerKernel {
   LayerParts parts_;
   LayerStyle style_;
   Prepared prepared_;
+};
+
+// How a model constructed on this thread while the scope lives is made (load_checkpoint sets it,
+// as it loads every weight next): families that honour it (the decoders) allocate their weights
+// uninitialised in dtype() and run HF's initialisation only when initialise(); the others build
+// float32 models initialised as always. Outside any scope: float32, initialised.
+class ModelCreation {
+ public:
+  ModelCreation(torch::Dtype dtype, bool initialise);
+  ~ModelCreation();
+  ModelCreation(const ModelCreation&) = delete;
+  ModelCreation& operator=(const ModelCreation&) = delete;
+  static torch::Dtype dtype();
+  static bool initialise();
+
+ private:
+  torch::Dtype saved_dtype_;
+  bool saved_initialise_;
 };
 
 // The token type ids to embed: as given, or all 0 when none were passed (HF's default).

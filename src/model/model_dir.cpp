@@ -58,14 +58,13 @@ OpenedModel open_model_dir(const fs::path& dir, const std::string& option_name, 
                 opened.family->model_type + " family's). " + download_hint(dir) + ", or pass --vocab FILE");
   request.kind = opened.family->tokenizer;
   opened.tokenizer = load_tokenizer(vocab.empty() ? dir : vocab, request);
-  for (const char* name : {"model.safetensors", "pytorch_model.bin"})
-    if (opened.weights_file.empty() && fs::exists(dir / name)) opened.weights_file = dir / name;
+  opened.weights_file = weights_file_in(dir).value_or(fs::path{});
   return opened;
 }
 
-LoadedModel load_checkpoint(const OpenedModel& model) {
-  return load_checkpoint(model.config,
-                         model.weights_file.empty() ? find_weights_file(model.dir) : model.weights_file);
+LoadedModel load_checkpoint(const OpenedModel& model, const LoadOptions& options) {
+  return load_checkpoint(model.config, model.weights_file.empty() ? find_weights_file(model.dir) : model.weights_file,
+                         options);
 }
 
 void require_squad_file(const fs::path& path, const std::string& option_name) {

@@ -196,6 +196,105 @@ torch::Tensor onednn_attention(const torch::Tensor& qkv_in, const torch::Tensor&
   return context;
 }
 
+namespace {
+
+// The matmul x [rows, in] x B [in, out] -> [rows, out], B the weight [out, in] read transposed
+// (or, `in_out`, [in, out] as stored), with the bias, activation, multiply and residual fused.
+dnnl::matmul::primitive_desc dense_product(int64_t rows, int64_t in, int64_t out, torch::ScalarType type, bool in_out,
+                                           torch::ScalarType bias_type, bool bias, FusedActivation activation,
+                                           bool multiply, bool residual) {
+  const memory::desc weights({in, out}, onednn_type(type), in_out ? Dims{out, 1} : Dims{1, in});
+  dnnl::post_ops post;
+  if (activation != FusedActivation::None) {
+    const float alpha = activation == FusedActivation::Swish ? 1.f : 0.f;
+    post.append_eltwise(1.f, onednn_algorithm(activation), alpha, 0.f);
+  }
+  if (multiply) post.append_binary(dnnl::algorithm::binary_mul, plain({rows, out}, type));
+  if (residual) post.append_sum(1.f);  // into a destination that starts as the residual, as PackedLinear
+  dnnl::primitive_attr attributes;
+  attributes.set_post_ops(post);
+  using dnnl::matmul;
+  const matmul::desc desc = bias ? matmul::desc(plain({rows, in}, type), weights, plain({1, out}, bias_type),
+                                                plain({rows, out}, type))
+                                 : matmul::desc(plain({rows, in}, type), weights, plain({rows, out}, type));
+  return matmul::primitive_desc(desc, attributes, cpu_engine());
+}
+
+}  // namespace
+
+torch::Tensor onednn_dense(const torch::Tensor& x_in, const torch::Tensor& weight_in, bool in_out,
+                           const torch::Tensor& bias_in, FusedActivation activation, const torch::Tensor& multiply_in,
+                           const torch::Tensor& residual) {
+  LAYERPROBE_RECORD(activation == FusedActivation::None ? "onednn::dense" : "onednn::dense+activation");
+  const torch::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
+  const auto type = x.scalar_type();
+  if (weight.scalar_type() != type) throw Error("onednn_dense: input and weight dtypes differ");
+  const int64_t rows = x.size(0), in = x.size(1), out = in_out ? weight.size(1) : weight.size(0);
+  const torch::Tensor bias = bias_in.defined() ? bias_in.contiguous() : bias_in;
+  const torch::Tensor multiply = multiply_in.defined() ? multiply_in.to(type).contiguous() : multiply_in;
+  auto output = residual.defined() ? residual.to(x.options(), false, true, torch::MemoryFormat::Contiguous)
+                                   : torch::empty({rows, out}, x.options());
+  // Rows as a multiple of 32, then the tail (see PackedLinear: oneDNN's blocking of odd row counts).
+  const int64_t whole = rows / kRowGranule * kRowGranule;
+  auto run_rows = [&](int64_t first, int64_t count) {
+    const auto desc = dense_product(count, in, out, type, in_out, bias.defined() ? bias.scalar_type() : type,
+                                    bias.defined(), activation, multiply.defined(), residual.defined());
+    Args args{{DNNL_ARG_SRC, wrap(desc.src_desc(), x, first * in)},
+              {DNNL_ARG_WEIGHTS, wrap(desc.weights_desc(), weight)},
+              {DNNL_ARG_DST, wrap(desc.dst_desc(), output, first * out)}};
+    if (bias.defined()) args.emplace(DNNL_ARG_BIAS, wrap(desc.bias_desc(), bias));
+    if (multiply.defined())
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(activation == FusedActivation::None ? 0 : 1) | DNNL_ARG_SRC_1,
+                   wrap(plain({count, out}, type), multiply, first * out));
+    run(dnnl::matmul(desc), args);
+  };
+  if (whole > 0) run_rows(0, whole);
+  if (whole < rows) run_rows(whole, rows - whole);
+  return output;
+}
+
+torch::Tensor onednn_grouped_attention(const HeadColumns& q, const HeadColumns& k, const HeadColumns& v,
+                                       const torch::Tensor& mask_in, int64_t batch, int64_t length, int64_t heads,
+                                       int64_t kv_heads, int64_t head_dim, double scale) {
+  LAYERPROBE_RECORD("onednn::attention");
+  const auto type = q.data.scalar_type();
+  const int64_t group = heads / kv_heads, width = heads * head_dim;
+  const int64_t qs = q.data.size(1), ks = k.data.size(1), vs = v.data.size(1);
+  const int64_t T = length, D = head_dim;
+  // Query heads r, r + group, ... (one per key/value head) as one batched product per r.
+  const auto query = head_view({batch, kv_heads, T, D}, type, T * qs, group * D, qs, false);
+  const auto key_t = head_view({batch, kv_heads, D, T}, type, T * ks, D, ks, true);
+  const auto value = head_view({batch, kv_heads, T, D}, type, T * vs, D, vs, false);
+  const auto context_desc = head_view({batch, kv_heads, T, D}, type, T * width, group * D, width, false);
+  const auto scores_desc = plain({batch, kv_heads, T, T}, type);
+  const torch::Tensor mask = mask_in.to(torch::kFloat).contiguous();
+  const auto mask_desc = plain({batch, 1, T, T}, torch::kFloat);
+  dnnl::primitive_attr scaled;
+  scaled.set_output_scales(0, {static_cast<float>(scale)});
+  dnnl::post_ops add_mask;
+  add_mask.append_binary(dnnl::algorithm::binary_add, mask_desc);
+  scaled.set_post_ops(add_mask);
+  using dnnl::matmul;
+  const matmul scores_product(matmul::primitive_desc(matmul::desc(query, key_t, scores_desc), scaled, cpu_engine()));
+  const dnnl::softmax_forward softmax(dnnl::softmax_forward::primitive_desc(
+      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, scores_desc, 3), cpu_engine()));
+  const matmul context_product(matmul::primitive_desc(matmul::desc(scores_desc, value, context_desc), cpu_engine()));
+  auto scores = torch::empty({batch, kv_heads, T, T}, q.data.options());
+  auto context = torch::empty({batch * T, width}, q.data.options());
+  const memory scores_memory = wrap(scores_desc, scores);
+  for (int64_t r = 0; r < group; ++r) {
+    run(scores_product, {{DNNL_ARG_SRC, wrap(query, q.data, q.column + r * D)},
+                         {DNNL_ARG_WEIGHTS, wrap(key_t, k.data, k.column)},
+                         {DNNL_ARG_DST, scores_memory},
+                         {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, wrap(mask_desc, mask)}});
+    run(softmax, {{DNNL_ARG_SRC, scores_memory}, {DNNL_ARG_DST, scores_memory}});
+    run(context_product, {{DNNL_ARG_SRC, scores_memory},
+                          {DNNL_ARG_WEIGHTS, wrap(value, v.data, v.column)},
+                          {DNNL_ARG_DST, wrap(context_desc, context, r * D)}});
+  }
+  return context;
+}
+
 torch::Tensor layer_norm(const torch::Tensor& x_in, const torch::Tensor& weight, const torch::Tensor& bias,
                          double eps) {
   if (x_in.scalar_type() == torch::kFloat)
@@ -264,6 +363,26 @@ torch::Tensor onednn_attention(const torch::Tensor& qkv_flat, const torch::Tenso
   auto scores = torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) / std::sqrt(static_cast<double>(head_size));
   auto probs = torch::softmax(scores + additive_mask.to(scores.scalar_type()), -1);
   return torch::matmul(probs, qkv[2]).permute({0, 2, 1, 3}).reshape({batch * length, width});
+}
+
+torch::Tensor onednn_dense(const torch::Tensor& x, const torch::Tensor& weight, bool in_out, const torch::Tensor& bias,
+                           FusedActivation activation, const torch::Tensor& multiply, const torch::Tensor& residual) {
+  torch::Tensor y = torch::linear(x, in_out ? weight.t() : weight, bias.defined() ? bias.to(x.scalar_type()) : bias);
+  y = apply_fused(y, activation);
+  if (multiply.defined()) y = y * multiply;
+  return residual.defined() ? y.add_(residual) : y;
+}
+
+torch::Tensor onednn_grouped_attention(const HeadColumns& q, const HeadColumns& k, const HeadColumns& v,
+                                       const torch::Tensor& mask, int64_t batch, int64_t length, int64_t heads,
+                                       int64_t kv_heads, int64_t head_dim, double scale) {
+  auto heads_of = [&](const HeadColumns& x, int64_t count) {
+    return x.data.narrow(1, x.column, count * head_dim).reshape({batch, length, count, head_dim}).permute({0, 2, 1, 3});
+  };
+  const int64_t group = heads / kv_heads;
+  auto keys = heads_of(k, kv_heads).repeat_interleave(group, 1), values = heads_of(v, kv_heads).repeat_interleave(group, 1);
+  auto scores = torch::matmul(heads_of(q, heads), keys.transpose(-1, -2)) * scale + mask.to(q.data.scalar_type());
+  return torch::matmul(torch::softmax(scores, -1), values).permute({0, 2, 1, 3}).reshape({batch * length, heads * head_dim});
 }
 
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {

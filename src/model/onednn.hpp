@@ -58,6 +58,31 @@ int64_t packed_linear_repacks();
 torch::Tensor onednn_attention(const torch::Tensor& qkv, const torch::Tensor& additive_mask, int64_t batch,
                                int64_t length, int64_t heads);
 
+// x [N, in] times a weight as the model stores it — [out, in] (nn.Linear) or, with `in_out`,
+// [in, out] (GPT-2's Conv1D) — read in place: oneDNN's matmul kernel copies the blocks it needs
+// as it goes, so the model's weights exist once in memory (a 1B model's are not packed a second
+// time). Then the bias (undefined: none), the activation, `multiply` [N, out] elementwise
+// (SwiGLU's up projection times the activated gate), and `residual` [N, out] added, all fused.
+// x and the weight in one dtype (float32 or bf16); the bias in any.
+torch::Tensor onednn_dense(const torch::Tensor& x, const torch::Tensor& weight, bool in_out, const torch::Tensor& bias,
+                           FusedActivation activation = FusedActivation::None, const torch::Tensor& multiply = {},
+                           const torch::Tensor& residual = {});
+
+// Heads inside a row-major [B*T, width] tensor: head h's d values of token n at
+// data[n][column + h*d ...] (the columns of a fused QKV product, or a whole q/k/v tensor).
+struct HeadColumns {
+  torch::Tensor data;  // contiguous float32 or bf16
+  int64_t column = 0;
+};
+
+// Attention with grouped-query heads: softmax(scale q k^T + mask) v per head, where q has `heads`
+// heads and k, v have `kv_heads`, each shared by heads / kv_heads consecutive query heads and read
+// in place (never repeated). mask: [B,1,T,T] additive (causal and padding), any float dtype.
+// Returns the context [B*T, heads*d] in q's dtype; scores in that dtype, softmax accumulating in float32.
+torch::Tensor onednn_grouped_attention(const HeadColumns& q, const HeadColumns& k, const HeadColumns& v,
+                                       const torch::Tensor& mask, int64_t batch, int64_t length, int64_t heads,
+                                       int64_t kv_heads, int64_t head_dim, double scale);
+
 // LayerNorm of x [N, H] (float32 or bf16) with float32 weight and bias [H]; statistics in float32.
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
 

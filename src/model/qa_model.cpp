@@ -145,18 +145,26 @@ void QaModel::init_pooler() {
   init_modules(prefix);
 }
 
-std::shared_ptr<QaModel> create_model(const ModelConfig& config) {
+void check_model_fits_memory(const ModelConfig& config, double parameters, torch::Dtype dtype) {
   // A config describing more parameters than memory holds would grow until the allocator fails.
-  const ModelFamily& family = model_family(config.model_type);
-  const double bytes = family.parameters ? 4.0 * family.parameters(config) : 0.0;
+  const double bytes = parameters * static_cast<double>(c10::elementSize(dtype));
   const auto available = static_cast<double>(available_memory_bytes());
   if (available > 0 && bytes > available)
-    throw Error(config.source + ": describes a model of " + fmt::format("{:.3g}", bytes / 4) + " parameters (" +
-                fmt::format("{:.1f}", bytes / (1 << 30)) + " GiB in float32) but only " +
+    throw Error(config.source + ": describes a model of " + fmt::format("{:.3g}", parameters) + " parameters (" +
+                fmt::format("{:.1f}", bytes / (1 << 30)) + " GiB in " + c10::toString(dtype) + ") but only " +
                 fmt::format("{:.1f}", available / (1 << 30)) + " GiB of memory are available; check its sizes (" +
                 "hidden " + std::to_string(config.hidden_size) + ", layers " + std::to_string(config.num_hidden_layers) +
                 ", vocab " + std::to_string(config.vocab_size) + ", intermediate " +
                 std::to_string(config.intermediate_size) + ")");
+}
+
+std::shared_ptr<QaModel> create_model(const ModelConfig& config, torch::Dtype weights_dtype) {
+  const ModelFamily& family = model_family(config.model_type);
+  // Families that allocate in the weights' dtype (the decoders) hold 2 bytes a parameter in bf16.
+  if (family.parameters)
+    check_model_fits_memory(config, family.parameters(config),
+                            family.creates_in_weights_dtype ? weights_dtype : torch::kFloat32);
+  ModelCreation creation(weights_dtype, /*initialise=*/true);
   return family.create(config);
 }
 

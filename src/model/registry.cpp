@@ -12,6 +12,10 @@ const ModelFamily& roberta_family();
 const ModelFamily& electra_family();
 const ModelFamily& xlm_roberta_family();
 const ModelFamily& modernbert_family();
+const ModelFamily& gpt2_family();
+const ModelFamily& llama_family();
+const ModelFamily& mistral_family();
+const ModelFamily& qwen2_family();
 
 const std::vector<const ModelFamily*>& model_families() {
   static const std::vector<const ModelFamily*> families{
@@ -22,6 +26,10 @@ const std::vector<const ModelFamily*>& model_families() {
       &electra_family(),
       &xlm_roberta_family(),
       &modernbert_family(),
+      &gpt2_family(),
+      &llama_family(),
+      &mistral_family(),
+      &qwen2_family(),
   };
   return families;
 }

@@ -189,8 +189,9 @@ std::vector<AmnesicRow> run_amnesic(const AmnesicOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   const auto device = parse_device(options.device);
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
-  const AmnesicSources sources = amnesic_sources(options);
+  AmnesicSources sources = amnesic_sources(options);
   const OpenedModel opened = open_model_dir(sources.model_dir, "--model", sources.vocab);
+  sources.window = sources.window.resolved(opened.family->null_position);
   require_squad_file(sources.train_file, "--train-file");
   require_squad_file(sources.dev_file, "--dev-file");
   LoadedModel loaded = load_checkpoint(opened);

@@ -49,8 +49,9 @@ uint64_t recorded_control_seed(const nlohmann::json& training_options, const std
 }  // namespace
 
 LoadedModel load_probed_model(const std::string& kind, const OpenedModel& model,
-                              const nlohmann::json& training_options, const std::string& source) {
-  if (kind != "control") return load_checkpoint(model);
+                              const nlohmann::json& training_options, const std::string& source,
+                              const LoadOptions& load) {
+  if (kind != "control") return load_checkpoint(model, load);
   const fs::path& model_dir = model.dir;
   const uint64_t seed = recorded_control_seed(training_options, source);
   LoadedModel loaded = control_model(model.config, seed);

@@ -151,7 +151,7 @@ std::vector<std::pair<int, int>> control_task_targets(const std::vector<SquadFea
   std::vector<std::pair<int, int>> targets;
   targets.reserve(features.size());
   for (const auto& f : features)
-    targets.push_back(control_positions_in(f, answers[static_cast<size_t>(f.example_index)]).value_or(std::pair<int, int>{0, 0}));
+    targets.push_back(control_positions_in(f, answers[static_cast<size_t>(f.example_index)]).value_or(std::pair<int, int>{f.null_index, f.null_index}));
   return targets;
 }
 

@@ -66,6 +66,8 @@ void predict_head_lens(const HeadLensOptions& input) {
   const auto device = parse_device(options.device);
   check_precision(options.precision, device);
   const OpenedModel opened = open_model_dir(options.model_dir, "MODEL");
+  // The windows' no-answer position: the one run_squad fine-tuned the head with (the family's, unless given).
+  options.window = options.window.resolved(opened.family->null_position);
   require_squad_file(options.dev_file, "--dev-file");
   LoadedModel loaded = load_checkpoint(opened);
   if (!loaded.has_qa_head)

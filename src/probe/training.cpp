@@ -80,6 +80,8 @@ nlohmann::json training_options_json(const ProbeTrainOptions& o) {
   if (o.precision != "fp32") json["precision"] = o.precision;
   // Likewise only when on; probe_predict featurises the dev file the same way (WindowOptions::from_json).
   if (o.window.hf_legacy_offsets) json["hf_legacy_offsets"] = true;
+  // Likewise only when not the encoders' "first" (resolved from the model's family by train_probes).
+  if (o.window.null_position != "first") json["null_position"] = o.window.null_position;
   // The training file's content, as probe_predict records its dev file's: a resume onto a changed file is refused.
   json["train_file_fingerprint"] = file_fingerprint(o.train_file);
   return json;
@@ -218,8 +220,8 @@ TrainingData training_data(const ProbeTrainOptions& options, const Tokenizer& to
                features.size());
   if (features.empty()) throw Error("no training features from '" + options.train_file.string() + "'");
   if (data.control_task) {
-    const auto labelled = std::count_if(data.control_targets.begin(), data.control_targets.end(),
-                                        [](const std::pair<int, int>& t) { return t.first != 0; });
+    int64_t labelled = 0;
+    for (size_t i = 0; i < features.size(); ++i) labelled += data.control_targets[i].first != features[i].null_index;
     spdlog::info("control task (seed {}): threshold {:.6f} for the train questions' unanswerable share {:.4f}; {} of {} "
                  "features hold a control span",
                  data.control_task->seed, data.control_task->threshold, data.control_task->unanswerable_share, labelled,
@@ -502,6 +504,9 @@ void train_probes(const ProbeTrainOptions& input_options, const OpenedModels& mo
       spdlog::warn("rank:{} is full rank for the two heads' 2 x H map: it expresses exactly the linear probe "
                    "(rank:1 is the constrained one); it is trained all the same", arch.width);
   std::vector<ProbeRun> runs = probe_runs(options, models);
+  // The no-answer position the model's family reads unless --null-position chose one; recorded
+  // with the probes, so probe_predict featurises the dev file the same way.
+  options.window = options.window.resolved(runs.front().opened->family->null_position);
   require_squad_file(options.train_file, "--train-file");
   const auto& tokenizer = runs.front().opened->tokenizer;
   // The control task's threshold comes from the training questions, and is part of its probes' settings.
@@ -533,7 +538,7 @@ void train_probes(const ProbeTrainOptions& input_options, const OpenedModels& mo
     return;
   }
   for (auto& run : runs) {
-    if (!run.model.model) run.model = load_checkpoint(*run.opened);
+    if (!run.model.model) run.model = load_checkpoint(*run.opened, {weights_dtype_for(options.precision, device)});
     run.model.model->to(device);
     run.model.model->eval();
     const auto& config = run.model.config;

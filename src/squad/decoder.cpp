@@ -73,6 +73,7 @@ struct Candidate {
   int end_index;
   double start_logit;
   double end_logit;
+  bool null = false;  // the window's no-answer span (at its null_index)
   double score() const { return start_logit + end_logit; }
 };
 
@@ -112,6 +113,9 @@ void validate(const std::vector<SquadExample>& examples, const std::vector<Squad
     if (logits[i].start.size() < n || logits[i].end.size() < n)
       throw Error(where + " has " + std::to_string(logits[i].start.size()) + " start and " +
                   std::to_string(logits[i].end.size()) + " end logits for " + std::to_string(n) + " tokens");
+    if (f.null_index < 0 || static_cast<size_t>(f.null_index) >= n)
+      throw Error(where + " has null_index " + std::to_string(f.null_index) + " outside its " + std::to_string(n) +
+                  " tokens");
     const size_t words = examples[static_cast<size_t>(f.example_index)].doc_tokens().size();
     for (int word : f.token_to_orig_map)
       if (word >= static_cast<int>(words))
@@ -148,18 +152,19 @@ class ExampleDecoder {
 
  private:
   // Every valid span of every window, then the null span of the window whose
-  // [CLS] score is smallest.
+  // null score (at its null_index: [CLS], or the last token) is smallest.
   std::vector<Candidate> collect_candidates() {
     std::vector<Candidate> candidates;
     for (size_t fi = 0; fi < features_.size(); ++fi) {
       const SquadFeature& f = *features_[fi];
       const FeatureLogits& r = *logits_[fi];
-      double feature_null = static_cast<double>(r.start[0]) + static_cast<double>(r.end[0]);
+      const auto null = static_cast<size_t>(f.null_index);
+      double feature_null = static_cast<double>(r.start[null]) + static_cast<double>(r.end[null]);
       if (feature_null < score_null_) {
         score_null_ = feature_null;
         null_feature_ = fi;
-        null_start_logit_ = r.start[0];
-        null_end_logit_ = r.end[0];
+        null_start_logit_ = r.start[null];
+        null_end_logit_ = r.end[null];
       }
       const auto starts = best_indexes(r.start, options_.n_best_size);
       const auto ends = best_indexes(r.end, options_.n_best_size);
@@ -167,7 +172,8 @@ class ExampleDecoder {
         for (int e : ends)
           if (is_valid_span(f, s, e)) candidates.push_back({fi, s, e, r.start[static_cast<size_t>(s)], r.end[static_cast<size_t>(e)]});
     }
-    candidates.push_back({null_feature_, 0, 0, null_start_logit_, null_end_logit_});
+    const int null = features_.empty() ? 0 : features_[null_feature_]->null_index;  // no windows: HF's 0
+    candidates.push_back({null_feature_, null, null, null_start_logit_, null_end_logit_, true});
     return candidates;
   }
 
@@ -184,8 +190,8 @@ class ExampleDecoder {
     std::unordered_set<std::string> seen;
     for (const Candidate& c : candidates) {
       if (nbest.size() >= static_cast<size_t>(options_.n_best_size)) break;
-      std::string text = c.start_index > 0 ? span_text(c) : "";
-      if (!seen.insert(text).second && c.start_index > 0) continue;
+      std::string text = c.null ? "" : span_text(c);
+      if (!seen.insert(text).second && !c.null) continue;
       nbest.push_back({std::move(text), 0.0, c.start_logit, c.end_logit});
     }
     if (!seen.count("")) nbest.push_back({"", 0.0, null_start_logit_, null_end_logit_});

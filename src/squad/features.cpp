@@ -139,7 +139,11 @@ class ExampleConverter {
         sep_(tokenizer.sep_id()), pad_(tokenizer.pad_id()),
         before_query_tokens_(tokenizer.convert_ids_to_tokens(layout_.before_query)),
         between_tokens_(tokenizer.convert_ids_to_tokens(layout_.between)),
-        after_context_tokens_(tokenizer.convert_ids_to_tokens(layout_.after_context)) {}
+        after_context_tokens_(tokenizer.convert_ids_to_tokens(layout_.after_context)),
+        null_last_(options.window.null_position == "last"),
+        null_token_(null_last_ && layout_.after_context.empty() ? end_token(tokenizer) : -1),
+        null_token_pieces_(null_token_ >= 0 ? tokenizer.convert_ids_to_tokens({null_token_})
+                                            : std::vector<std::string>{}) {}
 
   std::vector<SquadFeature> convert(const SquadExample& example, int example_index, const ContextTokens& context) const {
     std::vector<SquadFeature> features;
@@ -150,7 +154,7 @@ class ExampleConverter {
     if (query.empty())
       throw Error("question '" + example.qas_id + "' has no tokens (text: '" + example.question_text +
                   "'); HF cannot featurise it either: fix or remove the question");
-    int room = window.max_seq_length - static_cast<int>(query.size()) - layout_.added_tokens();
+    int room = window.max_seq_length - static_cast<int>(query.size()) - added_tokens();
     if (room <= 0)
       throw Error("question '" + example.qas_id + "': " + std::to_string(query.size()) +
                   " question tokens leave no room for context in max_seq_length " +
@@ -166,6 +170,19 @@ class ExampleConverter {
   }
 
  private:
+  // The end token appended for null_position "last" where the layout ends with the context
+  // (GPT-2, Llama): the end-of-sequence token, else the separator.
+  static int64_t end_token(const Tokenizer& tokenizer) {
+    const std::string& eos = tokenizer.special_tokens().eos;
+    if (!eos.empty()) return tokenizer.token_to_id(eos);
+    if (tokenizer.sep_id() >= 0) return tokenizer.sep_id();
+    throw Error("null position 'last' needs an end-of-sequence or separator token, and this " + tokenizer.kind() +
+                " tokenizer declares neither; use --null-position first", 2);
+  }
+
+  // Special tokens of a window: the layout's and the appended null token.
+  int added_tokens() const { return layout_.added_tokens() + (null_token_ >= 0 ? 1 : 0); }
+
   struct Target {
     int start = 0;
     int end = 0;
@@ -221,6 +238,10 @@ class ExampleConverter {
     // HF reads the tokens of the ids before the first pad id, which a
     // literal pad token in the text also is.
     tokens.resize(static_cast<size_t>(std::find(f.input_ids.begin(), f.input_ids.end(), pad_) - f.input_ids.begin()));
+    if (null_token_ >= 0) {  // after the pad cut: GPT-2's end token is also its pad
+      append_outside(f, tokens, {null_token_}, null_token_pieces_, layout_.context_token_type);
+    }
+    f.null_index = null_last_ ? static_cast<int>(f.input_ids.size()) - 1 : 0;
     f.tokens = std::move(tokens);
     set_p_mask(f);
     return f;
@@ -232,6 +253,10 @@ class ExampleConverter {
     f.p_mask.resize(f.input_ids.size());
     for (size_t i = 0; i < f.input_ids.size(); ++i)
       f.p_mask[i] = (f.token_type_ids[i] == 0 || f.input_ids[i] == sep_) ? 1 : 0;
+    if (null_last_) {
+      f.p_mask[static_cast<size_t>(f.null_index)] = 0;
+      return;
+    }
     auto cls = std::find(f.input_ids.begin(), f.input_ids.end(), cls_);
     if (cls != f.input_ids.end()) f.p_mask[static_cast<size_t>(cls - f.input_ids.begin())] = 0;
   }
@@ -262,15 +287,19 @@ class ExampleConverter {
 
   void set_positions(SquadFeature& f, const SquadExample& example, const Target& target, const Window& window,
                      int query_length) const {
-    if (!options_.is_training || example.is_impossible) return;
+    if (!options_.is_training) return;
+    if (example.is_impossible) {
+      f.start_position = f.end_position = f.null_index;
+      return;
+    }
     int doc_end = window.start + window.length - 1;
     if (target.start >= window.start && target.end <= doc_end) {
       int offset = query_length + context_offset() - window.start;
       f.start_position = target.start + offset;
       f.end_position = target.end + offset;
-    } else {  // the answer is not in this window: target the classifier token
-      f.start_position = 0;
-      f.end_position = 0;
+    } else {  // the answer is not in this window: target the null token
+      f.start_position = f.null_index;
+      f.end_position = f.null_index;
       f.is_impossible = true;
     }
   }
@@ -280,6 +309,9 @@ class ExampleConverter {
   PairLayout layout_;
   int64_t cls_, sep_, pad_;
   std::vector<std::string> before_query_tokens_, between_tokens_, after_context_tokens_;
+  bool null_last_;
+  int64_t null_token_;  // appended after each window's context, or -1
+  std::vector<std::string> null_token_pieces_;
 };
 
 template <typename T>
@@ -370,13 +402,23 @@ void WindowOptions::validate(int layout_tokens) const {
                                               " (the special tokens of a question/context window)");
   require(doc_stride > 0, "doc_stride must be positive");
   require(max_query_length > 0, "max_query_length must be positive");
+  require(null_position.empty() || null_position == "first" || null_position == "last",
+          "null_position must be first or last, not '" + null_position + "'");
 }
 
 nlohmann::json WindowOptions::to_json() const {
   nlohmann::json json = {
       {"max_seq_length", max_seq_length}, {"doc_stride", doc_stride}, {"max_query_length", max_query_length}};
   if (hf_legacy_offsets) json["hf_legacy_offsets"] = true;
+  // Only when not the encoders' "first": what probes trained before the option recorded.
+  if (!null_position.empty() && null_position != "first") json["null_position"] = null_position;
   return json;
+}
+
+WindowOptions WindowOptions::resolved(const std::string& family_default) const {
+  WindowOptions window = *this;
+  if (window.null_position.empty()) window.null_position = family_default;
+  return window;
 }
 
 WindowOptions WindowOptions::from_json(const nlohmann::json& json) {
@@ -385,6 +427,7 @@ WindowOptions WindowOptions::from_json(const nlohmann::json& json) {
   window.doc_stride = json.value("doc_stride", window.doc_stride);
   window.max_query_length = json.value("max_query_length", window.max_query_length);
   window.hf_legacy_offsets = json.value("hf_legacy_offsets", window.hf_legacy_offsets);
+  window.null_position = json.value("null_position", std::string("first"));
   return window;
 }
 

@@ -164,6 +164,9 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
   torch::manual_seed(options.train.seed);
   LoadedModel loaded = load_checkpoint(model_dir);
   check_model_type(options.model_type, loaded.config, model_dir);
+  // Training targets and decoding read the no-answer score where the family puts it unless
+  // --null_position says otherwise (probe_train then reads it there too by default).
+  options.window = options.window.resolved(model_family(loaded.config.model_type).null_position);
   loaded.model->to(device);
   spdlog::info("model {} ({} layers, hidden {}) on {}", model_dir.string(), loaded.config.num_hidden_layers,
                loaded.config.hidden_size, device.str());

@@ -22,7 +22,7 @@ namespace layerprobe::tools {
 namespace {
 
 struct InitArgs {
-  std::string like = "albert-base-v2", config_file, vocab, output;
+  std::string like = "albert-base-v2", config_file, vocab, output, dtype = "fp32", shard_size;
   uint64_t seed = 42;
   bool lower_case = false, no_qa_head = false;
   std::optional<int64_t> hidden_size, layers, heads, intermediate_size, vocab_size, max_positions;
@@ -63,16 +63,27 @@ void apply_size_flags(const InitArgs& args, nlohmann::json& object) {
   set_key(object, albert ? "inner_group_num" : "", args.inner_groups, "--inner-groups", type);
 }
 
-// As a pretrained hub checkpoint holds it: the base model without its QA head.
-void drop_qa_head(const std::filesystem::path& dir, const ModelFamily& family) {
-  const auto file = dir / "model.safetensors";
-  TensorMap tensors = read_safetensors(file).tensors;
-  for (auto it = tensors.begin(); it != tensors.end();) {
-    bool head = false;
-    for (const auto& prefix : family.head_prefixes) head = head || it->first.rfind(prefix, 0) == 0;
-    it = head ? tensors.erase(it) : std::next(it);
+// "1.5GB", "500MB", "800kB" (decimal, as save_pretrained's max_shard_size) or a byte count.
+int64_t parse_shard_size(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
   }
-  write_safetensors(file, tensors, {{"format", "pt"}});
+  const std::string unit = text.substr(used);
+  const std::pair<const char*, double> units[] = {{"", 1}, {"B", 1}, {"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}};
+  for (const auto& [name, factor] : units)
+    if (used > 0 && unit == name && value > 0) return static_cast<int64_t>(value * factor);
+  throw Error("--shard-size '" + text + "' is not a size such as 2GB, 500MB or 1000000", 2);
+}
+
+torch::Dtype parse_weights_dtype(const std::string& name) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "fp16") return torch::kFloat16;
+  throw Error("--dtype '" + name + "' is not one of: fp32, bf16, fp16", 2);
 }
 
 void run_init_model(const InitArgs& args) {
@@ -96,19 +107,26 @@ void run_init_model(const InitArgs& args) {
     throw Error("--vocab '" + args.vocab + "' is a " + tokenizer->kind() + " vocabulary but " + config.model_type +
                     " models use " + model_family(config.model_type).tokenizer,
                 2);
+  SaveOptions save;
+  save.dtype = parse_weights_dtype(args.dtype);
+  if (!args.shard_size.empty()) save.max_shard_bytes = parse_shard_size(args.shard_size);
+  save.qa_head = !args.no_qa_head;
   // The weights are held twice on the way out (the model and the file's bytes): both must fit.
-  const double bytes = 8.0 * model_family(config.model_type).parameters(config);
+  const ModelFamily& family = model_family(config.model_type);
+  const double model_bytes = family.creates_in_weights_dtype ? c10::elementSize(save.dtype) : 4.0;
+  const double bytes = (model_bytes + c10::elementSize(save.dtype)) * family.parameters(config);
   const auto available = static_cast<double>(available_memory_bytes());
   if (available > 0 && bytes > available)
     throw Error(fmt::format("init-model: a {} of {:.3g} parameters needs {:.1f} GiB to create and write, but {:.1f} "
                             "GiB of memory are available; choose smaller sizes",
-                            config.model_type, bytes / 8, bytes / (1 << 30), available / (1 << 30)),
+                            config.model_type, family.parameters(config), bytes / (1 << 30), available / (1 << 30)),
                 2);
   torch::manual_seed(args.seed);
-  auto model = create_model(config);
+  // Families that can (the decoders) build and initialise their weights in the saved dtype: a 1B
+  // model saved in bf16 never exists in float32.
+  auto model = create_model(config, save.dtype == torch::kFloat32 ? torch::kFloat32 : save.dtype);
   model->eval();
-  save_checkpoint(*model, args.output);
-  if (args.no_qa_head) drop_qa_head(args.output, model->family());
+  save_checkpoint(*model, args.output, save);
   if (tokenizer) save_tokenizer(*tokenizer, args.output);
   spdlog::info("wrote a random {} ({} layers, hidden {}, vocab {}) to {}", config.model_type,
                config.num_hidden_layers, config.hidden_size, config.vocab_size, args.output);
@@ -142,6 +160,11 @@ void add_init_model_command(CLI::App& app) {
                     "Leave the QA head (qa_outputs; ModernBERT's head and classifier) out of the weights, as a "
                     "pretrained checkpoint (bert-base-uncased) has it");
   command->add_option("--seed", args->seed, "Random seed for the weights")->capture_default_str();
+  command->add_option("--dtype", args->dtype, "Weights dtype saved: fp32, bf16 or fp16 (as half-precision hub checkpoints)")
+      ->capture_default_str();
+  command->add_option("--shard-size", args->shard_size,
+                      "Shard the weights as save_pretrained does above this size (e.g. 2GB, 500MB): "
+                      "model-0000k-of-0000n.safetensors + model.safetensors.index.json");
   // Each size within what any model has; the product (the parameter count) is checked against memory.
   const auto size = [](int64_t most) { return integer_in(1, most); };
   command->add_option("--hidden-size", args->hidden_size, "hidden_size (DistilBERT: dim)")->check(size(1 << 16));

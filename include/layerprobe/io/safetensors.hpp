@@ -22,6 +22,8 @@ struct SafetensorsFile {
 // Error on any inconsistency; never reads outside `bytes`.
 SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& source);
 
+// The file memory-mapped (io/mapped_file.hpp): its tensors point into the mapping, which lives
+// as long as any of them, so reading a multi-gigabyte checkpoint copies nothing.
 SafetensorsFile read_safetensors(const std::filesystem::path& path);
 
 // The file content for `tensors` (any device; written as stored dtype).

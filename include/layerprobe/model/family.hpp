@@ -39,6 +39,9 @@ struct ConfigKeys {
 struct ModelFamily {
   std::string model_type;   // config.json's "model_type"
   std::string base_prefix;  // HF's base_model_prefix: weights are "<prefix>.embeddings..."
+  // Where checkpoints of the family's other classes keep the base model (Llama's and Qwen2's
+  // *ForCausalLM: "model"); load_state_dict reads it under base_prefix, one of these, or bare.
+  std::vector<std::string> checkpoint_prefixes;
   std::string tokenizer;    // a tokenizer kind of src/text/tokenizer_registry.cpp ("wordpiece", "tokenizer.json", ...)
   std::string example;      // a published model of the family, for messages
   std::string architecture; // the QA class name saved in config.json's "architectures"
@@ -58,11 +61,22 @@ struct ModelFamily {
   // Whether run_squad 2.5.1 passes token_type_ids to the model (it drops them
   // for distilbert and roberta, which then embed type 0 everywhere, or none).
   bool takes_token_type_ids = true;
+  // Where a window's "no answer" score is read unless --null-position says otherwise
+  // (WindowOptions::null_position): "first", the classifier token at index 0 (the encoders' [CLS]
+  // or <s>, as HF's run_squad), or "last", the window's final token (an end token appended after
+  // the context): a causal model's first token sees nothing of the window, its last sees all of it.
+  std::string null_position = "first";
   // Position ids start here (RoBERTa: padding_idx + 1 = 2), so a window holds
   // at most max_position_embeddings - position_offset tokens.
   int64_t position_offset = 0;
+  // Shared fields the family derives rather than reads (GPT-2's intermediate size from
+  // n_inner, or 4 x n_embd where it is null), set after the keys are read and before validate.
+  std::function<void(ModelConfig&)> derive;
   // Family-only checks after the shared ones; Error naming config.source and the key.
   std::function<void(const ModelConfig&)> validate;
+  // Whether `create` allocates the weights in ModelCreation's dtype (the decoders: a bf16 model
+  // never exists in float32); the others build float32 and convert. Memory checks count on it.
+  bool creates_in_weights_dtype = false;
   // A ...ForQuestionAnswering with HF's initialisation (_init_weights).
   std::function<std::shared_ptr<QaModel>(const ModelConfig&)> create;
   // Parameters the config describes (as a double: a hostile config may

@@ -48,7 +48,7 @@ OpenedModel open_model_dir(const std::filesystem::path& dir, const std::string& 
 
 // The opened model's weights over its config (Error as find_weights_file
 // when the directory has none).
-LoadedModel load_checkpoint(const OpenedModel& model);
+LoadedModel load_checkpoint(const OpenedModel& model, const LoadOptions& options = {});
 
 // Error unless `path` is a file; the message names the option and tools/download_squad.sh.
 void require_squad_file(const std::filesystem::path& path, const std::string& option_name);

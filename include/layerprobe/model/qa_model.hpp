@@ -143,8 +143,14 @@ class QaModel : public torch::nn::Module {
   ModelConfig config_;
 };
 
+// Error (naming config.source and its sizes) when `parameters` weights of `dtype`, those a model
+// allocates rather than maps from its file, would take more memory than is available.
+void check_model_fits_memory(const ModelConfig& config, double parameters, torch::Dtype dtype);
+
 // A fresh model of the config's family, HF-initialised from the global seed, in train mode.
-std::shared_ptr<QaModel> create_model(const ModelConfig& config);
+// Families that can compute in a half dtype (the decoders) allocate and initialise their base
+// model's weights in `weights_dtype`; the others build float32 models whatever it says.
+std::shared_ptr<QaModel> create_model(const ModelConfig& config, torch::Dtype weights_dtype = torch::kFloat32);
 
 // Error (naming the problem) unless the tensors are [B,T] integer tensors of
 // one shape with ids, token types and mask values the config allows (an

@@ -38,6 +38,7 @@ std::string weights_fingerprint(QaModel& model);
 // training_options["control_seed"]), checked against the recorded
 // "control_weights" fingerprint when there is one (Error naming `source`).
 LoadedModel load_probed_model(const std::string& kind, const OpenedModel& model,
-                              const nlohmann::json& training_options, const std::string& source);
+                              const nlohmann::json& training_options, const std::string& source,
+                              const LoadOptions& load = {});
 
 }  // namespace layerprobe

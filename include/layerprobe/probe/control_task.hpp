@@ -70,7 +70,8 @@ ControlTaskSpec fit_control_task(const std::vector<SquadExample>& examples, cons
                                  uint64_t seed);
 
 // Each feature's control targets (start, end) as token positions in its window: the
-// answer's positions when the window holds the whole answer, else (0, 0).
+// answer's positions when the window holds the whole answer, else the window's no-answer
+// position (null_index, null_index).
 std::vector<std::pair<int, int>> control_task_targets(const std::vector<SquadFeature>& features, size_t examples,
                                                       const ControlTaskSpec& spec);
 

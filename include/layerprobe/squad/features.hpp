@@ -30,12 +30,21 @@ struct WindowOptions {
   // (the default): at the context tokens themselves. Only parity with HF's
   // run_squad for those tokenizers needs it on.
   bool hf_legacy_offsets = false;
+  // Where each window's "no answer" score is read (SquadFeature::null_index): "first", the
+  // classifier token at index 0 ([CLS], <s>; HF's layouts), or "last", the window's final token,
+  // an end token appended after the context where the layout has none there. A causal model's
+  // first token has seen nothing of the window; its last has seen the question and the whole
+  // window. "" = the model family's choice (ModelFamily::null_position), resolved by the command
+  // that loads the model; the featuriser reads "" as "first".
+  std::string null_position;
 
   // Error (exit code 2) naming the setting when one is out of range for `layout_tokens` special tokens.
   void validate(int layout_tokens = 3) const;
   nlohmann::json to_json() const;
   // The keys to_json writes, each falling back to this struct's default.
   static WindowOptions from_json(const nlohmann::json& json);
+  // This window with null_position "" replaced by `family_default` (ModelFamily::null_position).
+  WindowOptions resolved(const std::string& family_default) const;
 };
 
 struct FeatureOptions {
@@ -72,7 +81,10 @@ struct SquadFeature {
   // doc_span start). Kept in training too (the probes' control task reads them).
   int context_start = 0;
   int window_start = 0;
-  // Training targets (token indices; 0/0 = the first token, [CLS] or <s>).
+  // The token whose start and end scores are the window's "no answer" span
+  // (WindowOptions::null_position): 0, or the window's last token.
+  int null_index = 0;
+  // Training targets (token indices; null_index/null_index = no answer in this window).
   int start_position = 0;
   int end_position = 0;
   bool is_impossible = false;
