@@ -78,7 +78,8 @@ TEST(Checkpoint, SaveThenLoadRoundTrips) {
 
 class EveryFamilyCheckpoint : public ::testing::TestWithParam<const char*> {};
 
-INSTANTIATE_TEST_SUITE_P(Families, EveryFamilyCheckpoint, ::testing::Values("albert", "bert", "distilbert", "roberta"));
+INSTANTIATE_TEST_SUITE_P(Families, EveryFamilyCheckpoint,
+                         ::testing::Values("albert", "bert", "distilbert", "roberta", "deberta-v2"));
 
 TEST_P(EveryFamilyCheckpoint, RoundTripsUnderTheFamilysKeysAndConfigNames) {
   auto dir = test_support::scratch_dir(std::string("ckpt_family_") + GetParam());

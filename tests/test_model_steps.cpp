@@ -42,7 +42,8 @@ Golden load_golden(const std::string& model) {
 class ModelSteps : public ::testing::TestWithParam<const char*> {};
 
 INSTANTIATE_TEST_SUITE_P(GoldenModels, ModelSteps,
-                         ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny"));
+                         ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny",
+                                           "deberta-v3-tiny"));
 
 TEST_P(ModelSteps, ForwardFromEveryLayerContinuesTheSamePass) {
   REQUIRE_SHARED(std::string("golden/") + GetParam() + "/reference_outputs.safetensors");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Downloads models of every supported family (ALBERT, BERT, DistilBERT, RoBERTa)
-# from the Hugging Face hub into models/<name>/: config.json, the tokenizer
-# files the family reads (spiece.model; vocab.txt; vocab.json + merges.txt),
+# Downloads models of every supported family (ALBERT, BERT, DistilBERT, RoBERTa,
+# DeBERTa-v2/v3) from the Hugging Face hub into models/<name>/: config.json, the
+# tokenizer files the family reads (spiece.model; vocab.txt; vocab.json +
+# merges.txt; spm.model),
 # tokenizer_config.json / special_tokens_map.json where the hub has them, and
 # the weights (model.safetensors, or pytorch_model.bin where a model has none).
 set -euo pipefail
@@ -13,10 +14,10 @@ usage() {
   cat <<EOF
 Usage: tools/download_models.sh [--dir DIR] [--revision REV] NAME...
 
-Downloads each hub model NAME (an ALBERT, BERT, DistilBERT or RoBERTa model, e.g.
-bert-base-uncased or twmkn9/distilroberta-base-squad2) into DIR/NAME/: config.json,
-its family's tokenizer files (ALBERT spiece.model; BERT and DistilBERT vocab.txt;
-RoBERTa vocab.json and merges.txt), tokenizer_config.json and
+Downloads each hub model NAME (an ALBERT, BERT, DistilBERT, RoBERTa or DeBERTa-v2/v3
+model, e.g. bert-base-uncased or deepset/deberta-v3-base-squad2) into DIR/NAME/:
+config.json, its family's tokenizer files (ALBERT spiece.model; BERT and DistilBERT
+vocab.txt; RoBERTa vocab.json and merges.txt; DeBERTa spm.model), tokenizer_config.json and
 special_tokens_map.json when the hub has them, and model.safetensors, or
 pytorch_model.bin when the model has no safetensors file. For bert-base-uncased
 and distilbert-base-uncased, whose hub repositories lack a tokenizer_config.json,
@@ -39,6 +40,8 @@ Example (the study's eight models):
     bert-base-uncased twmkn9/bert-base-uncased-squad2 \
     distilbert-base-uncased twmkn9/distilbert-base-uncased-squad2 \
     distilroberta-base twmkn9/distilroberta-base-squad2
+DeBERTa-v3, pretrained and fine-tuned on SQuAD 2.0:
+  tools/download_models.sh microsoft/deberta-v3-base deepset/deberta-v3-base-squad2
 EOF
 }
 
@@ -66,7 +69,7 @@ for name in "${names[@]}"; do
 done
 
 LP_OFFLINE_HINT="Without a network, copy a model's config.json, tokenizer files (spiece.model, vocab.txt,
-or vocab.json + merges.txt) and model.safetensors (or pytorch_model.bin) into $dir/<name>/ by hand."
+vocab.json + merges.txt, or spm.model) and model.safetensors (or pytorch_model.bin) into $dir/<name>/ by hand."
 if [[ -n ${HF_TOKEN:-} ]]; then LP_CURL_OPTS+=(-H "Authorization: Bearer $HF_TOKEN"); fi
 
 # Fetches file $3 of model $1 from $2 into directory $4; exits when the hub lacks it.
@@ -81,7 +84,7 @@ a private or gated model needs HF_TOKEN"
 # the first family named in the model's name $2.
 model_type_of() {
   local type
-  type=$(tr -d '\n' <"$1" | sed -n 's/.*"model_type"[[:space:]]*:[[:space:]]*"\([A-Za-z_]*\)".*/\1/p')
+  type=$(tr -d '\n' <"$1" | sed -n 's/.*"model_type"[[:space:]]*:[[:space:]]*"\([A-Za-z0-9_-]*\)".*/\1/p')
   if [[ -z $type ]]; then
     for pattern in distilbert albert roberta bert; do
       if [[ $2 == *"$pattern"* ]]; then type=$pattern; break; fi
@@ -96,6 +99,7 @@ tokenizer_files() {
     albert) echo spiece.model ;;
     bert | distilbert) echo vocab.txt ;;
     roberta) echo vocab.json merges.txt ;;
+    deberta-v2) echo spm.model ;;
     *) return 1 ;;
   esac
 }
@@ -114,7 +118,7 @@ download_model() {
   fetch_required "$name" "$base" config.json "$target"
   type=$(model_type_of "$target/config.json" "$name")
   files=$(tokenizer_files "$type") ||
-    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta)"
+    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta, deberta-v2)"
   for file in $files; do fetch_required "$name" "$base" "$file" "$target"; done
   fetch_optional "$name" "$base" tokenizer_config.json "$target"
   fetch_optional "$name" "$base" special_tokens_map.json "$target"

@@ -9,6 +9,7 @@ const ModelFamily& albert_family();
 const ModelFamily& bert_family();
 const ModelFamily& distilbert_family();
 const ModelFamily& roberta_family();
+const ModelFamily& deberta_v2_family();
 
 const std::vector<const ModelFamily*>& model_families() {
   static const std::vector<const ModelFamily*> families{
@@ -16,6 +17,7 @@ const std::vector<const ModelFamily*>& model_families() {
       &bert_family(),
       &distilbert_family(),
       &roberta_family(),
+      &deberta_v2_family(),
   };
   return families;
 }

@@ -57,6 +57,9 @@ struct ModelFamily {
   // Whether run_squad 2.5.1 passes token_type_ids to the model (it drops them
   // for distilbert and roberta, which then embed type 0 everywhere, or none).
   bool takes_token_type_ids = true;
+  // Whether type_vocab_size may be 0: the model then has no token type embeddings and ignores the ids
+  // run_squad passes (DeBERTa-v2).
+  bool token_types_optional = false;
   // Position ids start here (RoBERTa: padding_idx + 1 = 2), so a window holds
   // at most max_position_embeddings - position_offset tokens.
   int64_t position_offset = 0;
