@@ -111,6 +111,20 @@ TEST(Bootstrap, NoResamplesMeansNoIntervals) {
   EXPECT_TRUE(replicates[0].empty());
 }
 
+TEST(Bootstrap, ReplicatesBeyondTheMemoryBoundAreRefusedBeforeDrawing) {
+  // 3000 statistics x 100000 resamples would keep 2.4 GB of replicate values.
+  const std::vector<RatioStatistic> statistics(3000, RatioStatistic{{1.0, 0.0, 1.0}, 0});
+  BootstrapOptions options;
+  options.resamples = kMostBootstrapResamples;
+  try {
+    bootstrap_replicates(statistics, {{1.0, 1.0, 1.0}}, 3, options);
+    FAIL() << "expected the memory bound";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+    EXPECT_NE(std::string(e.what()).find("--bootstrap 100000 would keep 3000 statistics"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Bootstrap, MismatchedLengthsAreAnError) {
   BootstrapOptions options;
   EXPECT_THROW(bootstrap_replicates({{{1.0, 2.0, 3.0}, 0}}, {{1.0, 1.0}}, 2, options), Error);

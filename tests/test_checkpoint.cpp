@@ -1,5 +1,7 @@
 #include <torch/torch.h>
 
+#include <limits>
+
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/model/family.hpp"
@@ -275,4 +277,39 @@ TEST(Checkpoint, GoldenCheckpointsLoadWithQaHead) {
     EXPECT_TRUE(other.has_qa_head);
     expect_same_parameters(*safetensors.model, *other.model);
   }
+}
+
+TEST(Checkpoint, NonFiniteWeightsAreNamedWithTheirFile) {
+  const fs::path dir = test_support::scratch_dir("checkpoint_nan");
+  save_random(dir);
+  std::string key;
+  edit_weights(dir, [&](TensorMap& tensors) {
+    for (auto& [name, tensor] : tensors)
+      if (name.find("ffn.weight") != std::string::npos && key.empty()) {
+        key = name;
+        tensor[0][1] = std::numeric_limits<float>::quiet_NaN();
+      }
+  });
+  ASSERT_FALSE(key.empty());
+  const std::string error = load_error(dir);
+  EXPECT_NE(error.find((dir / "model.safetensors").string() + ": tensor '" + key + "' holds 1 non-finite value"),
+            std::string::npos) << error;
+  EXPECT_NE(error.find("nan at [0, 1]"), std::string::npos) << error;
+}
+
+TEST(Checkpoint, TensorsOfLayersTheConfigDoesNotHaveAreAnError) {
+  // config.json with fewer layers than its checkpoint probed the first layers, saying so at debug level.
+  const fs::path dir = test_support::scratch_dir("checkpoint_extra_layers");
+  save_random(dir, saved_model_config("bert"));
+  auto config = nlohmann::json::parse(read_file(dir / "config.json"));
+  config["num_hidden_layers"] = 1;
+  write_file_atomically(dir / "config.json", config.dump());
+  const std::string error = load_error(dir);
+  EXPECT_NE(error.find("tensors belong to layers the model's config.json does not have (first 'bert.encoder.layer.1."),
+            std::string::npos) << error;
+  // Unused tensors that are no other layer's (an MLM head) stay allowed.
+  config["num_hidden_layers"] = 2;
+  write_file_atomically(dir / "config.json", config.dump());
+  edit_weights(dir, [](TensorMap& tensors) { tensors["cls.predictions.bias"] = torch::zeros({50}); });
+  EXPECT_EQ(load_error(dir), "");
 }

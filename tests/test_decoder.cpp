@@ -23,9 +23,7 @@ class PieceJoiner : public Tokenizer {
   PairLayout pair_layout() const override { return {}; }
   bool lowercases() const override { return true; }
   std::vector<std::filesystem::path> files() const override { return {}; }
-
- protected:
-  void tokenize_text(const std::u32string&, std::vector<std::string>&) const override {}
+  std::vector<std::string> tokenize(const std::string&) const override { return {}; }
 };
 
 const PieceJoiner& pieces() {

@@ -92,6 +92,101 @@ INSTANTIATE_TEST_SUITE_P(
       return fs::path(info.param.vocab).parent_path().filename().string();
     });
 
+// The transformers 4.57.5 feature goldens, made with the golden tiny models'
+// tokenizers (their directories hold the tokenizer files and configs).
+struct Transformers4Features {
+  const char* model_dir;
+  const char* golden;
+  size_t features;
+  const char* name;
+};
+
+namespace {
+
+// Features of the dev file (train mode, 384/128/64) with `window_offsets` as the legacy setting.
+std::vector<SquadFeature> dev_features(const Tokenizer& tokenizer, const SquadDataset& data, bool legacy_offsets) {
+  auto o = options(384, 128, 64, true);
+  o.window.hf_legacy_offsets = legacy_offsets;
+  return convert_examples_to_features(data.examples, tokenizer, o);
+}
+
+// A golden line with its labels and token -> word map moved `shift` positions
+// (the feature's ids and token types stay): where a layout that does not
+// shift them puts what HF's legacy offset put before the context.
+json shifted_golden(const std::string& line, int shift) {
+  json golden = json::parse(line);
+  if (golden["start_position"] != 0 || golden["end_position"] != 0) {
+    golden["start_position"] = golden["start_position"].get<int>() + shift;
+    golden["end_position"] = golden["end_position"].get<int>() + shift;
+  }
+  json map = json::object();
+  for (const auto& [key, value] : golden["token_to_orig_map"].items()) map[std::to_string(std::stoi(key) + shift)] = value;
+  golden["token_to_orig_map"] = map;
+  return golden;
+}
+
+}  // namespace
+
+class Transformers4FeaturesGolden : public ::testing::TestWithParam<Transformers4Features> {};
+
+// With hf_legacy_offsets, the golden as HF wrote it; without, the same golden
+// with the labels and maps moved to the context tokens they describe
+// (tokens_before_context - legacy offset: 1 for XLM-R, 0 for DeBERTa).
+TEST_P(Transformers4FeaturesGolden, MatchTheGoldenDevFeaturesBothWays) {
+  const auto& param = GetParam();
+  REQUIRE_SHARED(param.golden);
+  REQUIRE_SHARED(param.model_dir);
+  REQUIRE_SHARED(test_support::kDevFile);
+  auto tokenizer = load_tokenizer(test_support::shared_path(param.model_dir));
+  const PairLayout layout = tokenizer->pair_layout();
+  const int shift = layout.tokens_before_context() - layout.legacy_tokens_before_context();
+  auto data = load_squad(test_support::shared_path(test_support::kDevFile), {true});
+  const auto legacy = dev_features(*tokenizer, data, true);
+  const auto corrected = dev_features(*tokenizer, data, false);
+  std::istringstream golden(read_gzip_file(test_support::shared_path(param.golden)));
+  size_t lines = 0, legacy_mismatches = 0, corrected_mismatches = 0, moved = 0;
+  for (std::string line; std::getline(golden, line); ++lines) {
+    if (lines >= legacy.size() || lines >= corrected.size()) continue;
+    const std::string& qas_id = data.examples[static_cast<size_t>(legacy[lines].example_index)].qas_id;
+    if (feature_to_json_line(legacy[lines], qas_id) != line && ++legacy_mismatches <= 3)
+      ADD_FAILURE() << "legacy offsets: feature " << lines << " differs from golden: " << line.substr(0, 160);
+    const json expected = shifted_golden(line, shift);
+    moved += expected != json::parse(line);
+    if (json::parse(feature_to_json_line(corrected[lines], qas_id)) != expected && ++corrected_mismatches <= 3)
+      ADD_FAILURE() << "corrected offsets: feature " << lines << " differs from the golden moved by " << shift;
+  }
+  EXPECT_EQ(lines, param.features);
+  EXPECT_EQ(legacy.size(), param.features);
+  EXPECT_EQ(corrected.size(), param.features);
+  EXPECT_EQ(legacy_mismatches, 0u);
+  EXPECT_EQ(corrected_mismatches, 0u);
+  EXPECT_EQ(moved > 0, shift != 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tokenizers, Transformers4FeaturesGolden,
+    ::testing::Values(Transformers4Features{"golden/xlm-roberta-tiny", "golden/features/xlm_roberta_dev_train_384_128_64.jsonl.gz", 7236, "xlm_roberta"},
+                      Transformers4Features{"golden/deberta-v3-tiny", "golden/features/deberta_v3_dev_train_384_128_64.jsonl.gz", 7226, "deberta_v3"},
+                      // 4.57.5's ElectraTokenizer gives BERT's 2.5.1 features.
+                      Transformers4Features{"golden/electra-tiny", "golden/features/bert_dev_train_384_128_64.jsonl.gz", 6372, "electra"}),
+    [](const ::testing::TestParamInfo<Transformers4Features>& info) { return std::string(info.param.name); });
+
+TEST(Features, LayoutsWithoutAClassifierTokenFeaturise) {
+  REQUIRE_SHARED("golden/gpt2-tiny/merges.txt");
+  TokenizerRequest request;
+  request.kind = "gpt2";
+  auto gpt2 = load_tokenizer(test_support::shared_path("golden/gpt2-tiny"), request);
+  auto data = numbered_context(40, "target", 30);
+  auto features = convert_examples_to_features(data.examples, *gpt2, options(32, 8, 8, true));
+  ASSERT_FALSE(features.empty());
+  for (const auto& f : features) {
+    EXPECT_EQ(f.p_mask.size(), f.input_ids.size());
+    // question then context, no special tokens: the context has token type 1
+    EXPECT_EQ(f.token_type_ids.front(), 0);
+    EXPECT_EQ(f.token_type_ids.back(), 1);
+  }
+}
+
 TEST(Features, ThreadCountDoesNotChangeTheResult) {
   REQUIRE_SHARED(test_support::kSpieceModel);
   REQUIRE_SHARED(test_support::kDevFile);

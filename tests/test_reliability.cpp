@@ -16,14 +16,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <regex>
 #include <thread>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/io/safetensors.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/probe_store.hpp"
 #include "test_support.hpp"
@@ -773,4 +776,478 @@ TEST_F(Reliability, CheckpointHeaderClaimingTwoGigabytesIsRefusedWithoutAllocati
   EXPECT_EQ(tensor_claim.exit_code(), 1) << tensor_claim.output();
   EXPECT_TRUE(contains(tensor_claim.output(), "run past the end of the data area")) << tensor_claim.output();
   EXPECT_LT(tensor_claim.max_rss_kib(), 1L << 20);
+}
+
+// --- hostile inputs, round 3 (issue #29) --------------------------------------------------------
+
+namespace {
+
+// A command's wall time in seconds; its result.
+struct Timed {
+  int code = 0;
+  std::string output;
+  double seconds = 0;
+  long max_rss_kib = 0;
+};
+
+Timed timed(const std::string& command) {
+  const auto start = Clock::now();
+  Process process(command);
+  Timed result;
+  result.code = process.exit_code();
+  result.output = process.output();
+  result.max_rss_kib = process.max_rss_kib();
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+// Neither a C++ backtrace nor an uncaught exception reaches the user.
+void expect_clean_message(const std::string& output) {
+  for (const char* trace : {"frame #", "Exception raised from", "terminate called", "(most recent call first)"})
+    EXPECT_FALSE(contains(output, trace)) << output;
+}
+
+// Rewrites one tensor of a safetensors file in place (metadata kept).
+void edit_tensor(const fs::path& file, const std::string& name, const std::function<torch::Tensor(torch::Tensor)>& edit) {
+  auto stored = read_safetensors(file);
+  ASSERT_TRUE(stored.tensors.count(name)) << name << " not in " << file;
+  stored.tensors[name] = edit(stored.tensors[name].clone());
+  write_safetensors(file, stored.tensors, stored.metadata);
+}
+
+std::string first_key_containing(const fs::path& file, const std::string& piece) {
+  for (const auto& [name, tensor] : read_safetensors(file).tensors)
+    if (contains(name, piece)) return name;
+  return "";
+}
+
+// A WordPiece vocabulary for the synthetic data's words (enough to load a BERT tokenizer).
+void write_wordpiece_vocab(const fs::path& path) {
+  std::string vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  for (char c = 'a'; c <= 'z'; ++c) vocab += std::string(1, c) + "\n##" + std::string(1, c) + "\n";
+  for (char c = '0'; c <= '9'; ++c) vocab += std::string(1, c) + "\n";
+  vocab += ".\n,\n?\n";
+  write_file_atomically(path, vocab);
+}
+
+}  // namespace
+
+class ReliabilityRound3 : public Reliability {
+ protected:
+  // A copy of one of the fixture's models, to be damaged.
+  static fs::path copy_model(const std::string& from, const std::string& name) {
+    const fs::path dir = root_ / "round3" / name;
+    fs::remove_all(dir);
+    fs::create_directories(dir.parent_path());
+    fs::copy(root_ / from, dir, fs::copy_options::recursive);
+    return dir;
+  }
+
+  static std::string probe_train_on(const fs::path& model, const fs::path& exper, int epochs = 1,
+                                    const std::string& extra = "") {
+    return tool("probe_train") + " pretrained cpu " + std::to_string(epochs) + " --pretrained-model " + model.string() +
+           " --train-file " + train_file() + " --max-seq-length 96 --doc-stride 48 --batch-size 4 --output-dir " +
+           exper.string() + extra;
+  }
+
+  static std::string run_squad_eval(const fs::path& model, const fs::path& out, const std::string& extra = "") {
+    return tool("run_squad") + " --model_type albert --model_name_or_path " + model.string() +
+           " --do_eval --do_lower_case --version_2_with_negative --predict_file " + dev_file() +
+           " --max_seq_length 96 --doc_stride 48 --output_dir " + out.string() + extra;
+  }
+
+  // A random BERT of the fixture models' shape (2 layers of width 32), with a WordPiece vocabulary.
+  static fs::path bert_model(const std::string& name, int layers = 2) {
+    const fs::path dir = root_ / "round3" / name;
+    fs::remove_all(dir);
+    const fs::path vocab = root_ / "round3" / "vocab.txt";
+    write_wordpiece_vocab(vocab);
+    auto [code, output] = run(tool("probe_tools") + " init-model --like bert-base-uncased --vocab " + vocab.string() +
+                              " --layers " + std::to_string(layers) +
+                              " --hidden-size 32 --heads 2 --intermediate-size 64 --max-positions 128 --output " +
+                              dir.string());
+    EXPECT_EQ(code, 0) << output;
+    return dir;
+  }
+};
+
+TEST_F(ReliabilityRound3, ThreadCountsAreBoundedAtParseTime) {
+  // --threads 100000 held 10,000 threads for minutes; 2000 took 66 s to honour SIGTERM; -3 meant all cores.
+  const fs::path exper = root_ / "round3" / "threads";
+  for (const std::string& threads : {"100000", "2000", "-3"}) {
+    const Timed result = timed(probe_train(exper) + " --threads " + threads);
+    EXPECT_EQ(result.code, 2) << threads << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, "--threads")) << result.output;
+    EXPECT_LT(result.seconds, 10.0) << threads;
+  }
+  EXPECT_FALSE(fs::exists(exper));
+  for (const std::string& command :
+       {tool("run_squad") + " --model_type albert --model_name_or_path " + (root_ / "pretrained").string() +
+            " --do_eval --version_2_with_negative --output_dir " + exper.string() + " --threads 100000",
+        tool("probe_tools") + " features --vocab " + (root_ / "spiece.model").string() + " --data " + dev_file() +
+            " --mode eval --threads -1 --output " + (exper / "f.jsonl").string()}) {
+    const Timed result = timed(command);
+    EXPECT_EQ(result.code, 2) << command << "\n" << result.output;
+  }
+  // --nproc starts whole processes: at most one per available core (at least 8).
+  const Timed ranks = timed(probe_train(exper) + " --nproc 100000");
+  EXPECT_EQ(ranks.code, 2) << ranks.output;
+  EXPECT_TRUE(contains(ranks.output, "--nproc")) << ranks.output;
+  const Timed env = timed("env LAYERPROBE_THREADS=100000 " + probe_train(exper));
+  EXPECT_EQ(env.code, 2) << env.output;
+  EXPECT_TRUE(contains(env.output, "LAYERPROBE_THREADS='100000' is not a thread count")) << env.output;
+  EXPECT_FALSE(fs::exists(exper));
+}
+
+TEST_F(ReliabilityRound3, BootstrapResamplesAreBoundedAtParseTime) {
+  // 2e9 resamples grew to 7.7 GB in 60 s; a count past INT64_MAX was read as INT64_MAX.
+  const fs::path exper = predicted_exper("round3_bootstrap");
+  for (const std::string& count : {"2000000000", "99999999999999999999"}) {
+    const Timed result = timed(tool("probe_evaluate") + " exper " + exper.string() + " --bootstrap " + count);
+    EXPECT_EQ(result.code, 2) << count << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, "--bootstrap")) << result.output;
+    EXPECT_LT(result.seconds, 10.0);
+    EXPECT_LT(result.max_rss_kib, 1L << 20);
+  }
+  EXPECT_FALSE(fs::exists(exper / "summary.csv"));
+  const Timed ok = timed(tool("probe_evaluate") + " exper " + exper.string() + " --bootstrap 200");
+  EXPECT_EQ(ok.code, 0) << ok.output;
+}
+
+TEST_F(ReliabilityRound3, InitModelSizesAreCheckedUpFront) {
+  // --layers 1000000 grew to 5.3 GB; --vocab-size 2e9 and --hidden-size 2^20 ended in an allocator error
+  // with a 25-frame stack trace.
+  const std::string init = tool("probe_tools") + " init-model --like bert-base-uncased --output " +
+                           (root_ / "round3" / "huge").string();
+  const std::string too_big = " --hidden-size 65536 --heads 64 --intermediate-size 1048576 --layers 1000";
+  for (const std::string& sizes : {std::string(" --layers 1000000"), std::string(" --vocab-size 2000000000"), std::string(" --hidden-size 1048576"),
+                                   // every size allowed, their product far beyond memory
+                                   too_big}) {
+    const Timed result = timed(init + sizes);
+    EXPECT_EQ(result.code, 2) << sizes << ": " << result.output;
+    expect_clean_message(result.output);
+    EXPECT_LT(result.seconds, 10.0) << sizes;
+    EXPECT_LT(result.max_rss_kib, 1L << 20) << sizes;
+    if (sizes == too_big) EXPECT_TRUE(contains(result.output, "GiB of memory are available")) << result.output;
+  }
+  EXPECT_FALSE(fs::exists(root_ / "round3" / "huge" / "model.safetensors"));
+}
+
+TEST_F(ReliabilityRound3, NonFiniteWeightsAreNamedWhereTheyAreLoaded) {
+  // One NaN in a dense weight: probe_train saved null losses and later resumed from them; probe_predict
+  // and run_squad answered "The" everywhere with exit 0.
+  const fs::path model = copy_model("pretrained", "nan_model");
+  const std::string tensor = first_key_containing(model / "model.safetensors", "ffn.weight");
+  ASSERT_FALSE(tensor.empty());
+  edit_tensor(model / "model.safetensors", tensor, [](torch::Tensor t) {
+    t.view({-1})[5] = std::numeric_limits<float>::quiet_NaN();
+    return t;
+  });
+  const fs::path exper = root_ / "round3" / "nan_exper";
+  fs::remove_all(exper);
+  auto expect_named = [&](const Timed& result) {
+    EXPECT_EQ(result.code, 1) << result.output;
+    EXPECT_TRUE(contains(result.output, "tensor '" + tensor + "' holds 1 non-finite value")) << result.output;
+    EXPECT_TRUE(contains(result.output, (model / "model.safetensors").string())) << result.output;
+    expect_clean_message(result.output);
+  };
+  expect_named(timed(probe_train_on(model, exper)));
+  EXPECT_TRUE(files_matching(exper, std::regex("probes\\.safetensors")).empty());
+  expect_named(timed(tool("probe_predict") + " probes " +
+                     (reference_exper() / "pretrained_epoch_1" / "pretrained_probes").string() + " cpu --dev-file " +
+                     dev_file() + " --pretrained-model " + model.string()));
+  expect_named(timed(run_squad_eval(model, root_ / "round3" / "nan_eval")));
+  EXPECT_FALSE(fs::exists(root_ / "round3" / "nan_eval" / "predictions.json"));
+
+  // A NaN in a probe's weight: probe_predict named nothing and exited 0.
+  const fs::path probes = root_ / "round3" / "nan_probes" / "pretrained_epoch_1" / "pretrained_probes";
+  fs::remove_all(probes.parent_path().parent_path());
+  fs::create_directories(probes.parent_path());
+  fs::copy(reference_exper() / "pretrained_epoch_1" / "pretrained_probes", probes);
+  edit_tensor(probes / "probes.safetensors", "weight", [](torch::Tensor t) {
+    t[1][0][3] = std::numeric_limits<float>::infinity();
+    return t;
+  });
+  Timed predicted = timed(tool("probe_predict") + " probes " + probes.string() + " cpu --dev-file " + dev_file());
+  EXPECT_EQ(predicted.code, 1) << predicted.output;
+  EXPECT_TRUE(contains(predicted.output, "probes file '" + (probes / "probes.safetensors").string() +
+                                             "': tensor 'weight' holds 1 non-finite value")) << predicted.output;
+  EXPECT_TRUE(contains(predicted.output, "inf at [1, 0, 3]")) << predicted.output;
+  EXPECT_FALSE(fs::exists(probes.parent_path() / "pretrained_preds"));
+  // ... and a run that would resume from that epoch refuses to, saying how to go on.
+  const Timed resumed = timed(probe_train_on(root_ / "pretrained", probes.parent_path().parent_path(), 2));
+  EXPECT_EQ(resumed.code, 1) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "pass --overwrite")) << resumed.output;
+  EXPECT_FALSE(fs::exists(probes.parent_path().parent_path() / "pretrained_epoch_2"));
+}
+
+TEST_F(ReliabilityRound3, ProbesOfAnotherFamilyAreRefused) {
+  // ALBERT probes on a BERT encoder of the same depth and width were applied (only layers and width compared).
+  const fs::path bert = bert_model("bert_same_shape");
+  const fs::path probes = reference_exper() / "pretrained_epoch_1" / "pretrained_probes";
+  const Timed result = timed(tool("probe_predict") + " probes " + probes.string() + " cpu --dev-file " + dev_file() +
+                             " --pretrained-model " + bert.string());
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "were trained on a albert (layers 2, hidden 32")) << result.output;
+  EXPECT_TRUE(contains(result.output, "is a bert (layers 2, hidden 32")) << result.output;
+  EXPECT_FALSE(fs::exists(probes.parent_path() / "pretrained_preds"));
+}
+
+TEST_F(ReliabilityRound3, RunSquadEpochsAndDecodingOptionsAreCheckedAtParseTime) {
+  // nan, inf and 1e300 epochs ran 0 steps ("-9223372036854775808 epochs") and saved the untouched model;
+  // so did 1e-9. --max_answer_length 0 failed in the decoder after the encoder pass.
+  const fs::path out = root_ / "round3" / "epochs";
+  fs::remove_all(out);
+  const std::string train = tool("run_squad") + " --model_type albert --model_name_or_path " +
+                            (root_ / "pretrained").string() + " --do_train --do_lower_case --version_2_with_negative "
+                            "--train_file " + train_file() + " --max_seq_length 96 --doc_stride 48 --output_dir " +
+                            out.string();
+  for (const std::string& flag : {" --num_train_epochs nan", " --num_train_epochs inf", " --num_train_epochs 1e300",
+                                  " --num_train_epochs 1e-9", " --max_answer_length 0", " --save_steps -5"}) {
+    const Timed result = timed(train + flag);
+    EXPECT_EQ(result.code, 2) << flag << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, flag.substr(1, flag.find(' ', 1) - 1))) << result.output;
+    if (contains(flag, "1e-9")) EXPECT_TRUE(contains(result.output, "= 0 epochs")) << result.output;
+    EXPECT_LT(result.seconds, 10.0) << flag;
+  }
+  EXPECT_FALSE(fs::exists(out / "model.safetensors"));
+  const Timed predict = timed(tool("probe_predict") + " probes " +
+                              (reference_exper() / "pretrained_epoch_1" / "pretrained_probes").string() +
+                              " cpu --max-answer-length 0 --dev-file " + dev_file());
+  EXPECT_EQ(predict.code, 2) << predict.output;
+  EXPECT_TRUE(contains(predict.output, "--max-answer-length")) << predict.output;
+  EXPECT_LT(predict.seconds, 10.0);
+}
+
+TEST_F(ReliabilityRound3, SeedsAreValidatedAtParseTime) {
+  // --seeds 1,-2 made seed_18446744073709551614/; --seed -1 and 2^64 both became 2^64 - 1; --seeds "" made seed_0.
+  const fs::path exper = root_ / "round3" / "seeds";
+  fs::remove_all(exper);
+  for (const std::string& flag : {" --seeds 1,-2", " --seed -1", " --seed 18446744073709551616", " --seeds ''",
+                                  " --seeds 3,1,3", " --seed 010"}) {
+    const Timed result = timed(probe_train(exper) + flag);
+    EXPECT_EQ(result.code, 2) << flag << ": " << result.output;
+    EXPECT_LT(result.seconds, 10.0) << flag;
+  }
+  EXPECT_FALSE(fs::exists(exper));
+  const Timed top = timed(probe_train(exper, "pretrained", 1) + " --seeds 18446744073709551615 --max-train-features 8");
+  EXPECT_EQ(top.code, 0) << top.output;
+  EXPECT_TRUE(fs::exists(exper / "pretrained_epoch_1" / "pretrained_probes" / "seed_18446744073709551615"));
+}
+
+TEST_F(ReliabilityRound3, RunSquadResumeChecksTheTrainerState) {
+  // global_step 10^12 or next_batch 10^6 in trainer_state.json gave a finished-looking run with an
+  // earlier checkpoint's weights.
+  const fs::path out = root_ / "round3" / "resume";
+  const fs::path state = out / "checkpoint-6" / "trainer_state.json";
+  for (const auto& [key, value] : std::vector<std::pair<std::string, int64_t>>{
+           {"global_step", 1000000000000}, {"next_batch", 1000000}, {"epoch", 5}, {"global_step", 12}}) {
+    fs::remove_all(out);
+    fs::create_directories(out);
+    fs::copy(reference_finetune() / "checkpoint-6", out / "checkpoint-6");
+    auto json = nlohmann::json::parse(read_file(state));
+    json[key] = value;
+    write_file_atomically(state, json.dump(2));
+    const Timed result = timed(run_squad(out));
+    EXPECT_EQ(result.code, 1) << key << "=" << value << ": " << result.output;
+    EXPECT_TRUE(contains(result.output, state.string())) << result.output;
+    EXPECT_TRUE(contains(result.output, "delete")) << result.output;
+    EXPECT_FALSE(fs::exists(out / "model.safetensors")) << key;
+  }
+}
+
+TEST_F(ReliabilityRound3, ProbeTrainRefusesToResumeOntoAChangedTrainingFile) {
+  // 21 -> 1494 questions in the training file: the rerun resumed without a word.
+  const fs::path dir = root_ / "round3" / "changed_train";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path train = dir / "train.json";
+  fs::copy_file(train_file(), train);
+  const auto command = [&](int epochs) {
+    return tool("probe_train") + " pretrained cpu " + std::to_string(epochs) + " --pretrained-model " +
+           (root_ / "pretrained").string() + " --train-file " + train.string() +
+           " --max-seq-length 96 --doc-stride 48 --batch-size 4 --max-train-features 16 --output-dir " +
+           (dir / "exper").string();
+  };
+  auto [first_code, first_output] = run(command(1));
+  ASSERT_EQ(first_code, 0) << first_output;
+  fs::copy_file(root_ / "other" / "train-v2.0.json", train, fs::copy_options::overwrite_existing);
+  const Timed result = timed(command(2));
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "'" + train.string() + "' now has other content")) << result.output;
+  EXPECT_FALSE(fs::exists(dir / "exper" / "pretrained_epoch_2"));
+}
+
+TEST_F(ReliabilityRound3, ConfigAndCheckpointMustAgreeOnTheLayers) {
+  // A config.json with fewer layers than its checkpoint (or num_hidden_layers given twice) probed the
+  // first layers and said so at debug level only.
+  const fs::path bert = bert_model("bert_three_layers", 3);
+  auto config = nlohmann::json::parse(read_file(bert / "config.json"));
+  config["num_hidden_layers"] = 2;
+  write_file_atomically(bert / "config.json", config.dump(2));
+  const fs::path exper = root_ / "round3" / "layers_exper";
+  fs::remove_all(exper);
+  Timed result = timed(probe_train_on(bert, exper));
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "belong to layers the model's config.json does not have (first 'bert.encoder.layer.2."))
+      << result.output;
+  // ALBERT's layers share weights: its groups are what the checkpoint holds.
+  const fs::path albert = root_ / "round3" / "albert_two_groups";
+  fs::remove_all(albert);
+  ASSERT_EQ(run(tool("probe_tools") + " init-model --vocab " + (root_ / "spiece.model").string() +
+                " --layers 2 --groups 2 --hidden-size 32 --embedding-size 16 --heads 2 --intermediate-size 64"
+                " --max-positions 128 --output " + albert.string()).first, 0);
+  config = nlohmann::json::parse(read_file(albert / "config.json"));
+  config["num_hidden_groups"] = 1;
+  write_file_atomically(albert / "config.json", config.dump(2));
+  result = timed(probe_train_on(albert, exper));
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "albert_layer_groups.1.")) << result.output;
+
+  // A key given twice, a syntax error and a NaN literal: each named with its place.
+  const fs::path model = copy_model("pretrained", "bad_config");
+  const std::string text = read_file(root_ / "pretrained" / "config.json");
+  const auto expect_config_error = [&](const std::string& content, const std::string& message) {
+    write_file_atomically(model / "config.json", content);
+    const Timed bad = timed(probe_train_on(model, exper));
+    EXPECT_EQ(bad.code, 1) << bad.output;
+    EXPECT_TRUE(contains(bad.output, (model / "config.json").string() + ": " + message)) << bad.output;
+  };
+  expect_config_error("{\"num_hidden_layers\": 1,\n" + text.substr(text.find('{') + 1),
+                      "key 'num_hidden_layers' appears twice in the top-level object");
+  expect_config_error("{\n  \"hidden_size\": 32,\n  \"vocab_size\" 400\n}", "not valid JSON at line 3, column ");
+  expect_config_error("{\n  \"hidden_size\": NaN\n}", "not valid JSON at line 2, column 18");
+  EXPECT_FALSE(fs::exists(exper / "pretrained_epoch_1"));
+}
+
+TEST_F(ReliabilityRound3, IncompletePredictionSetsAreRefused) {
+  // After a disk-full failure left pred_layer_1.* of a multi-layer set, probe_evaluate scored layer 1, exit 0.
+  const fs::path exper = predicted_exper("round3_incomplete");
+  const fs::path preds = exper / "pretrained_epoch_1" / "pretrained_preds";
+  fs::remove(preds / "preds_meta.json");  // probe_predict writes it last
+  for (const char* extension : {".json", ".csv"}) fs::remove(preds / (std::string("pred_layer_2") + extension));
+  Timed result = timed(tool("probe_evaluate") + " exper " + exper.string() + " --dev-file " + dev_file());
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "has no preds_meta.json")) << result.output;
+  EXPECT_TRUE(contains(result.output, "some of the 2 layers")) << result.output;
+  EXPECT_FALSE(fs::exists(exper / "summary.csv"));
+  result = timed(tool("probe_evaluate") + " exper " + exper.string() + " --dev-file " + dev_file() + " --allow-incomplete");
+  EXPECT_EQ(result.code, 0) << result.output;
+  EXPECT_TRUE(contains(result.output, "(--allow-incomplete)")) << result.output;
+  // A rerun of probe_predict that stops part-way leaves no preds_meta.json from the earlier run behind.
+  result = timed(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev_file());
+  ASSERT_EQ(result.code, 0) << result.output;
+  ASSERT_TRUE(fs::exists(preds / "preds_meta.json"));
+  Limits limits;
+  limits.file_size = 100;  // the first prediction file fails
+  limits.ignore_sigxfsz = true;
+  result.code = run(tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + dev_file(), limits).first;
+  EXPECT_EQ(result.code, 1);
+  EXPECT_FALSE(fs::exists(preds / "preds_meta.json"));
+}
+
+TEST_F(ReliabilityRound3, MessagesNameTheFileAndTheCause) {
+  // Token ids beyond the model's vocabulary: "index out of range in self" and a stack trace.
+  const fs::path small_vocab = copy_model("pretrained", "small_vocab");
+  auto config = nlohmann::json::parse(read_file(small_vocab / "config.json"));
+  config["vocab_size"] = 100;
+  write_file_atomically(small_vocab / "config.json", config.dump(2));
+  const std::string embeddings = first_key_containing(small_vocab / "model.safetensors", "word_embeddings");
+  edit_tensor(small_vocab / "model.safetensors", embeddings, [](torch::Tensor t) { return t.slice(0, 0, 100).clone(); });
+  const fs::path exper = root_ / "round3" / "messages";
+  fs::remove_all(exper);
+  for (const std::string& command : {probe_train_on(small_vocab, exper),
+                                     tool("run_squad") + " --model_type albert --model_name_or_path " +
+                                         small_vocab.string() + " --do_train --do_lower_case --version_2_with_negative"
+                                         " --train_file " + train_file() + " --max_seq_length 96 --doc_stride 48"
+                                         " --output_dir " + (exper / "finetune").string()}) {
+    const Timed result = timed(command);
+    EXPECT_EQ(result.code, 1) << result.output;
+    EXPECT_TRUE(std::regex_search(result.output, std::regex("token id [0-9]+ is outside the model's vocabulary "
+                                                            "\\(vocab_size 100 in [^)]*config.json\\)")))
+        << result.output;
+    expect_clean_message(result.output);
+  }
+
+  // A probes weight of the wrong shape blamed the optimiser state and named no file.
+  const fs::path probes = exper / "pretrained_epoch_1" / "pretrained_probes";
+  fs::create_directories(probes.parent_path());
+  fs::copy(reference_exper() / "pretrained_epoch_1" / "pretrained_probes", probes);
+  edit_tensor(probes / "probes.safetensors", "weight", [](torch::Tensor t) { return t.slice(2, 0, 31).clone(); });
+  Timed result = timed(tool("probe_predict") + " probes " + probes.string() + " cpu --dev-file " + dev_file());
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "probes file '" + (probes / "probes.safetensors").string() +
+                                          "': tensor 'weight' has shape [2, 2, 31], expected [2, 2, 32]"))
+      << result.output;
+  // An unknown probe kind in the metadata: exit 2 and no file.
+  fs::copy_file(reference_exper() / "pretrained_epoch_1" / "pretrained_probes" / "probes.safetensors",
+                probes / "probes.safetensors", fs::copy_options::overwrite_existing);
+  auto stored = read_safetensors(probes / "probes.safetensors");
+  stored.metadata["kind"] = "mystery";
+  write_safetensors(probes / "probes.safetensors", stored.tensors, stored.metadata);
+  result = timed(tool("probe_predict") + " probes " + probes.string() + " cpu --dev-file " + dev_file());
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "probes file '" + (probes / "probes.safetensors").string() +
+                                          "': unknown model kind 'mystery'")) << result.output;
+
+  // encode with a [1, 0] input: a raw reshape error.
+  const fs::path inputs = exper / "empty_rows.safetensors";
+  write_safetensors(inputs, {{"input_ids", torch::zeros({1, 0}, torch::kInt64)},
+                             {"attention_mask", torch::zeros({1, 0}, torch::kInt64)}});
+  result = timed(tool("probe_tools") + " encode --model " + (root_ / "pretrained").string() + " --inputs " +
+                 inputs.string() + " --output " + (exper / "out.safetensors").string());
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "rows of no tokens")) << result.output;
+  expect_clean_message(result.output);
+}
+
+TEST_F(ReliabilityRound3, AReadOnlyOutputIsReportedWithTheSystemsReason) {
+  // A read-only output file system was reported as "No such file or directory".
+  const fs::path mount_point = root_ / "round3" / "read_only";
+  fs::create_directories(mount_point);
+  struct Restore {
+    fs::path dir;
+    bool mounted = false;
+    ~Restore() {
+      if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+      fs::permissions(dir, fs::perms::owner_all, fs::perm_options::add);
+    }
+  } restore{mount_point};
+  std::string reason;
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::mount("tmpfs", mount_point.c_str(), "tmpfs", MS_RDONLY, "size=1m"), 0) << std::strerror(errno);
+    restore.mounted = true;
+    reason = "Read-only file system";
+  } else {
+    fs::permissions(mount_point, fs::perms::owner_read | fs::perms::owner_exec, fs::perm_options::replace);
+    reason = "Permission denied";
+  }
+  for (const std::string& command :
+       {probe_train_on(root_ / "pretrained", mount_point / "exper"),
+        run_squad_eval(root_ / "pretrained", mount_point / "eval"),
+        tool("probe_tools") + " synth --train-questions 10 --dev-questions 10 --output-dir " + (mount_point / "data").string()}) {
+    const Timed result = timed(command);
+    EXPECT_EQ(result.code, 1) << command << "\n" << result.output;
+    EXPECT_TRUE(contains(result.output, reason)) << result.output;
+    EXPECT_FALSE(contains(result.output, "No such file or directory")) << result.output;
+  }
+}
+
+TEST_F(ReliabilityRound3, BatchesBeyondTheAvailableMemoryAreRefusedBeforeEncoding) {
+  // Every option is bounded alone, but a batch's hidden states grow with batch size x tokens x layers:
+  // an ALBERT config of 20000 (shared) layers and --batch-size 65536 would hold ~190 GB at once.
+  const fs::path model = copy_model("pretrained", "deep_albert");
+  auto config = nlohmann::json::parse(read_file(model / "config.json"));
+  config["num_hidden_layers"] = 20000;
+  write_file_atomically(model / "config.json", config.dump(2));
+  const fs::path exper = root_ / "round3" / "big_batch";
+  fs::remove_all(exper);
+  std::string command = probe_train_on(model, exper);
+  command.replace(command.find("--batch-size 4"), 14, "--batch-size 65536");
+  const Timed result = timed(command);
+  EXPECT_EQ(result.code, 2) << result.output;
+  EXPECT_TRUE(contains(result.output, "GiB of hidden states, more than the")) << result.output;
+  EXPECT_TRUE(contains(result.output, "lower --batch-size")) << result.output;
+  EXPECT_LT(result.seconds, 30.0);
+  EXPECT_LT(result.max_rss_kib, 2L << 20);
 }

@@ -147,3 +147,19 @@ TEST(AlbertTokenizer, MissingModelIsAnErrorNamingIt) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/spiece.model"), std::string::npos) << e.what();
   }
 }
+
+// Issue 25's check of ALBERT's path for a word-final capital sigma. With
+// do_lower_case in init_kwargs (run_squad --do_lower_case), 2.5.1 lower-cases
+// one character at a time first (Σ -> σ); without it, preprocess_text's
+// str.lower() of the whole text makes it ς. 2.5.1's preprocess_text (Python
+// 3.11) gives "η οδοσ ειναι" and "η οδος ειναι" for "Η ΟΔΟΣ ΕΙΝΑΙ"; the pieces
+// are SentencePiece's of those texts.
+TEST(AlbertTokenizer, FinalCapitalSigmaFollowsTheLowerCasingPath) {
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  const std::string text = "\u0397 \u039f\u0394\u039f\u03a3 \u0395\u0399\u039d\u0391\u0399";
+  TokenizerSettings lower;
+  lower.do_lower_case = true;
+  EXPECT_EQ(albert(lower).tokenize(text), albert().tokenize("\u03b7 \u03bf\u03b4\u03bf\u03c3 \u03b5\u03b9\u03bd\u03b1\u03b9"));
+  EXPECT_EQ(albert().tokenize(text), albert().tokenize("\u03b7 \u03bf\u03b4\u03bf\u03c2 \u03b5\u03b9\u03bd\u03b1\u03b9"));
+  EXPECT_NE(albert().tokenize("\u03bf\u03b4\u03bf\u03c3"), albert().tokenize("\u03bf\u03b4\u03bf\u03c2"));
+}

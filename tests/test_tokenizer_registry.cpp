@@ -70,8 +70,17 @@ TEST(TokenizerRegistry, BadSettingsFilesNameTheFileAndKey) {
   write_file_atomically(dir / "tokenizer_config.json", R"({"do_lower_case": "yes"})");
   EXPECT_NE(load_error(dir).find("tokenizer_config.json: key 'do_lower_case' must be true or false"), std::string::npos)
       << load_error(dir);
+  // Issue 29: a syntax error names the file, line and column.
   write_file_atomically(dir / "tokenizer_config.json", "{oops");
-  EXPECT_NE(load_error(dir).find("tokenizer_config.json: not a JSON object"), std::string::npos) << load_error(dir);
+  EXPECT_NE(load_error(dir).find("tokenizer_config.json: not valid JSON at line 1, column 2: syntax error"),
+            std::string::npos)
+      << load_error(dir);
+  write_file_atomically(dir / "tokenizer_config.json", "{\n  \"do_lower_case\": true,\n  \"max_len\": 512,\n}\n");
+  EXPECT_NE(load_error(dir).find("tokenizer_config.json: not valid JSON at line 4, column 1"), std::string::npos)
+      << load_error(dir);
+  write_file_atomically(dir / "tokenizer_config.json", "[true]");
+  EXPECT_NE(load_error(dir).find("tokenizer_config.json: the top level is array, not a JSON object"), std::string::npos)
+      << load_error(dir);
   write_file_atomically(dir / "tokenizer_config.json", R"({"cls_token": 7})");
   EXPECT_NE(load_error(dir).find("key 'cls_token' must be a string"), std::string::npos) << load_error(dir);
 }
@@ -82,7 +91,8 @@ TEST(TokenizerRegistry, MissingOrAmbiguousFilesAreErrorsThatSayWhatToPass) {
   auto empty = test_support::scratch_dir("tokreg_empty");
   std::string message = load_error(empty);
   EXPECT_NE(message.find("spiece.model (ALBERT)"), std::string::npos) << message;
-  EXPECT_NE(message.find("vocab.txt (BERT, DistilBERT)"), std::string::npos) << message;
+  EXPECT_NE(message.find("vocab.txt (BERT, DistilBERT, ELECTRA)"), std::string::npos) << message;
+  EXPECT_NE(message.find("tokenizer.json"), std::string::npos) << message;
   EXPECT_NE(message.find("vocab.json + merges.txt (RoBERTa)"), std::string::npos) << message;
   EXPECT_NE(load_error(empty / "nope.txt").find("does not exist"), std::string::npos);
   auto both = test_support::scratch_dir("tokreg_both");

@@ -235,3 +235,30 @@ TEST(WordPieceTokenizer, ConcurrentTokenisationAgrees) {
   const std::string text = "The Normans' d\u00e9j\u00e0 vu [SEP] \u4e2d\u6587 unaffable 1,000 [CLS] done";
   test_support::expect_concurrent_tokenisation_agrees(tokenizer, text);
 }
+
+// Issue 25's unseen case: a Greek word ending in a capital sigma. transformers
+// 2.5.1's from_pretrained (do_lower_case in init_kwargs, as for every uncased
+// BERT it loads) lower-cases the text one character at a time before
+// BasicTokenizer, so the final Σ becomes σ, not the word-final ς that
+// BasicTokenizer's whole-word str.lower() would give. Expected pieces: 2.5.1's
+// BertTokenizer.from_pretrained on a directory with vocab.txt and
+// tokenizer_config.json {"do_lower_case": true}, run in Python 3.11.
+TEST(WordPieceTokenizer, FinalCapitalSigmaIsLowerCasedAsFromPretrainedDoes) {
+  REQUIRE_SHARED(kBertVocab);
+  const std::pair<const char*, Pieces> cases[] = {
+      {"\u039f\u0394\u039f\u03a3", {"\u03bf", "##\u03b4", "##\u03bf", "##\u03c3"}},
+      {"\u0397 \u039f\u0394\u039f\u03a3 \u0395\u0399\u039d\u0391\u0399",
+       {"\u03b7", "\u03bf", "##\u03b4", "##\u03bf", "##\u03c3", "\u03b5", "##\u03b9", "##\u03bd", "##\u03b1", "##\u03b9"}},
+      {"Odysseus (\u039f\u0394\u03a5\u03a3\u03a3\u0395\u03a5\u03a3) went",
+       {"o", "##dy", "##sse", "##us", "(", "\u03bf", "##\u03b4", "##\u03c5", "##\u03c3", "##\u03c3", "##\u03b5",
+        "##\u03c5", "##\u03c3", ")", "went"}},
+  };
+  TokenizerSettings unset;
+  for (const auto& [text, pieces] : cases) {
+    EXPECT_EQ(bert().tokenize(text), pieces) << text;
+    // A vocabulary without tokenizer_config.json lower-cases the same way.
+    EXPECT_EQ(bert(unset).tokenize(text), pieces) << text;
+  }
+  // Cased: no lower-casing at all.
+  EXPECT_EQ(bert(lower_case(false)).tokenize("\u039f\u0394\u039f\u03a3"), (Pieces{"[UNK]"}));
+}

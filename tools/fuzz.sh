@@ -16,7 +16,7 @@ Usage: bash tools/fuzz.sh [--seconds N] [--runs N] [--skip-build] [--build-dir D
   --runs N         stop a parser after N executions instead (0 = no limit, default)
   --skip-build     use the fuzz targets already built in the build directory
   --build-dir DIR  clang build with -DLAYERPROBE_FUZZ=ON (default: $root/build-fuzz)
-  PARSER           any of: safetensors torch_checkpoint config squad tokenizer wordpiece_vocab bpe_vocab predictions probes
+  PARSER           any of: safetensors torch_checkpoint config squad tokenizer tokenizer_json wordpiece_vocab bpe_vocab predictions probes
                    (default: all)
   -h, --help       show this help
 EOF
@@ -36,7 +36,7 @@ while (($#)); do
   shift
 done
 if ((${#parsers[@]} == 0)); then
-  parsers=(safetensors torch_checkpoint config squad tokenizer wordpiece_vocab bpe_vocab predictions probes)
+  parsers=(safetensors torch_checkpoint config squad tokenizer tokenizer_json wordpiece_vocab bpe_vocab predictions probes)
 fi
 
 if ((!skip_build)); then

@@ -3,7 +3,7 @@
 # Asks apt only for what is missing, so a machine that has everything needs no network.
 set -euo pipefail
 packages=(cmake g++ make pkg-config ccache libtorch-dev libgloo-dev libdnnl-dev libopenblas-dev libsentencepiece-dev
-          nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libutf8proc-dev libzip-dev zlib1g-dev
+          nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libutf8proc-dev libonig-dev libzip-dev zlib1g-dev
           python3 curl)
 # tools/test_sanitized.sh and tools/fuzz.sh: clang with its sanitizer and libFuzzer runtimes.
 if [[ "${1:-}" == "--sanitizers" ]]; then packages+=(clang libclang-rt-dev); fi

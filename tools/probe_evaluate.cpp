@@ -26,7 +26,7 @@ namespace {
 struct DirArgs {
   std::string dir;
   std::string dev_file;
-  bool allow_missing = false, skip_unlabeled = false;
+  bool allow_missing = false, skip_unlabeled = false, allow_incomplete = false;
   BootstrapOptions bootstrap;
 };
 
@@ -44,6 +44,9 @@ void add_dir_options(CLI::App& cmd, DirArgs& args, const std::string& what) {
   cmd.add_flag("--allow-missing", args.allow_missing, "Score questions without a prediction as \"\" instead of failing");
   cmd.add_flag("--skip-unlabeled", args.skip_unlabeled,
                "Leave questions without gold answers (not marked is_impossible) out of the scores instead of failing");
+  cmd.add_flag("--allow-incomplete", args.allow_incomplete,
+               "Score the layer files found where layers are missing, or where probe_predict did not finish (no "
+               "preds_meta.json beside the probes), instead of failing");
 }
 
 PredsEvalOptions preds_options(const DirArgs& args) {
@@ -51,6 +54,7 @@ PredsEvalOptions preds_options(const DirArgs& args) {
   if (!args.dev_file.empty()) options.dev_file = args.dev_file;
   options.allow_missing = args.allow_missing;
   options.skip_unlabeled = args.skip_unlabeled;
+  options.allow_incomplete = args.allow_incomplete;
   return options;
 }
 
@@ -164,8 +168,9 @@ int main(int argc, char** argv) {
   add_dir_options(*exper, exper_args, "Experiment directory");
   exper->add_option("--bootstrap", exper_args.bootstrap.resamples,
                     "Resamples of the dev questions for 95% intervals of every layer's scores and of paired "
-                    "differences between kinds (0 = off)")
-      ->check(CLI::NonNegativeNumber)
+                    "differences between kinds (0 = off; at most " +
+                        std::to_string(kMostBootstrapResamples) + ")")
+      ->check(tools::integer_in(0, kMostBootstrapResamples))
       ->capture_default_str();
   exper->add_option("--bootstrap-seed", exper_args.bootstrap.seed, "Seed of the bootstrap's resampling")
       ->capture_default_str();

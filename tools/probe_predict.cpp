@@ -60,16 +60,22 @@ int main(int argc, char** argv) {
   app.add_option("--fine-tuned-model", options.fine_tuned_model,
                  "Model for fine_tuned probes [the one recorded in the probes]");
   app.add_option("--vocab", options.vocab, "Tokenizer vocabulary file or directory [the one the probes were trained with]");
-  app.add_option("--batch-size", options.batch_size, "Features per encoder batch")->capture_default_str();
-  app.add_option("--max-answer-length", options.max_answer_length, "Longest answer in tokens")->capture_default_str();
-  app.add_option("--n-best-size", options.n_best_size, "Candidate starts and ends per window")->capture_default_str();
+  app.add_option("--batch-size", options.batch_size, "Features per encoder batch")
+      ->check(tools::integer_in(1, tools::kMostBatch))
+      ->capture_default_str();
+  app.add_option("--max-answer-length", options.max_answer_length, "Longest answer in tokens")
+      ->check(tools::integer_in(1, tools::kMostTokens))
+      ->capture_default_str();
+  app.add_option("--n-best-size", options.n_best_size, "Candidate starts and ends per window")
+      ->check(tools::integer_in(1, tools::kMostTokens))
+      ->capture_default_str();
   app.add_option("--null-score-diff-threshold", options.null_score_diff_threshold,
                  "Answer \"\" when null score - best span score exceeds this")
       ->capture_default_str();
   app.add_option("--precision", options.precision, kEncoderPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");
+  tools::add_threads_option(app, threads);
   tools::add_logging_flags(app, verbose, quiet);
   tools::add_dist_options(app, dist_flags);
   return tools::run_tool(app, argc, argv, [&] {

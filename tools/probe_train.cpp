@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   tools::DistFlags dist_flags;
   app.add_option("what", which, "pretrained, fine_tuned or both; or a model (hub name or directory)")->required();
   app.add_option("device", options.device, "cpu or gpu")->required()->check(CLI::IsMember({"cpu", "gpu"}));
-  app.add_option("epochs", options.epochs, "Number of epochs")->required()->check(CLI::PositiveNumber);
+  app.add_option("epochs", options.epochs, "Number of epochs")->required()->check(tools::integer_in(1, tools::kMostEpochs));
   app.add_option("--kind", kind, "With a named model: probe it as pretrained or fine_tuned [fine_tuned when its "
                                  "weights hold a QA head]")
       ->check(CLI::IsMember({"pretrained", "fine_tuned"}));
@@ -56,15 +56,20 @@ int main(int argc, char** argv) {
   app.add_option("--output-dir", options.output_dir,
                  "Experiment directory (with a named model: where its directory is made)")
       ->capture_default_str();
-  app.add_option("--batch-size", options.batch_size, "Features per batch")->capture_default_str();
-  app.add_option("--learning-rate", options.learning_rate, "AdamW learning rate")->capture_default_str();
+  app.add_option("--batch-size", options.batch_size, "Features per batch")
+      ->check(tools::integer_in(1, tools::kMostBatch))
+      ->capture_default_str();
+  app.add_option("--learning-rate", options.learning_rate, "AdamW learning rate")
+      ->check(tools::number_in(0, 1000))
+      ->capture_default_str();
   tools::add_window_options(app, options.window);
   app.add_option("--seed", options.seed, "Seed for the batch order, and for the probes' initialisation and dropout "
                                          "when --seeds is not given")
       ->capture_default_str();
   app.add_option("--seeds", options.seeds,
                  "Train one probe set per seed (initialisation and dropout) from the same encoder pass and batch "
-                 "order, e.g. 1,2,3; each goes to <kind>_probes/seed_<s>/")
+                 "order, e.g. 1,2,3; each goes to <kind>_probes/seed_<s>/ (at most " +
+                     std::to_string(tools::kMostSeeds) + ")")
       ->delimiter(',');
   app.add_flag("--control", options.control,
                "Also probe a control: a randomly initialised copy of the (first) probed model's architecture "
@@ -72,15 +77,17 @@ int main(int argc, char** argv) {
   app.add_option("--control-seed", options.control_seed, "Seed of the control encoder's initialisation")
       ->capture_default_str();
   app.add_option("--max-train-features", options.max_train_features, "Use only the first N features (0 = all)")
+      ->check(tools::integer_in(0, INT64_MAX))
       ->capture_default_str();
   app.add_flag("--overwrite", options.overwrite, "Train again even where epochs are already saved");
   app.add_option("--precision", options.precision, kEncoderPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads [$LAYERPROBE_THREADS or all cores]");
+  tools::add_threads_option(app, threads);
   tools::add_logging_flags(app, verbose, quiet);
   tools::add_dist_options(app, dist_flags);
   return tools::run_tool(app, argc, argv, [&] {
+    tools::check_seed_list(options.seeds, "--seeds");
     tools::configure_logging(verbose, quiet);
     install_stop_handlers();
     if (auto status = tools::start_distributed(dist_flags, argc, argv, options.device == "gpu")) return *status;

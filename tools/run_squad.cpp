@@ -13,6 +13,9 @@ using namespace layerprobe;
 
 namespace {
 
+// The most optimizer steps any step option may name (about 30 years at a thousand steps a second).
+constexpr int64_t kMostSteps = 1'000'000'000'000;
+
 void add_options(CLI::App& app, RunSquadOptions& o) {
   FineTuneOptions& t = o.train;
   app.add_option("--model_type", o.model_type, "Model family: albert, bert, distilbert or roberta (must match the model's config.json)")->capture_default_str();
@@ -35,23 +38,44 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
   app.add_flag("--do_train", o.do_train, "Fine-tune on --train_file");
   app.add_flag("--do_eval", o.do_eval, "Evaluate on --predict_file");
   app.add_flag("--do_lower_case", o.do_lower_case, "Lowercase the text (uncased models such as ALBERT)");
-  app.add_option("--per_gpu_train_batch_size", t.batch_size, "Training batch size")->capture_default_str();
-  app.add_option("--per_gpu_eval_batch_size", o.per_gpu_eval_batch_size, "Evaluation batch size")->capture_default_str();
-  app.add_option("--learning_rate", t.learning_rate, "AdamW learning rate")->capture_default_str();
+  app.add_option("--per_gpu_train_batch_size", t.batch_size, "Training batch size")
+      ->check(tools::integer_in(1, tools::kMostBatch))
+      ->capture_default_str();
+  app.add_option("--per_gpu_eval_batch_size", o.per_gpu_eval_batch_size, "Evaluation batch size")
+      ->check(tools::integer_in(1, tools::kMostBatch))
+      ->capture_default_str();
+  app.add_option("--learning_rate", t.learning_rate, "AdamW learning rate")->check(tools::number_in(0, 1000))->capture_default_str();
   app.add_option("--gradient_accumulation_steps", t.gradient_accumulation_steps, "Batches per optimizer update")
+      ->check(tools::integer_in(1, 1000000))
       ->capture_default_str();
   app.add_option("--weight_decay", t.weight_decay, "AdamW weight decay (not on biases and LayerNorm weights)")
+      ->check(tools::number_in(0, 1000))
       ->capture_default_str();
-  app.add_option("--adam_epsilon", t.adam_epsilon, "AdamW epsilon")->capture_default_str();
-  app.add_option("--max_grad_norm", t.max_grad_norm, "Gradient clipping norm")->capture_default_str();
-  app.add_option("--num_train_epochs", t.num_train_epochs, "Training epochs")->capture_default_str();
+  app.add_option("--adam_epsilon", t.adam_epsilon, "AdamW epsilon")->check(tools::number_in(0, 1))->capture_default_str();
+  app.add_option("--max_grad_norm", t.max_grad_norm, "Gradient clipping norm")
+      ->check(tools::number_in(0, 1e12))
+      ->capture_default_str();
+  app.add_option("--num_train_epochs", t.num_train_epochs,
+                 "Training epochs (int(N) epochs run, as in run_squad.py; a fraction lengthens the schedule)")
+      ->check(tools::number_in(0, kMostTrainEpochs))
+      ->capture_default_str();
   app.add_option("--max_steps", t.max_steps, "If > 0: total optimizer updates, overriding --num_train_epochs")
+      ->check(tools::integer_in(-1, kMostSteps))
       ->capture_default_str();
-  app.add_option("--warmup_steps", t.warmup_steps, "Linear warmup updates")->capture_default_str();
-  app.add_option("--n_best_size", o.n_best_size, "Candidate spans kept per question")->capture_default_str();
-  app.add_option("--max_answer_length", o.max_answer_length, "Longest answer in tokens")->capture_default_str();
-  app.add_option("--logging_steps", t.logging_steps, "Log the mean loss every N updates")->capture_default_str();
+  app.add_option("--warmup_steps", t.warmup_steps, "Linear warmup updates")
+      ->check(tools::integer_in(0, kMostSteps))
+      ->capture_default_str();
+  app.add_option("--n_best_size", o.n_best_size, "Candidate spans kept per question")
+      ->check(tools::integer_in(1, tools::kMostTokens))
+      ->capture_default_str();
+  app.add_option("--max_answer_length", o.max_answer_length, "Longest answer in tokens")
+      ->check(tools::integer_in(1, tools::kMostTokens))
+      ->capture_default_str();
+  app.add_option("--logging_steps", t.logging_steps, "Log the mean loss every N updates (0 = never)")
+      ->check(tools::integer_in(0, kMostSteps))
+      ->capture_default_str();
   app.add_option("--save_steps", t.save_steps, "Save checkpoint-<step> every N updates (0 = never)")
+      ->check(tools::integer_in(0, kMostSteps))
       ->capture_default_str();
   app.add_flag("--save_every_epoch", t.save_every_epoch, "Also save epoch-<e> after each epoch");
   app.add_flag("--resume", t.resume, "Continue training from the newest checkpoint in --output_dir");
@@ -73,8 +97,7 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
                  "(CUDA); training stays fp32 (or --fp16 / --bf16)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
-  app.add_option("--threads", o.threads, "Threads for features and LibTorch [0: $LAYERPROBE_THREADS or all cores]")
-      ->capture_default_str();
+  tools::add_threads_option(app, o.threads, "Threads for features and LibTorch");
 }
 
 // CLI11 would only name the unexpected arguments; list what is accepted too.
@@ -102,9 +125,12 @@ int main(int argc, char** argv) {
   tools::add_logging_flags(app, verbose, quiet);
   tools::add_dist_options(app, dist_flags);
   app.add_option("--local_rank", dist_flags.local_rank,
-                 "This rank's GPU, as torch.distributed.launch passes it (default: $LOCAL_RANK)");
+                 "This rank's GPU, as torch.distributed.launch passes it (default: $LOCAL_RANK)")
+      ->check(tools::integer_in(-1, tools::kMostLocalRanks - 1));
   return tools::run_tool(app, argc, argv, [&] {
     reject_unknown(app);
+    // int(--num_train_epochs) epochs run: below 1 none would (--max_steps overrides the epochs).
+    if (options.train.max_steps <= 0) check_train_epochs(options.train.num_train_epochs);
     tools::configure_logging(verbose, quiet);
     install_stop_handlers();
     const int used = configure_threads(options.threads);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <sstream>
 #include <thread>
@@ -21,14 +22,31 @@ namespace layerprobe {
 
 namespace fs = std::filesystem;
 
+int available_cores() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int cores = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+  return cores > 0 ? cores : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int max_threads() { return std::min(4096, std::max(8, 4 * available_cores())); }
+
 int configure_threads(int requested) {
   int threads = requested;
+  const int most = max_threads();
+  if (threads > most)
+    throw Error("--threads " + std::to_string(threads) + " is more than " + std::to_string(most) +
+                    " (4 per available core); more threads only oversubscribe the cores",
+                2);
   if (threads <= 0) {
     if (const char* env = std::getenv("LAYERPROBE_THREADS"); env && *env) {
       char* end = nullptr;
+      errno = 0;
       long parsed = std::strtol(env, &end, 10);
-      if (*end != '\0' || parsed <= 0 || parsed > 4096)
-        throw Error(std::string("LAYERPROBE_THREADS='") + env + "' is not a positive thread count", 2);
+      if (*end != '\0' || errno == ERANGE || parsed <= 0 || parsed > most)
+        throw Error(std::string("LAYERPROBE_THREADS='") + env + "' is not a thread count in [1, " +
+                        std::to_string(most) + "] (at most 4 per available core)",
+                    2);
       threads = static_cast<int>(parsed);
     }
   }
@@ -52,6 +70,45 @@ int configure_threads(int requested) {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   return threads;
+}
+
+int64_t available_memory_bytes() {
+  int64_t available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    int64_t kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") available = kib * 1024;
+    meminfo.ignore(1 << 10, '\n');
+  }
+  // cgroup v2, then v1: the limit less what the group already uses.
+  for (const auto& [limit_file, usage_file] :
+       {std::pair<const char*, const char*>{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    std::ifstream limit_in(limit_file), usage_in(usage_file);
+    int64_t limit = 0, usage = 0;
+    if (!(limit_in >> limit) || !(usage_in >> usage) || limit <= 0 || limit >= (int64_t{1} << 60)) continue;
+    const int64_t left = std::max<int64_t>(0, limit - usage);
+    available = available > 0 ? std::min(available, left) : left;
+    break;
+  }
+  return available;
+}
+
+std::string describe_exception(const std::exception& error) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
+    std::string text = c10_error->what_without_backtrace();
+    // LibTorch 1.13 appends "Exception raised from <function> at <file>" to the message itself.
+    const auto raised = text.find("\nException raised from ");
+    return raised == std::string::npos ? text : text.substr(0, raised);
+  }
+  if (dynamic_cast<const std::bad_alloc*>(&error))
+    return "out of memory (a size given in the options or read from a file needs more memory than this machine has)";
+  std::string text = error.what();
+  // Messages of other exceptions that wrap a c10::Error's what() (its backtrace starts on this line).
+  for (const char* marker : {"\nException raised from ", "\nframe #0"})
+    if (auto at = text.find(marker); at != std::string::npos) text.erase(at);
+  return text;
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/finite.hpp"
 #include "layerprobe/io/safetensors.hpp"
 #include "layerprobe/model/family.hpp"
 
@@ -55,6 +56,35 @@ void check_head_modules(const std::map<std::string, std::vector<std::string>>& f
       throw Error(source + ": '" + module + "' has only one of weight and bias");
     throw Error(source + ": '" + module + "' lacks " + names.front() + " but has " + found.at(module).front());
   }
+}
+
+// A key with each numeric component replaced by '#': "encoder.layer.#.output.dense.weight".
+std::string numbered_pattern(const std::string& key) {
+  std::string pattern;
+  size_t start = 0;
+  while (start <= key.size()) {
+    const size_t end = std::min(key.find('.', start), key.size());
+    const std::string part = key.substr(start, end - start);
+    const bool number = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+    pattern += (start ? "." : "") + (number ? std::string("#") : part);
+    start = end + 1;
+  }
+  return pattern;
+}
+
+// Unused tensors that are another index of a tensor the model uses: weights of layers (or groups)
+// that config.json does not have. Probing them would silently probe a shallower model.
+void refuse_extra_layers(const std::set<std::string>& used, const std::vector<std::string>& unused,
+                         const std::string& source) {
+  std::set<std::string> used_patterns;
+  for (const auto& key : used) used_patterns.insert(numbered_pattern(key));
+  std::vector<std::string> extra;
+  for (const auto& key : unused)
+    if (numbered_pattern(key) != key && used_patterns.count(numbered_pattern(key))) extra.push_back(key);
+  if (extra.empty()) return;
+  throw Error(source + ": " + std::to_string(extra.size()) + " tensors belong to layers the model's config.json does not " +
+              "have (first '" + extra.front() + "'); its layer count (num_hidden_layers, or ALBERT's "
+              "num_hidden_groups) is smaller than the checkpoint's: fix config.json");
 }
 
 }  // namespace
@@ -107,6 +137,7 @@ StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, c
                   shape_string(item.value().sizes()) + " (config.json and weights disagree)");
     if (!torch::isFloatingType(found.scalar_type()))
       throw Error(source + ": tensor '" + file_key + "' has non-floating dtype " + c10::toString(found.scalar_type()));
+    check_finite(found, file_key, source);
     if (head) head_found[module_of(name)].push_back(name);
     pooler_found += pooler;
     used.insert(file_key);
@@ -132,6 +163,7 @@ StateDictReport load_state_dict(QaModel& model, const TensorMap& file_tensors, c
   }
   for (const auto& entry : tensors)
     if (!used.count(entry.first)) report.unused.push_back(entry.first);
+  refuse_extra_layers(used, report.unused, source);
   if (!report.unused.empty()) {
     spdlog::debug("{}: {} tensors not used by the encoder:", source, report.unused.size());
     for (const std::string& key : report.unused) spdlog::debug("  {}", key);

@@ -1,6 +1,7 @@
 #include "layerprobe/model/config.hpp"
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/json.hpp"
 #include "layerprobe/model/family.hpp"
 
 namespace layerprobe {
@@ -168,9 +169,7 @@ ModelConfig config_from_json(const json& object, const std::string& source, cons
 }
 
 ModelConfig load_config(const std::filesystem::path& path) {
-  std::string text = read_file(path);
-  json object = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (object.is_discarded()) throw Error(path.string() + ": not valid JSON");
+  const json object = parse_json(read_file(path), path.string());
   return config_from_json(object, path.string(), std::filesystem::absolute(path).parent_path().string());
 }
 

@@ -1,5 +1,7 @@
 #include "layerprobe/model/qa_model.hpp"
 
+#include <fmt/format.h>
+
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/model/family.hpp"
 #include "model/layers.hpp"
@@ -38,6 +40,15 @@ EncoderBatch QaModel::checked(const EncoderBatch& given) const {
   if (ids.size(1) > max_tokens(config_))
     throw Error("sequence of " + std::to_string(ids.size(1)) + " tokens exceeds the model's " +
                 std::to_string(max_tokens(config_)) + " positions (max_position_embeddings)");
+  // An id past the embedding table would fail inside the embedding lookup with LibTorch's "index out of range".
+  if (ids.numel() > 0) {
+    const auto [low, high] = torch::aminmax(ids);
+    const int64_t lowest = low.item<int64_t>(), highest = high.item<int64_t>();
+    if (lowest < 0 || highest >= config_.vocab_size)
+      throw Error("token id " + std::to_string(lowest < 0 ? lowest : highest) + " is outside the model's vocabulary " +
+                  "(vocab_size " + std::to_string(config_.vocab_size) + " in " + config_.source +
+                  "): the tokenizer does not belong to this model; use the model's own tokenizer files");
+  }
   return batch;
 }
 
@@ -135,7 +146,20 @@ void QaModel::init_pooler() {
   init_modules(prefix);
 }
 
-std::shared_ptr<QaModel> create_model(const ModelConfig& config) { return model_family(config.model_type).create(config); }
+std::shared_ptr<QaModel> create_model(const ModelConfig& config) {
+  // A config describing more parameters than memory holds would grow until the allocator fails.
+  const ModelFamily& family = model_family(config.model_type);
+  const double bytes = family.parameters ? 4.0 * family.parameters(config) : 0.0;
+  const auto available = static_cast<double>(available_memory_bytes());
+  if (available > 0 && bytes > available)
+    throw Error(config.source + ": describes a model of " + fmt::format("{:.3g}", bytes / 4) + " parameters (" +
+                fmt::format("{:.1f}", bytes / (1 << 30)) + " GiB in float32) but only " +
+                fmt::format("{:.1f}", available / (1 << 30)) + " GiB of memory are available; check its sizes (" +
+                "hidden " + std::to_string(config.hidden_size) + ", layers " + std::to_string(config.num_hidden_layers) +
+                ", vocab " + std::to_string(config.vocab_size) + ", intermediate " +
+                std::to_string(config.intermediate_size) + ")");
+  return family.create(config);
+}
 
 void validate_encoder_inputs(const ModelConfig& config, const EncoderBatch& batch) {
   const std::pair<const char*, const torch::Tensor*> named[] = {{"input_ids", &batch.input_ids},
@@ -157,6 +181,9 @@ void validate_encoder_inputs(const ModelConfig& config, const EncoderBatch& batc
   if (batch.input_ids.size(1) > max_tokens(config))
     throw Error("inputs have " + std::to_string(batch.input_ids.size(1)) + " tokens; the model takes at most " +
                 std::to_string(max_tokens(config)) + " (max_position_embeddings)");
+  if (batch.input_ids.size(0) > 0 && batch.input_ids.size(1) == 0)
+    throw Error("input_ids has shape " + c10::str(batch.input_ids.sizes()) +
+                ": rows of no tokens; every row needs at least one (e.g. the [CLS] token)");
   if (batch.input_ids.numel() == 0) return;
   auto check_range = [](const char* name, const torch::Tensor& tensor, int64_t limit, const char* limit_name) {
     int64_t low = tensor.min().item<int64_t>(), high = tensor.max().item<int64_t>();

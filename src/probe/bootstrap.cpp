@@ -66,6 +66,16 @@ std::vector<std::vector<double>> bootstrap_replicates(const std::vector<RatioSta
                                                       int64_t questions, const BootstrapOptions& options) {
   std::vector<std::vector<double>> replicates(statistics.size());
   if (statistics.empty() || options.resamples <= 0 || questions <= 0) return replicates;
+  // Every statistic keeps every resample's value: bound that memory before drawing any.
+  const double bytes = static_cast<double>(options.resamples) * static_cast<double>(statistics.size()) * sizeof(double);
+  if (bytes > kBootstrapMemoryBytes)
+    throw Error("--bootstrap " + std::to_string(options.resamples) + " would keep " + std::to_string(statistics.size()) +
+                    " statistics x " + std::to_string(options.resamples) + " resamples (" +
+                    std::to_string(static_cast<int64_t>(bytes / (1 << 20))) + " MiB), more than the " +
+                    std::to_string(kBootstrapMemoryBytes >> 20) + " MiB allowed; use at most " +
+                    std::to_string(static_cast<int64_t>(kBootstrapMemoryBytes / (statistics.size() * sizeof(double)))) +
+                    " resamples",
+                2);
   std::vector<const std::vector<double>*> numerator_columns, denominator_columns;
   std::vector<int64_t> which;
   for (const auto& statistic : statistics) {

@@ -9,7 +9,9 @@
 #include <unordered_set>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/json.hpp"
 #include "layerprobe/probe/experiment.hpp"
+#include "layerprobe/probe/probe_store.hpp"
 
 namespace layerprobe {
 
@@ -36,12 +38,7 @@ PredsMeta read_meta(const fs::path& preds_dir) {
   PredsMeta meta;
   const fs::path path = preds_dir / "preds_meta.json";
   if (!fs::exists(path)) return meta;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("'" + path.string() + "' is not valid JSON: " + e.what());
-  }
+  const nlohmann::json j = parse_json(read_file(path), path.string());
   if (!j.is_object()) throw Error("'" + path.string() + "' must hold a JSON object");
   if (j.contains("dev_file") && j["dev_file"].is_string()) meta.dev_file = j["dev_file"].get<std::string>();
   if (j.contains("kind") && j["kind"].is_string()) meta.kind = j["kind"].get<std::string>();
@@ -76,7 +73,7 @@ void kind_and_epoch_from_names(const fs::path& dir, RunResults& run) {
 // layer count probe_predict recorded, every layer must be there and files of
 // layers beyond it (left by an earlier, deeper model) are skipped with a
 // warning; either way the table never silently gains or loses a row.
-std::map<int, fs::path> find_layer_files(const fs::path& preds_dir, std::optional<int> layers) {
+std::map<int, fs::path> find_layer_files(const fs::path& preds_dir, std::optional<int> layers, bool allow_incomplete) {
   static const std::regex layer_file("pred_layer_([0-9]+)\\.(json|csv)");
   std::map<int, fs::path> files;
   std::error_code ec;
@@ -101,12 +98,49 @@ std::map<int, fs::path> find_layer_files(const fs::path& preds_dir, std::optiona
     spdlog::warn("ignoring '{}': preds_meta.json says the probes have {} layers", it->second.string(), *layers);
     it = files.erase(it);
   }
-  for (int layer = 1; layer <= *layers; ++layer)
-    if (!files.count(layer))
-      throw Error("'" + preds_dir.string() + "' has no pred_layer_" + std::to_string(layer) +
-                  ".json or .csv but preds_meta.json says " + std::to_string(*layers) +
-                  " layers; rerun probe_predict");
+  for (int layer = 1; layer <= *layers; ++layer) {
+    if (files.count(layer)) continue;
+    const std::string missing = "'" + preds_dir.string() + "' has no pred_layer_" + std::to_string(layer) +
+                                ".json or .csv but preds_meta.json says " + std::to_string(*layers) + " layers";
+    if (!allow_incomplete) throw Error(missing + "; rerun probe_predict (or pass --allow-incomplete to score the rest)");
+    spdlog::warn("{}; scoring the {} layer(s) found (--allow-incomplete)", missing, files.size());
+  }
   return files;
+}
+
+// The probes a preds dir was predicted with, as probe_predict lays them out:
+// <kind>_epoch_<e>/<kind>_probes[/seed_<s>]/probes.safetensors beside <kind>_preds[/seed_<s>].
+std::optional<fs::path> probes_beside(const fs::path& preds_dir) {
+  static const std::regex preds_name("(.+)_preds");
+  const bool seeded = seed_from_dir_name(preds_dir.filename().string()).has_value();
+  const fs::path kind_dir = seeded ? preds_dir.parent_path() : preds_dir;
+  std::smatch m;
+  const std::string name = kind_dir.filename().string();
+  if (!std::regex_match(name, m, preds_name)) return std::nullopt;
+  fs::path probes = kind_dir.parent_path() / (m[1].str() + "_probes");
+  if (seeded) probes /= preds_dir.filename();
+  probes /= "probes.safetensors";
+  return fs::is_regular_file(probes) ? std::optional<fs::path>(probes) : std::nullopt;
+}
+
+// Without preds_meta.json, which probe_predict writes after every layer's files, a preds dir
+// beside its probes is one probe_predict did not finish (stopped, or out of disk): its layers
+// may be missing or left from an earlier run. Returns the layer count when the probes tell it.
+std::optional<int> layers_without_meta(const fs::path& preds_dir, bool allow_incomplete) {
+  const auto probes = probes_beside(preds_dir);
+  if (!probes) {
+    spdlog::warn("'{}' has no preds_meta.json: scoring the layer files found without knowing how many layers the "
+                 "probes have", preds_dir.string());
+    return std::nullopt;
+  }
+  const int layers = static_cast<int>(load_probes(*probes).probes.layers());
+  const std::string problem = "'" + preds_dir.string() + "' has no preds_meta.json, which probe_predict writes " +
+                              "after every layer's predictions: it did not finish there (stopped, or out of disk), " +
+                              "so some of the " + std::to_string(layers) + " layers of '" + probes->string() +
+                              "' may be missing or stale";
+  if (!allow_incomplete) throw Error(problem + "; rerun probe_predict (or pass --allow-incomplete to score the files found)");
+  spdlog::warn("{}; scoring the files found (--allow-incomplete)", problem);
+  return layers;
 }
 
 // The dev file must hold what probe_predict read: other content (another
@@ -199,7 +233,9 @@ RunResults evaluate_preds_dir(const fs::path& dir, const PredsEvalOptions& optio
   EvalOptions eval_options;
   eval_options.allow_missing = options.allow_missing;
   eval_options.skip_unlabeled = options.skip_unlabeled;
-  const auto layer_files = find_layer_files(preds_dir, meta.layers);
+  const auto layers = fs::exists(preds_dir / "preds_meta.json") ? meta.layers
+                                                                 : layers_without_meta(preds_dir, options.allow_incomplete);
+  const auto layer_files = find_layer_files(preds_dir, layers, options.allow_incomplete);
   spdlog::info("{}: scoring {} layer(s) against {}", preds_dir.string(), layer_files.size(), dev_file->string());
   for (const auto& [layer, file] : layer_files) {
     // results.csv and summary.csv are written only after every layer is scored.

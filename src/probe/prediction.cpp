@@ -63,7 +63,11 @@ void check_kind_matches_directory(const fs::path& dir, const std::string& kind) 
 ProbeSet load_probe_set(const fs::path& dir, const ProbePredictOptions& options) {
   auto stored = load_probes(dir / "probes.safetensors");
   std::string kind = stored.metadata.kind.empty() ? kind_from_path(dir).value_or("") : stored.metadata.kind;
-  check_probe_kind(kind);
+  try {
+    check_probe_kind(kind);
+  } catch (const Error& e) {
+    throw Error("probes file '" + (dir / "probes.safetensors").string() + "': " + e.what());  // bad data: status 1
+  }
   check_kind_matches_directory(dir, kind);
   // The control copies the pretrained model's architecture (or the model it was trained beside).
   const auto& override_dir = kind == "fine_tuned" ? options.fine_tuned_model : options.pretrained_model;
@@ -83,12 +87,27 @@ std::string encoder_key(const ProbeSet& set) {
   return key;
 }
 
+// What identifies an encoder's architecture in its config (the shared fields).
+std::string architecture(const ModelConfig& c) {
+  return c.model_type + " (layers " + std::to_string(c.num_hidden_layers) + ", hidden " + std::to_string(c.hidden_size) +
+         ", heads " + std::to_string(c.num_attention_heads) + ", intermediate " + std::to_string(c.intermediate_size) +
+         ", vocab " + std::to_string(c.vocab_size) + ", positions " + std::to_string(c.max_position_embeddings) +
+         ", token types " + std::to_string(c.type_vocab_size) + ", " + c.hidden_act + ")";
+}
+
 void check_fits(const ProbeSet& set, const ModelConfig& config) {
   if (set.stored.probes.layers() != config.num_hidden_layers || set.stored.probes.hidden_size() != config.hidden_size)
     throw Error("probes in '" + set.dir.string() + "' have " + std::to_string(set.stored.probes.layers()) +
                 " layers of width " + std::to_string(set.stored.probes.hidden_size()) + " but model '" +
                 set.model_dir.string() + "' has " + std::to_string(config.num_hidden_layers) + " of width " +
                 std::to_string(config.hidden_size) + "; pass the model they were trained on");
+  // Probes read one encoder's features: another family's (or another architecture's) of the same width
+  // would give answers that look like results.
+  const ModelConfig trained = config_from_json(set.stored.metadata.model_config,
+                                               "probes file '" + (set.dir / "probes.safetensors").string() + "' (model_config)");
+  if (architecture(trained) != architecture(config))
+    throw Error("probes in '" + set.dir.string() + "' were trained on a " + architecture(trained) + " encoder but model '" +
+                set.model_dir.string() + "' is a " + architecture(config) + "; pass the model they were trained on");
 }
 
 std::vector<SquadFeature> dev_features(const std::vector<SquadExample>& examples, const Tokenizer& tokenizer,
@@ -102,6 +121,10 @@ std::vector<SquadFeature> dev_features(const std::vector<SquadExample>& examples
 // Copies one batch's [L,B,T,2] probe scores into the set's per-layer logits.
 void store_scores(ProbeSet& set, const LoopBatch& batch, const torch::Tensor& scores_on_device) {
   auto scores = scores_on_device.to(torch::kCPU).contiguous();
+  if (!torch::isfinite(scores).all().item<bool>())
+    throw Error("the probes in '" + set.dir.string() + "' score features of this batch as NaN or Inf: model '" +
+                set.model_dir.string() + "' gives hidden states that are not finite (weights too large?); nothing "
+                "was written");
   auto accessor = scores.accessor<float, 4>();
   for (int64_t layer = 0; layer < scores.size(0); ++layer)
     for (size_t row = 0; row < batch.rows.size(); ++row) {
@@ -125,6 +148,7 @@ void score_features(QaModel& model, const std::vector<SquadFeature>& features, s
   loop.padding.pad_id = pad_id;
   loop.device = device;
   loop.resume_hint = "Rerun the same command to predict again.";
+  loop.bytes_per_token = hidden_state_bytes_per_token(model.config());
   for_each_batch(features, length_bucketed_batches(features, static_cast<size_t>(options.batch_size)), loop,
                  [&](const LoopBatch& batch) {
                    auto hidden = probed_hidden_states(model, batch.inputs, options.precision);
@@ -143,6 +167,11 @@ void write_predictions(ProbeSet& set, const std::vector<SquadExample>& examples,
   decode.max_answer_length = options.max_answer_length;
   decode.null_score_diff_threshold = options.null_score_diff_threshold;
   auto preds = preds_dir_for(set.dir, set.kind);
+  // preds_meta.json is written after every layer: until then the directory reads as unfinished.
+  if (dist::is_main()) {
+    std::error_code ignored;
+    fs::remove(preds / "preds_meta.json", ignored);
+  }
   for (size_t layer = 0; layer < set.logits.size(); ++layer) {
     // With several ranks, each decodes its questions and rank 0 writes them all.
     auto predictions = dist::gather_predictions(

@@ -1,6 +1,9 @@
 #include "layerprobe/probe/probe_store.hpp"
 
+#include <cmath>
+
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/finite.hpp"
 #include "layerprobe/io/safetensors.hpp"
 
 namespace layerprobe {
@@ -30,9 +33,56 @@ const torch::Tensor& required_tensor(const SafetensorsFile& file, const std::str
   if (it == file.tensors.end()) throw Error("probes file '" + path.string() + "' lacks tensor '" + key + "'");
   return it->second;
 }
+
+// The tensors of one probe set: weight [L,2,H] and bias [L,2] of floating type, each optimiser moment
+// the shape of its parameter, all finite. Errors name the file and the tensor.
+void check_probe_tensors(const SafetensorsFile& file, const std::filesystem::path& path) {
+  const auto& weight = required_tensor(file, "weight", path);
+  const auto& bias = required_tensor(file, "bias", path);
+  auto wrong = [&](const std::string& name, const torch::Tensor& tensor, const std::string& expected) {
+    throw Error("probes file '" + path.string() + "': tensor '" + name + "' has shape " + c10::str(tensor.sizes()) +
+                ", expected " + expected + "; the file is damaged or not written by probe_train");
+  };
+  // The metadata's layers and width, when it records them, are what the weight must hold.
+  auto recorded = [&](const char* key) -> int64_t {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end() || it->second.empty() || it->second.size() > 9 ||
+        it->second.find_first_not_of("0123456789") != std::string::npos)
+      return -1;
+    return std::stoll(it->second);
+  };
+  const int64_t layers = recorded("layers"), width = recorded("hidden_size");
+  if (weight.dim() != 3 || weight.size(1) != 2 || weight.size(0) < 1 || weight.size(2) < 1)
+    wrong("weight", weight, "[layers, 2, hidden]");
+  if ((layers > 0 && weight.size(0) != layers) || (width > 0 && weight.size(2) != width))
+    wrong("weight", weight, c10::str(at::IntArrayRef({layers > 0 ? layers : weight.size(0), 2, width > 0 ? width : weight.size(2)})) +
+                                " (its metadata: " + std::to_string(layers) + " layers of width " + std::to_string(width) + ")");
+  const std::vector<int64_t> bias_shape{weight.size(0), 2};
+  if (bias.sizes() != at::IntArrayRef(bias_shape)) wrong("bias", bias, c10::str(at::IntArrayRef(bias_shape)));
+  for (const auto& [moment, parameter] : {std::pair<std::string, const torch::Tensor*>{"optimizer.exp_avg.weight", &weight},
+                                          {"optimizer.exp_avg_sq.weight", &weight},
+                                          {"optimizer.exp_avg.bias", &bias},
+                                          {"optimizer.exp_avg_sq.bias", &bias}}) {
+    const auto& tensor = required_tensor(file, moment, path);
+    if (tensor.sizes() != parameter->sizes()) wrong(moment, tensor, c10::str(parameter->sizes()));
+  }
+  for (const auto& [name, tensor] : file.tensors) {
+    if (!torch::isFloatingType(tensor.scalar_type()))
+      throw Error("probes file '" + path.string() + "': tensor '" + name + "' has non-floating dtype " +
+                  c10::toString(tensor.scalar_type()));
+    check_finite(tensor, name, "probes file '" + path.string() + "'");
+  }
+}
 }  // namespace
 
 void save_probes(const std::filesystem::path& path, const LayerProbes& probes, const ProbeMetadata& metadata) {
+  // Probes from a diverged run are never saved: a rerun would resume from them.
+  for (size_t layer = 0; layer < metadata.mean_loss.size(); ++layer)
+    if (!std::isfinite(metadata.mean_loss[layer]))
+      throw Error("not saving '" + path.string() + "': the mean loss of layer " + std::to_string(layer + 1) + " is " +
+                  std::to_string(metadata.mean_loss[layer]) + " (the training diverged)");
+  for (const auto* tensor : {&probes.weight(), &probes.bias()})
+    check_finite(*tensor, tensor == &probes.weight() ? "weight" : "bias", "not saving '" + path.string() + "'");
   std::map<std::string, torch::Tensor> tensors = {
       {"weight", probes.weight()},
       {"bias", probes.bias()},
@@ -63,6 +113,7 @@ StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& 
   if (auto it = file.metadata.find("format"); it == file.metadata.end() || it->second != kFormat)
     throw Error("'" + path.string() + "' is not a layerprobe probes file (metadata 'format' is not '" + kFormat +
                 "')");
+  check_probe_tensors(file, path);
   LayerProbes probes(required_tensor(file, "weight", path), required_tensor(file, "bias", path), options);
   probes.set_optimizer_state(required_tensor(file, "optimizer.exp_avg.weight", path),
                              required_tensor(file, "optimizer.exp_avg_sq.weight", path),
@@ -83,7 +134,14 @@ StoredProbes load_probes(const std::filesystem::path& path, const ProbeOptions& 
   metadata.features_seen = number("features_seen");
   auto losses = parse_json_value(required(meta, "mean_loss", path), "mean_loss", path);
   if (!losses.is_array()) throw Error("probes file '" + path.string() + "': metadata 'mean_loss' is not a list");
-  for (const auto& loss : losses) metadata.mean_loss.push_back(loss.is_number() ? loss.get<double>() : NAN);
+  // A loss that is not a finite number (null: NaN or Inf when saved) comes from a diverged run.
+  for (const auto& loss : losses) {
+    if (!loss.is_number() || !std::isfinite(loss.get<double>()))
+      throw Error("probes file '" + path.string() + "': the mean loss of layer " +
+                  std::to_string(metadata.mean_loss.size() + 1) + " is " + loss.dump() +
+                  ", not a finite number: the training that wrote it diverged; delete it and train again");
+    metadata.mean_loss.push_back(loss.get<double>());
+  }
   if (auto it = meta.find("codelength"); it != meta.end())
     metadata.codelength = Codelength::from_json(parse_json_value(it->second, "codelength", path), path.string());
   if (number("layers") != probes.layers())

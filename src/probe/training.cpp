@@ -73,6 +73,10 @@ nlohmann::json training_options_json(const ProbeTrainOptions& o) {
           {"padding_masked", true}};
   // Recorded only when not fp32, so probes saved before the option existed still resume.
   if (o.precision != "fp32") json["precision"] = o.precision;
+  // Likewise only when on; probe_predict featurises the dev file the same way (WindowOptions::from_json).
+  if (o.window.hf_legacy_offsets) json["hf_legacy_offsets"] = true;
+  // The training file's content, as probe_predict records its dev file's: a resume onto a changed file is refused.
+  json["train_file_fingerprint"] = file_fingerprint(o.train_file);
   return json;
 }
 
@@ -117,9 +121,27 @@ void resume(const ProbeRun& run, SeedProbes& set, const ProbeTrainOptions& optio
   for (int epoch = options.epochs; epoch >= 1; --epoch) {
     auto path = probes_file(options.output_dir, run.kind, epoch, set.seed);
     if (!fs::exists(path)) continue;
-    auto stored = load_probes(path, probe_options(options));
+    auto stored = [&] {
+      try {
+        return load_probes(path, probe_options(options));
+      } catch (const Error& e) {  // never resumed from: a damaged or diverged epoch would poison the rest
+        throw Error(std::string(e.what()) + " (a rerun resumes from the last saved epoch: delete that epoch's " +
+                    "directory to resume from the one before, or pass --overwrite to train from the start)");
+      }
+    }();
     auto model_path = fs::absolute(run.model_dir).lexically_normal().string();
-    if (stored.metadata.model_path != model_path || stored.metadata.training_options != set.training_options)
+    nlohmann::json expected = set.training_options;
+    const auto& recorded = stored.metadata.training_options;
+    if (!recorded.contains("train_file_fingerprint")) {
+      expected.erase("train_file_fingerprint");  // probes saved before training files were fingerprinted
+    } else if (recorded["train_file_fingerprint"] != expected["train_file_fingerprint"]) {
+      throw Error("'" + path.string() + "' was trained on '" + recorded.value("train_file", "?") + "' (fingerprint " +
+                  recorded["train_file_fingerprint"].dump() + ") but '" + options.train_file.string() +
+                  "' now has other content (fingerprint " + expected["train_file_fingerprint"].dump() +
+                  "); resuming would mix two training sets: restore the file, or pass --overwrite to train again "
+                  "on the new one (or another --output-dir)");
+    }
+    if (stored.metadata.model_path != model_path || recorded != expected)
       throw Error("'" + path.string() + "' was trained with other settings (model '" + stored.metadata.model_path +
                   "', options " + stored.metadata.training_options.dump() +
                   "); pass --overwrite to start again, or another --output-dir");
@@ -225,6 +247,18 @@ torch::Tensor shard_hidden_states(ProbeRun& run, const LoopBatch& batch, const P
   return probed_hidden_states(*run.model.model, batch.inputs, options.precision);
 }
 
+// A loss that is not finite would poison every later step and the saved epoch: stop, saving nothing of it.
+void check_finite_loss(const torch::Tensor& loss, const ProbeRun& run, int epoch, size_t batch) {
+  const auto finite = torch::isfinite(loss);
+  if (finite.all().item<bool>()) return;
+  const int64_t layer = finite.logical_not().nonzero()[0][0].item<int64_t>();
+  throw Error(run.kind + " probes: the loss of layer " + std::to_string(layer + 1) + " became " +
+              std::to_string(loss[layer].item<double>()) + " in epoch " + std::to_string(epoch) + ", batch " +
+              std::to_string(batch + 1) + ": the encoder '" + run.model_dir.string() +
+              "' gives hidden states that are not finite (weights too large?); nothing of epoch " +
+              std::to_string(epoch) + " was saved");
+}
+
 // One batch through every active encoder, then each of its probe sets'
 // training step; `positions` (epoch 1 only) feed the codelength.
 std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, const ProbeTrainOptions& options,
@@ -245,6 +279,7 @@ std::string train_step(std::vector<ProbeRun*>& active, const LoopBatch& batch, c
       auto result = set->probes->train_step(hidden, batch.inputs.attention_mask, start_positions, end_positions,
                                             dropout_seed(set->probe_seed, epoch, run->kind, batch.number), shard);
       auto loss = result.loss.to(torch::kCPU, torch::kDouble);
+      check_finite_loss(loss, *run, epoch, batch.number);
       set->loss_sum += loss * static_cast<double>(shard.global_rows);
       if (set->codelength) set->codelength->add_batch(loss, positions);
       set->features_seen += shard.global_rows;
@@ -271,6 +306,7 @@ void train_epoch(std::vector<ProbeRun*>& active, const std::vector<SquadFeature>
   loop.device = device;
   loop.resume_hint = "Rerun the same command to resume after epoch " + std::to_string(epoch - 1) + ".";
   loop.units_per_feature = static_cast<int64_t>(active.size());
+  for (auto* run : active) loop.bytes_per_token += hidden_state_bytes_per_token(run->model.config);
   // Each rank encodes its rows of every global batch (all of them in one process).
   const auto shards = dist::rank_batches(batches, dist::rank(), dist::world_size());
   for_each_batch(features, shards.local, loop, [&](const LoopBatch& batch) {

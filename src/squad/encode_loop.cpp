@@ -1,5 +1,6 @@
 #include "layerprobe/squad/encode_loop.hpp"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include "layerprobe/core/common.hpp"
@@ -42,11 +43,17 @@ torch::Tensor probed_hidden_states(QaModel& model, const EncoderBatch& batch, co
   return stacked;
 }
 
+int64_t hidden_state_bytes_per_token(const ModelConfig& config) {
+  return (2 * config.num_hidden_layers + 1) * config.hidden_size * static_cast<int64_t>(sizeof(float));
+}
+
 void for_each_batch(const std::vector<SquadFeature>& features, const std::vector<std::vector<size_t>>& batches,
                     const EncodeLoopOptions& options, const std::function<std::string(const LoopBatch&)>& step) {
   int64_t total = 0;
   for (const auto& batch : batches) total += static_cast<int64_t>(batch.size());
   ProgressMeter progress(options.label, total * options.units_per_feature);
+  const bool check_memory = options.bytes_per_token > 0 && options.device.is_cpu();
+  const double available = check_memory ? static_cast<double>(available_memory_bytes()) : 0.0;
   for (size_t b = 0; b < batches.size(); ++b) {
     throw_if_stop_requested(options.resume_hint);
     LoopBatch batch{b, batches[b], {}, {}};
@@ -55,6 +62,12 @@ void for_each_batch(const std::vector<SquadFeature>& features, const std::vector
       batch.rows.push_back(&features[index]);
     }
     batch.inputs = make_batch(batch.rows, options.padding).to(options.device);
+    const double needed = static_cast<double>(batch.inputs.input_ids.numel()) * static_cast<double>(options.bytes_per_token);
+    if (available > 0 && needed > available)
+      throw Error(fmt::format("a batch of {} features of {} tokens holds about {:.1f} GiB of hidden states, more than "
+                              "the {:.1f} GiB of memory available: lower --batch-size",
+                              batch.rows.size(), batch.inputs.input_ids.size(1), needed / (1 << 30), available / (1 << 30)),
+                  2);
     const std::string detail = step(batch);
     progress.advance(static_cast<int64_t>(batch.rows.size()) * options.units_per_feature, detail);
   }

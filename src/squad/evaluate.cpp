@@ -34,6 +34,9 @@ std::vector<FeatureLogits> compute_feature_logits(QaModel& model, const std::vec
     auto output = encode_frozen(model, batch.inputs, options.precision, false);
     auto start = output.start_logits.to(torch::kCPU).contiguous();
     auto end = output.end_logits.to(torch::kCPU).contiguous();
+    if (!torch::isfinite(start).all().item<bool>() || !torch::isfinite(end).all().item<bool>())
+      throw Error("the model's start/end logits of batch " + std::to_string(batch.number + 1) +
+                  " are NaN or Inf (its weights are too large, or --precision overflows); nothing was written");
     for (int64_t r = 0; r < static_cast<int64_t>(batch.rows.size()); ++r)
       logits.push_back(FeatureLogits{row_values(start, r), row_values(end, r)});
     return std::string();

@@ -205,7 +205,7 @@ class ExampleConverter {
     std::vector<std::string> tokens;
     append_outside(f, tokens, layout_.before_query, before_query_tokens_, 0);
     append_outside(f, tokens, query, query_tokens, 0);
-    append_outside(f, tokens, layout_.between, between_tokens_, 0);
+    append_outside(f, tokens, layout_.between, between_tokens_, layout_.between_token_type);
     for (int i = 0; i < window.length; ++i) {
       size_t t = static_cast<size_t>(window.start + i);
       f.input_ids.push_back(context.ids[t]);
@@ -215,6 +215,7 @@ class ExampleConverter {
       f.token_is_max_context.push_back(is_max_context(windows, w, window.start + i) ? 1 : 0);
     }
     append_outside(f, tokens, layout_.after_context, after_context_tokens_, layout_.context_token_type);
+    shift_to_legacy_offsets(f);
     // HF reads the tokens of the ids before the first pad id, which a
     // literal pad token in the text also is.
     tokens.resize(static_cast<size_t>(std::find(f.input_ids.begin(), f.input_ids.end(), pad_) - f.input_ids.begin()));
@@ -224,12 +225,37 @@ class ExampleConverter {
   }
 
   // HF's p_mask: 1 where the token type is 0 and on every separator id; 0
-  // on the first classifier id (index 0 in every layout).
+  // on the first classifier id (index 0 in every layout that has one).
   void set_p_mask(SquadFeature& f) const {
     f.p_mask.resize(f.input_ids.size());
     for (size_t i = 0; i < f.input_ids.size(); ++i)
       f.p_mask[i] = (f.token_type_ids[i] == 0 || f.input_ids[i] == sep_) ? 1 : 0;
-    f.p_mask[static_cast<size_t>(std::find(f.input_ids.begin(), f.input_ids.end(), cls_) - f.input_ids.begin())] = 0;
+    auto cls = std::find(f.input_ids.begin(), f.input_ids.end(), cls_);
+    if (cls != f.input_ids.end()) f.p_mask[static_cast<size_t>(cls - f.input_ids.begin())] = 0;
+  }
+
+  // Where the context starts for the token -> word map, max-context flags and labels.
+  int context_offset() const {
+    return options_.window.hf_legacy_offsets ? layout_.legacy_tokens_before_context() : layout_.tokens_before_context();
+  }
+
+  // With hf_legacy_offsets, the map and the max-context flags move from the
+  // context tokens to where legacy squad.py puts them (the ids stay).
+  void shift_to_legacy_offsets(SquadFeature& f) const {
+    const int shift = context_offset() - layout_.tokens_before_context();
+    if (shift == 0) return;
+    const int n = static_cast<int>(f.token_to_orig_map.size());
+    std::vector<int> map(f.token_to_orig_map.size(), -1);
+    std::vector<uint8_t> max_context(f.token_is_max_context.size(), 0);
+    for (int i = 0; i < n; ++i) {
+      if (f.token_to_orig_map[static_cast<size_t>(i)] < 0) continue;
+      const int to = i + shift;
+      if (to < 0 || to >= n) continue;
+      map[static_cast<size_t>(to)] = f.token_to_orig_map[static_cast<size_t>(i)];
+      max_context[static_cast<size_t>(to)] = f.token_is_max_context[static_cast<size_t>(i)];
+    }
+    f.token_to_orig_map.swap(map);
+    f.token_is_max_context.swap(max_context);
   }
 
   void set_positions(SquadFeature& f, const SquadExample& example, const Target& target, const Window& window,
@@ -237,7 +263,7 @@ class ExampleConverter {
     if (!options_.is_training || example.is_impossible) return;
     int doc_end = window.start + window.length - 1;
     if (target.start >= window.start && target.end <= doc_end) {
-      int offset = query_length + layout_.tokens_before_context() - window.start;
+      int offset = query_length + context_offset() - window.start;
       f.start_position = target.start + offset;
       f.end_position = target.end + offset;
     } else {  // the answer is not in this window: target the classifier token
@@ -345,7 +371,10 @@ void WindowOptions::validate(int layout_tokens) const {
 }
 
 nlohmann::json WindowOptions::to_json() const {
-  return {{"max_seq_length", max_seq_length}, {"doc_stride", doc_stride}, {"max_query_length", max_query_length}};
+  nlohmann::json json = {
+      {"max_seq_length", max_seq_length}, {"doc_stride", doc_stride}, {"max_query_length", max_query_length}};
+  if (hf_legacy_offsets) json["hf_legacy_offsets"] = true;
+  return json;
 }
 
 WindowOptions WindowOptions::from_json(const nlohmann::json& json) {
@@ -353,6 +382,7 @@ WindowOptions WindowOptions::from_json(const nlohmann::json& json) {
   window.max_seq_length = json.value("max_seq_length", window.max_seq_length);
   window.doc_stride = json.value("doc_stride", window.doc_stride);
   window.max_query_length = json.value("max_query_length", window.max_query_length);
+  window.hf_legacy_offsets = json.value("hf_legacy_offsets", window.hf_legacy_offsets);
   return window;
 }
 

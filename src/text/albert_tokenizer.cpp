@@ -122,7 +122,7 @@ struct AlbertTokenizer::Impl {
 };
 
 AlbertTokenizer::AlbertTokenizer(const std::filesystem::path& spiece_model, TokenizerSettings settings)
-    : Tokenizer(albert_special_tokens(), std::move(settings), spiece_model.string()),
+    : SlowTokenizer(albert_special_tokens(), std::move(settings), spiece_model.string(), HfGeneration::v2_5_1),
       impl_(std::make_unique<Impl>(spiece_model)),
       model_path_(spiece_model) {}
 AlbertTokenizer::~AlbertTokenizer() = default;
@@ -133,9 +133,9 @@ void AlbertTokenizer::tokenize_text(const std::u32string& text, std::vector<std:
   impl_->sentencepiece_tokenize(text, settings(), out);
 }
 
-int64_t AlbertTokenizer::token_to_id(const std::string& token) const { return impl_->model.piece_to_id(token); }
+int64_t AlbertTokenizer::vocab_token_to_id(const std::string& token) const { return impl_->model.piece_to_id(token); }
 
-std::string AlbertTokenizer::id_to_token(int64_t id) const {
+std::string AlbertTokenizer::vocab_id_to_token(int64_t id) const {
   if (id < 0 || id >= vocab_size())
     throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab_size()) +
                 " pieces");

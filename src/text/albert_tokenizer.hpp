@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "layerprobe/text/tokenizer.hpp"
+#include "text/slow_tokenizer.hpp"
 
 namespace layerprobe {
 
@@ -23,7 +23,7 @@ std::string join_pieces(const std::vector<std::string>& pieces);
 // can see what SentencePiece will get.
 std::string albert_preprocess(const std::string& text, const TokenizerSettings& settings);
 
-class AlbertTokenizer : public Tokenizer {
+class AlbertTokenizer : public SlowTokenizer {
  public:
   explicit AlbertTokenizer(const std::filesystem::path& spiece_model, TokenizerSettings settings = {});
   ~AlbertTokenizer() override;
@@ -31,17 +31,20 @@ class AlbertTokenizer : public Tokenizer {
   std::string preprocess(const std::string& text) const;
 
   std::string kind() const override { return "sentencepiece"; }
-  int64_t token_to_id(const std::string& token) const override;
-  std::string id_to_token(int64_t id) const override;
   std::string convert_tokens_to_string(const std::vector<std::string>& tokens) const override;
   int64_t vocab_size() const override;
   PairLayout pair_layout() const override;
+  std::pair<std::vector<int64_t>, std::vector<int64_t>> single_layout() const override {
+    return {{cls_id()}, {sep_id()}};
+  }
   bool lowercases() const override { return settings().do_lower_case.value_or(true); }
   std::vector<std::filesystem::path> files() const override { return {model_path_}; }
 
  protected:
   // preprocess + SentencePiece (no sampling) + the digit-comma rule.
   void tokenize_text(const std::u32string& text, std::vector<std::string>& out) const override;
+  int64_t vocab_token_to_id(const std::string& token) const override;
+  std::string vocab_id_to_token(int64_t id) const override;
 
  private:
   struct Impl;

@@ -28,21 +28,6 @@ bool is_bert_control(char32_t c) {
   }
 }
 
-bool is_bert_punctuation(char32_t c) {
-  // All non-alphanumeric ASCII counts, even "^", "$" and "`", which Unicode
-  // does not class as punctuation.
-  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126))
-    return true;
-  switch (category(c)) {
-    case UTF8PROC_CATEGORY_PC: case UTF8PROC_CATEGORY_PD: case UTF8PROC_CATEGORY_PS:
-    case UTF8PROC_CATEGORY_PE: case UTF8PROC_CATEGORY_PI: case UTF8PROC_CATEGORY_PF:
-    case UTF8PROC_CATEGORY_PO:
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool is_cjk_ideograph(char32_t cp) {
   return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x20000 && cp <= 0x2A6DF) ||
          (cp >= 0x2A700 && cp <= 0x2B73F) || (cp >= 0x2B740 && cp <= 0x2B81F) ||
@@ -103,6 +88,21 @@ void split_on_punctuation(const std::u32string& word, std::vector<std::u32string
 }
 
 }  // namespace
+
+bool is_bert_punctuation(char32_t c) {
+  // All non-alphanumeric ASCII counts, even "^", "$" and "`", which Unicode
+  // does not class as punctuation.
+  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126))
+    return true;
+  switch (category(c)) {
+    case UTF8PROC_CATEGORY_PC: case UTF8PROC_CATEGORY_PD: case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE: case UTF8PROC_CATEGORY_PI: case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO:
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::vector<std::u32string> bert_basic_tokenize(const std::u32string& text, bool do_lower_case,
                                                 const std::vector<std::u32string>& never_split) {

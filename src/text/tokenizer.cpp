@@ -3,50 +3,8 @@
 #include <algorithm>
 
 #include "layerprobe/core/common.hpp"
-#include "layerprobe/core/python_str.hpp"
 
 namespace layerprobe {
-
-namespace {
-
-// Python's str.rstrip() with no argument.
-std::u32string rstrip(std::u32string text) {
-  while (!text.empty() && python_isspace(text.back())) text.pop_back();
-  return text;
-}
-
-// Python's text.split(separator).
-std::vector<std::u32string> split_on(const std::u32string& text, const std::u32string& separator) {
-  std::vector<std::u32string> parts;
-  size_t pos = 0;
-  for (size_t hit; (hit = text.find(separator, pos)) != std::u32string::npos; pos = hit + separator.size())
-    parts.push_back(text.substr(pos, hit - pos));
-  parts.push_back(text.substr(pos));
-  return parts;
-}
-
-// 2.5.1's split_on_token: the text around each occurrence of `token`,
-// right-stripped, with `token` itself in between.
-void split_on_token(const std::u32string& token, const std::u32string& text, std::vector<std::u32string>& result) {
-  auto parts = split_on(text, token);
-  for (size_t i = 0; i < parts.size(); ++i) {
-    auto part = rstrip(parts[i]);
-    if (i == 0 && part.empty()) {
-      result.push_back(token);
-    } else if (i + 1 == parts.size()) {
-      if (!part.empty()) result.push_back(part);
-    } else {
-      if (!part.empty()) result.push_back(part);
-      result.push_back(token);
-    }
-  }
-}
-
-bool contains(const std::vector<std::u32string>& list, const std::u32string& item) {
-  return std::find(list.begin(), list.end(), item) != list.end();
-}
-
-}  // namespace
 
 std::vector<std::string> SpecialTokens::all() const {
   std::vector<std::string> tokens;
@@ -70,58 +28,15 @@ void SpecialTokens::apply(const std::map<std::string, std::string>& overrides, c
   }
 }
 
-std::u32string lowercase_outside_specials(const std::u32string& text, const std::vector<std::u32string>& specials) {
-  std::u32string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    auto special = std::find_if(specials.begin(), specials.end(), [&](const std::u32string& s) {
-      return !s.empty() && text.compare(i, s.size(), s) == 0;
-    });
-    if (special != specials.end()) {
-      out += *special;
-      i += special->size();
-    } else {
-      out += python_lower(std::u32string_view(&text[i], 1));
-      ++i;
-    }
-  }
-  return out;
-}
-
-std::vector<std::u32string> split_on_special_tokens(const std::u32string& text,
-                                                    const std::vector<std::u32string>& specials) {
-  if (std::all_of(text.begin(), text.end(), python_isspace)) return {};
-  std::vector<std::u32string> segments{text};
-  for (const auto& token : specials) {
-    std::vector<std::u32string> next;
-    for (const auto& segment : segments) {
-      if (contains(specials, segment))
-        next.push_back(segment);
-      else
-        split_on_token(token, segment, next);
-    }
-    segments.swap(next);
-  }
-  return segments;
-}
-
 Tokenizer::Tokenizer(SpecialTokens specials, TokenizerSettings settings, const std::string& source)
     : specials_(std::move(specials)), settings_(std::move(settings)) {
   specials_.apply(settings_.special_tokens, source);
-  for (const auto& token : specials_.all()) special_texts_.push_back(utf8_to_u32(token));
 }
 
-std::vector<std::string> Tokenizer::tokenize(const std::string& text) const {
-  std::u32string chars = utf8_to_u32(text);
-  if (settings_.do_lower_case.value_or(false)) chars = lowercase_outside_specials(chars, special_texts_);
-  std::vector<std::string> tokens;
-  for (const auto& segment : split_on_special_tokens(chars, special_texts_)) {
-    if (contains(special_texts_, segment))
-      tokens.push_back(u32_to_utf8(segment));
-    else
-      tokenize_text(segment, tokens);
-  }
-  return tokens;
+int64_t Tokenizer::pad_id() const {
+  for (const std::string* token : {&specials_.pad, &specials_.unk, &specials_.eos})
+    if (!token->empty()) return token_to_id(*token);
+  return 0;
 }
 
 std::vector<int64_t> Tokenizer::convert_tokens_to_ids(const std::vector<std::string>& tokens) const {
@@ -139,5 +54,13 @@ std::vector<std::string> Tokenizer::convert_ids_to_tokens(const std::vector<int6
 }
 
 std::vector<int64_t> Tokenizer::encode(const std::string& text) const { return convert_tokens_to_ids(tokenize(text)); }
+
+std::vector<int64_t> Tokenizer::encode_with_special_tokens(const std::string& text) const {
+  auto [before, after] = single_layout();
+  auto ids = encode(text);
+  before.insert(before.end(), ids.begin(), ids.end());
+  before.insert(before.end(), after.begin(), after.end());
+  return before;
+}
 
 }  // namespace layerprobe

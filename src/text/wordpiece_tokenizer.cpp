@@ -93,7 +93,7 @@ std::vector<size_t> code_point_offsets(const std::string& text) {
 }  // namespace
 
 WordPieceTokenizer::WordPieceTokenizer(const std::filesystem::path& vocab_txt, TokenizerSettings settings)
-    : Tokenizer(bert_special_tokens(), std::move(settings), vocab_txt.string()),
+    : SlowTokenizer(bert_special_tokens(), std::move(settings), vocab_txt.string(), HfGeneration::v2_5_1),
       vocab_path_(vocab_txt),
       lines_(read_vocab_lines(vocab_txt)) {
   ids_.reserve(lines_.size());
@@ -143,12 +143,12 @@ void WordPieceTokenizer::split_word(const std::u32string& word, std::vector<std:
   }
 }
 
-int64_t WordPieceTokenizer::token_to_id(const std::string& token) const {
+int64_t WordPieceTokenizer::vocab_token_to_id(const std::string& token) const {
   auto it = ids_.find(token);
   return it != ids_.end() ? it->second : ids_.at(special_tokens().unk);
 }
 
-std::string WordPieceTokenizer::id_to_token(int64_t id) const {
+std::string WordPieceTokenizer::vocab_id_to_token(int64_t id) const {
   if (id < 0 || id >= static_cast<int64_t>(lines_.size()))
     throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(lines_.size()) +
                 " lines of '" + vocab_path_.string() + "' (ids 0 to " + std::to_string(lines_.size() - 1) + ")");

@@ -7,6 +7,8 @@
 #include "layerprobe/squad/batch.hpp"
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/finite.hpp"
+#include "layerprobe/core/json.hpp"
 #include "layerprobe/core/hash.hpp"
 #include "layerprobe/core/precision.hpp"
 #include "layerprobe/core/progress.hpp"
@@ -100,11 +102,33 @@ void AdamW::load_state_tensors(const std::map<std::string, torch::Tensor>& tenso
     if (avg->second.sizes() != slot.parameter.sizes() || avg_sq->second.sizes() != slot.parameter.sizes())
       throw Error(source + ": optimizer state of '" + slot.name + "' has shape " + c10::str(avg->second.sizes()) +
                   ", the parameter " + c10::str(slot.parameter.sizes()));
+    check_finite(avg->second, avg->first, source);
+    check_finite(avg_sq->second, avg_sq->first, source);
+    if (steps->second.numel() != 1 || steps->second.item<int64_t>() < 0)
+      throw Error(source + ": '" + steps->first + "' is not one step count >= 0");
     auto options = slot.parameter.options().requires_grad(false);
     slot.exp_avg = avg->second.to(options).clone();
     slot.exp_avg_sq = avg_sq->second.to(options).clone();
     slot.steps = steps->second.item<int64_t>();
   }
+}
+
+int64_t AdamW::most_steps() const {
+  int64_t most = 0;
+  for (const Slot& slot : slots_) most = std::max(most, slot.steps);
+  return most;
+}
+
+void check_train_epochs(double epochs) {
+  if (!std::isfinite(epochs) || epochs <= 0 || epochs > kMostTrainEpochs)
+    throw Error("--num_train_epochs " + fmt::format("{}", epochs) + " is not a number of epochs in (0, " +
+                    fmt::format("{:g}", kMostTrainEpochs) + "]",
+                2);
+  if (epochs < 1)
+    throw Error("--num_train_epochs " + fmt::format("{}", epochs) +
+                    " trains int(num_train_epochs) = 0 epochs, as run_squad.py does: no step would run; give at "
+                    "least 1 (or --max_steps N)",
+                2);
 }
 
 // --- checkpoints ------------------------------------------------------------------------
@@ -124,8 +148,8 @@ nlohmann::json state_to_json(const TrainerState& state) {
 }
 
 TrainerState read_trainer_state(const fs::path& path) {
+  const auto json = parse_json(read_file(path), path.string());
   try {
-    auto json = nlohmann::json::parse(read_file(path));
     TrainerState state;
     state.global_step = json.at("global_step").get<int64_t>();
     state.epoch = json.at("epoch").get<int64_t>();
@@ -159,7 +183,18 @@ int64_t checkpoint_step(const fs::path& dir) {
   if (!fs::is_regular_file(state) || !fs::is_regular_file(dir / kOptimizerFile) ||
       !fs::is_regular_file(dir / "model.safetensors"))
     return -1;
-  return read_trainer_state(state).global_step;
+  const TrainerState stored = read_trainer_state(state);
+  // checkpoint-<step> is saved at that step, epoch-<e> at the start of epoch e (0-based: after e epochs).
+  const std::string name = dir.filename().string();
+  const bool by_step = name.rfind("checkpoint-", 0) == 0;
+  const std::string number = name.substr(by_step ? 11 : 6);
+  const bool numbered = !number.empty() && number.size() < 19 && number.find_first_not_of("0123456789") == std::string::npos;
+  if (numbered && (by_step ? stored.global_step != std::stoll(number)
+                           : stored.epoch != std::stoll(number) || stored.next_batch != 0))
+    throw Error(state.string() + ": global_step " + std::to_string(stored.global_step) + ", epoch " +
+                std::to_string(stored.epoch) + ", next_batch " + std::to_string(stored.next_batch) +
+                " do not describe '" + name + "' (edited or damaged); delete that directory to resume from the one before");
+  return stored.global_step;
 }
 
 }  // namespace
@@ -267,8 +302,7 @@ class Trainer {
     if (features_.empty()) throw Error("no training features");
     if (options_.batch_size < 1) throw Error("--per_gpu_train_batch_size must be at least 1", 2);
     if (options_.gradient_accumulation_steps < 1) throw Error("--gradient_accumulation_steps must be at least 1", 2);
-    if (options_.max_steps <= 0 && options_.num_train_epochs <= 0)
-      throw Error("--num_train_epochs must be positive (or set --max_steps)", 2);
+    if (options_.max_steps <= 0) check_train_epochs(options_.num_train_epochs);
     if (options_.fp16 && options_.bf16) throw Error("--fp16 and --bf16 exclude each other: pick one", 2);
   }
 
@@ -326,10 +360,43 @@ class Trainer {
     load_state_dict(model_, read_weights(weights), weights.string());
     const fs::path optimizer_file = *dir / kOptimizerFile;
     optimizer_.load_state_tensors(read_safetensors(optimizer_file).tensors, optimizer_file.string());
+    check_resumed_state(stored, *dir);
     state_ = stored;
     dist::require_same_on_every_rank(state_.global_step, "the step resumed from in '" + options_.output_dir.string() + "'");
     spdlog::info("resuming from {} (step {}, epoch {}, batch {})", dir->string(), state_.global_step,
                  state_.epoch + 1, state_.next_batch);
+  }
+
+  // A trainer state must describe a point of this run: a step reached by its epochs and batches, within
+  // the planned steps, and counters the optimizer state agrees with. An edited or damaged one would
+  // otherwise end training at once with an earlier checkpoint's weights saved as the fine-tuned model.
+  void check_resumed_state(const TrainerState& s, const fs::path& dir) const {
+    const fs::path file = dir / kStateFile;
+    auto fail = [&](const std::string& what) {
+      throw Error(file.string() + ": " + what + "; it does not describe a checkpoint of this run (edited or " +
+                  "damaged): delete '" + dir.string() + "' to resume from the checkpoint before it");
+    };
+    const int64_t usable_batches = updates_per_epoch_ * options_.gradient_accumulation_steps;
+    const int64_t planned = options_.max_steps > 0 ? options_.max_steps : epochs_ * updates_per_epoch_;
+    if (s.global_step < 0 || s.epoch < 0 || s.next_batch < 0) fail("global_step, epoch and next_batch must not be negative");
+    if (s.epoch > epochs_)
+      fail("epoch " + std::to_string(s.epoch) + " is past the run's " + std::to_string(epochs_) + " epochs");
+    if (s.next_batch > usable_batches)
+      fail("next_batch " + std::to_string(s.next_batch) + " is past the " + std::to_string(usable_batches) +
+           " batches of an epoch");
+    if (s.global_step > planned)
+      fail("global_step " + std::to_string(s.global_step) + " is past the run's " + std::to_string(planned) + " steps");
+    if (s.global_step != s.epoch * updates_per_epoch_ + s.next_batch / options_.gradient_accumulation_steps)
+      fail("global_step " + std::to_string(s.global_step) + " does not follow from epoch " + std::to_string(s.epoch) +
+           " and next_batch " + std::to_string(s.next_batch) + " (" + std::to_string(updates_per_epoch_) +
+           " steps per epoch)");
+    if (!std::isfinite(s.loss_sum)) fail("loss_sum is not a finite number");
+    if (!(s.loss_scale > 0) || !std::isfinite(s.loss_scale) || s.scale_good_steps < 0 ||
+        s.scale_good_steps >= kLossScaleGrowthInterval)
+      fail("loss_scale or scale_good_steps is out of range");
+    if (optimizer_.most_steps() > s.global_step)
+      fail("the optimizer state in '" + (dir / kOptimizerFile).string() + "' counts " +
+           std::to_string(optimizer_.most_steps()) + " updates but global_step is " + std::to_string(s.global_step));
   }
 
   // Forward and backward over batch `b` of the epoch; returns the loss as

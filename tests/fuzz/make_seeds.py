@@ -86,6 +86,50 @@ def first_entries(path, n):
     return json.dumps(dict(list(json.loads(path.read_text()).items())[:n]))
 
 
+def small_bpe(tokenizer, merges_kept):
+    """`tokenizer` (a tokenizer.json object) cut down to its first merges and the tokens they use."""
+    model = tokenizer["model"]
+    merges = model["merges"][:merges_kept]
+    pairs = [m.split(" ") if isinstance(m, str) else m for m in merges]
+    keep = {t for t, i in model["vocab"].items() if i < 300}
+    for pair in pairs:
+        if len(pair) == 2:
+            keep.update(pair)
+            keep.add(pair[0] + pair[1])
+    keep.update(t["content"] for t in tokenizer.get("added_tokens", []))
+    vocab = {t: i for i, t in enumerate(sorted(keep, key=lambda t: model["vocab"].get(t, 10**9)))}
+    small = dict(tokenizer)
+    small["model"] = dict(model, vocab=vocab, merges=merges)
+    small["added_tokens"] = [dict(t, id=vocab[t["content"]]) for t in tokenizer.get("added_tokens", [])]
+    if small.get("post_processor") and small["post_processor"].get("type") == "RobertaProcessing":
+        small["post_processor"] = dict(small["post_processor"], sep=["</s>", vocab["</s>"]], cls=["<s>", vocab["<s>"]])
+    if small.get("post_processor") and small["post_processor"].get("type") == "TemplateProcessing":
+        specials = small["post_processor"]["special_tokens"]
+        small["post_processor"] = dict(small["post_processor"], special_tokens={
+            k: dict(v, ids=[vocab[t] for t in v["tokens"]]) for k, v in specials.items()})
+    return small
+
+
+def tokenizer_json_seeds(shared, lines):
+    """tokenizer.json \0 text: cut-down roberta-base and Llama-2 files, and the Unigram case of the tests."""
+    golden = shared / "golden"
+    texts = [json.loads(line)["text"] for line in lines[:6]] + ["He's  here <s> 1,000 caf\u00e9 \U0001F600\n\tx "]
+    files = {
+        "roberta": small_bpe(json.loads((shared / "data" / "roberta-base-tokenizer-json" / "tokenizer.json").read_text()), 300),
+        "llama2": small_bpe(json.loads((golden / "llama-tiny" / "tokenizer.json").read_text()), 300),
+    }
+    unigram = json.loads((Path(__file__).resolve().parent.parent / "tokenizer_json_cases" / "unigram_metaspace.recipe.json").read_text())
+    for key in ("_texts", "_config", "_note"):
+        unigram.pop(key, None)
+    files["unigram"] = unigram
+    seeds = {}
+    for name, tokenizer in files.items():
+        encoded = json.dumps(tokenizer, ensure_ascii=False).encode()
+        for i, text in enumerate(texts):
+            seeds[f"{name}{i}.bin"] = encoded + b"\0" + text.encode()
+    return seeds
+
+
 def main(shared, out):
     golden = shared / "golden"
     dev = json.loads((shared / "data" / "squad" / "dev-v2.0.json").read_text())
@@ -116,6 +160,7 @@ def main(shared, out):
     files = json.dumps(vocab).encode() + b"\0" + ("\n".join(merges) + "\n").encode() + b"\0"
     seeds["bpe_vocab"] = {f"text{i:03d}.bin": files + json.loads(line)["text"].encode() for i, line in enumerate(lines[:20])}
     seeds["bpe_vocab"]["special.bin"] = files + "He's here </s> 1,000 caf\u00e9  \n\n<mask>\u3000x".encode()
+    seeds["tokenizer_json"] = tokenizer_json_seeds(shared, lines)
     for target, files in seeds.items():
         folder = out / target
         folder.mkdir(parents=True, exist_ok=True)

@@ -71,17 +71,20 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--model", args->model_dir, "Model directory (config.json, weights, tokenizer files)")->required();
   command->add_option("--data", args->data_file, "SQuAD 2.0 json file to featurise and measure on")->required();
   command->add_option("--features", o.features, "Features measured, an even sample of the file's (0 = all)")
+      ->check(integer_in(0, INT64_MAX))
       ->capture_default_str();
   command->add_option("--train-features", o.train_features, "Of those, features run through the run_squad step (0 = skip)")
+      ->check(integer_in(0, INT64_MAX))
       ->capture_default_str();
-  command->add_option("--batch-size", o.batch_size, "Batch size")->capture_default_str();
+  command->add_option("--batch-size", o.batch_size, "Batch size")->check(integer_in(1, kMostBatch))->capture_default_str();
   add_window_options(*command, o.window);
   command->add_option("--device", o.device, "cpu or gpu")->capture_default_str();
   command->add_option("--precision", o.precision, kEncoderPrecisionHelp)
       ->capture_default_str();
-  command->add_option("--threads", args->threads, "CPU threads (0 = $LAYERPROBE_THREADS or all cores)")
+  add_threads_option(*command, args->threads);
+  command->add_option("--gemm-seconds", o.gemm_seconds, "Seconds spent measuring each GEMM peak")
+      ->check(number_in(0.001, 3600))
       ->capture_default_str();
-  command->add_option("--gemm-seconds", o.gemm_seconds, "Seconds spent measuring each GEMM peak")->capture_default_str();
   command->add_flag("--reference-path", args->reference_path,
                     "Run the encoder's reference ops instead of its CPU fast path (for comparison)");
   command->add_flag("--profile", o.profile,
@@ -89,7 +92,7 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--probe-seeds", o.probe_seeds,
                       "Probe sets of the several-seed probe_train step (probe_train --seeds), timed beside the "
                       "one-seed step (1 = skip)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, kMostSeeds))
       ->capture_default_str();
   command->add_flag("--json", args->json, "Print one JSON object instead of a table");
   command->callback([args] { run_bench_command(*args); });

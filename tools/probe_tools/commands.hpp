@@ -26,6 +26,7 @@ void add_bench_command(CLI::App& app);
 struct TokenizerChoice {
   std::filesystem::path vocab, model;
   bool cased = false, lower_case = false, keep_accents = false;
+  std::string source = "auto";  // --tokenizer auto|slow|json
 };
 void add_tokenizer_options(CLI::App& command, TokenizerChoice& choice);
 // The tokenizer chosen; usage Error (status 2) when neither or both sources are given.

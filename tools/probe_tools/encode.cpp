@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../tool_main.hpp"
 #include "commands.hpp"
 #include "layerprobe/model/checkpoint.hpp"
 #include "layerprobe/core/common.hpp"
@@ -103,13 +104,14 @@ void add_encode_command(CLI::App& app) {
                       "Weights file to use instead of model.safetensors / pytorch_model.bin (as given, or "
                       "relative to --model)");
   command->add_option("--device", args->device, "cpu or gpu")->capture_default_str();
-  command->add_option("--batch-size", args->batch_size, "Rows per forward pass")->capture_default_str();
+  command->add_option("--batch-size", args->batch_size, "Rows per forward pass")
+      ->check(integer_in(1, kMostBatch))
+      ->capture_default_str();
   command->add_option("--precision", args->precision,
                       kEncoderPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
-  command->add_option("--threads", args->threads, "CPU threads (0: $LAYERPROBE_THREADS or all cores)")
-      ->capture_default_str();
+  add_threads_option(*command, args->threads);
   command->callback([args] { run_encode(*args); });
 }
 

@@ -63,8 +63,7 @@ void add_features_command(CLI::App& app) {
       ->required()
       ->check(CLI::IsMember({"train", "eval"}));
   add_window_options(*command, args->features.window);
-  command->add_option("--threads", args->features.threads, "Worker threads (0: $LAYERPROBE_THREADS or all cores)")
-      ->capture_default_str();
+  add_threads_option(*command, args->features.threads, "Worker threads");
   command->add_option("--output", args->output, "JSONL file to write")->required();
   command->callback([args] { run_features(*args); });
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../tool_main.hpp"
 #include "commands.hpp"
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/io/safetensors.hpp"
@@ -92,6 +93,14 @@ void run_init_model(const InitArgs& args) {
     throw Error("--vocab '" + args.vocab + "' is a " + tokenizer->kind() + " vocabulary but " + config.model_type +
                     " models use " + model_family(config.model_type).tokenizer,
                 2);
+  // The weights are held twice on the way out (the model and the file's bytes): both must fit.
+  const double bytes = 8.0 * model_family(config.model_type).parameters(config);
+  const auto available = static_cast<double>(available_memory_bytes());
+  if (available > 0 && bytes > available)
+    throw Error(fmt::format("init-model: a {} of {:.3g} parameters needs {:.1f} GiB to create and write, but {:.1f} "
+                            "GiB of memory are available; choose smaller sizes",
+                            config.model_type, bytes / 8, bytes / (1 << 30), available / (1 << 30)),
+                2);
   torch::manual_seed(args.seed);
   auto model = create_model(config);
   model->eval();
@@ -129,16 +138,19 @@ void add_init_model_command(CLI::App& app) {
   command->add_flag("--no-qa-head", args->no_qa_head,
                     "Leave qa_outputs out of the weights, as a pretrained checkpoint (bert-base-uncased) has it");
   command->add_option("--seed", args->seed, "Random seed for the weights")->capture_default_str();
-  command->add_option("--hidden-size", args->hidden_size, "hidden_size (DistilBERT: dim)");
-  command->add_option("--layers", args->layers, "num_hidden_layers (DistilBERT: n_layers)");
-  command->add_option("--heads", args->heads, "num_attention_heads (DistilBERT: n_heads)");
-  command->add_option("--intermediate-size", args->intermediate_size, "intermediate_size (DistilBERT: hidden_dim)");
-  command->add_option("--vocab-size", args->vocab_size, "vocab_size");
-  command->add_option("--max-positions", args->max_positions, "max_position_embeddings");
+  // Each size within what any model has; the product (the parameter count) is checked against memory.
+  const auto size = [](int64_t most) { return integer_in(1, most); };
+  command->add_option("--hidden-size", args->hidden_size, "hidden_size (DistilBERT: dim)")->check(size(1 << 16));
+  command->add_option("--layers", args->layers, "num_hidden_layers (DistilBERT: n_layers)")->check(size(10000));
+  command->add_option("--heads", args->heads, "num_attention_heads (DistilBERT: n_heads)")->check(size(1 << 16));
+  command->add_option("--intermediate-size", args->intermediate_size, "intermediate_size (DistilBERT: hidden_dim)")
+      ->check(size(1 << 20));
+  command->add_option("--vocab-size", args->vocab_size, "vocab_size")->check(size(1 << 24));
+  command->add_option("--max-positions", args->max_positions, "max_position_embeddings")->check(size(1 << 20));
   command->add_option("--activation", args->activation, "hidden_act: gelu, gelu_new, relu, swish, ...");
-  command->add_option("--embedding-size", args->embedding_size, "ALBERT: embedding_size");
-  command->add_option("--groups", args->groups, "ALBERT: num_hidden_groups");
-  command->add_option("--inner-groups", args->inner_groups, "ALBERT: inner_group_num");
+  command->add_option("--embedding-size", args->embedding_size, "ALBERT: embedding_size")->check(size(1 << 16));
+  command->add_option("--groups", args->groups, "ALBERT: num_hidden_groups")->check(size(10000));
+  command->add_option("--inner-groups", args->inner_groups, "ALBERT: inner_group_num")->check(size(10000));
   command->callback([args] { run_init_model(*args); });
 }
 

@@ -2,6 +2,7 @@
 #include <memory>
 #include <string>
 
+#include "../tool_main.hpp"
 #include "commands.hpp"
 #include "layerprobe/synth/synth.hpp"
 
@@ -20,15 +21,21 @@ void add_synth_command(CLI::App& app) {
   auto& o = args->options;
   command->add_option("--output-dir", args->output_dir, "Directory for train-v2.0.json and dev-v2.0.json")
       ->required();
-  command->add_option("--train-questions", o.train_questions, "Questions in the train split")->capture_default_str();
-  command->add_option("--dev-questions", o.dev_questions, "Questions in the dev split")->capture_default_str();
+  command->add_option("--train-questions", o.train_questions, "Questions in the train split")
+      ->check(integer_in(1, 10'000'000))
+      ->capture_default_str();
+  command->add_option("--dev-questions", o.dev_questions, "Questions in the dev split")
+      ->check(integer_in(1, 10'000'000))
+      ->capture_default_str();
   command->add_option("--seed", o.seed, "Random seed (the output is a function of the options)")
       ->capture_default_str();
   command->add_option("--people-per-paragraph", o.people_per_paragraph, "People each paragraph describes (1-8)")
       ->capture_default_str();
   command->add_option("--questions-per-paragraph", o.questions_per_paragraph, "Questions asked about each paragraph")
+      ->check(integer_in(1, 100000))
       ->capture_default_str();
   command->add_option("--paragraphs-per-article", o.paragraphs_per_article, "Paragraphs grouped under one title")
+      ->check(integer_in(1, 100000))
       ->capture_default_str();
   command->add_option("--unanswerable-fraction", o.unanswerable_fraction,
                       "Chance that a question is unanswerable")

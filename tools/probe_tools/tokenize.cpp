@@ -73,7 +73,8 @@ void run_tokenize(const TokenizeArgs& args) {
 void add_tokenize_command(CLI::App& app) {
   auto* command = app.add_subcommand(
       "tokenize", "Tokenise JSONL lines {\"text\": ...} with a model's tokenizer (transformers 2.5.1's "
-                  "AlbertTokenizer, BertTokenizer or RobertaTokenizer) into {\"text\", \"pieces\", \"ids\"} lines");
+                  "AlbertTokenizer, BertTokenizer or RobertaTokenizer; 4.57.5's XLMRobertaTokenizer, "
+                  "DebertaV2Tokenizer or GPT2Tokenizer; or a tokenizer.json) into {\"text\", \"pieces\", \"ids\"} lines");
   auto args = std::make_shared<TokenizeArgs>();
   add_tokenizer_options(*command, args->tokenizer);
   command->add_option("--input", args->input, "JSONL input (default: standard input)");

@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "../tool_main.hpp"
 #include "commands.hpp"
 #include "layerprobe/synth/synth.hpp"
 
@@ -21,6 +22,7 @@ void add_train_vocab_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   command->add_option("--input", args->inputs, "SQuAD 2.0 JSON files to learn from")->required()->expected(1, -1);
   command->add_option("--vocab-size", args->vocab_size, "Most pieces (a small corpus yields fewer)")
+      ->check(integer_in(16, 1 << 20))
       ->capture_default_str();
   command->add_option("--output", args->output, "Model file to write, e.g. models/demo/spiece.model")->required();
   command->callback([args] { train_squad_vocabulary(args->inputs, args->vocab_size, args->output); });

@@ -2,6 +2,7 @@
 // device set-up, and atomic file output.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
@@ -26,8 +27,24 @@ class Error : public std::runtime_error {
 
 // Sets LibTorch's intra-op thread count: `requested` if > 0, else
 // $LAYERPROBE_THREADS if set, else the number of available cores.
-// Returns the count used.
+// Returns the count used. Error (status 2) for a count outside [1, max_threads()].
 int configure_threads(int requested = 0);
+
+// The cores this process may run on (its CPU affinity).
+int available_cores();
+
+// The most threads --threads or LAYERPROBE_THREADS may ask for: 4 per core
+// this process may run on (at least 8). More only oversubscribe the cores:
+// thousands of spinning threads kept a 2-core machine from honouring SIGTERM.
+int max_threads();
+
+// Bytes this process may still allocate: /proc/meminfo's MemAvailable, or less
+// under a cgroup memory limit; 0 when neither can be read.
+int64_t available_memory_bytes();
+
+// An exception's message for a user: LibTorch's c10::Error without the C++
+// backtrace its what() appends, std::bad_alloc as running out of memory.
+std::string describe_exception(const std::exception& error);
 
 // Writes `content` to `path` through a temporary file in the same directory
 // and a rename, so a reader never sees a partial file under its final name.

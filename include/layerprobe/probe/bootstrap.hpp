@@ -12,6 +12,10 @@
 
 namespace layerprobe {
 
+// The most --bootstrap resamples, and the most memory their replicate values may take.
+constexpr int64_t kMostBootstrapResamples = 100000;
+constexpr int64_t kBootstrapMemoryBytes = int64_t{2} << 30;
+
 struct BootstrapOptions {
   int64_t resamples = 1000;  // 0 = no intervals
   uint64_t seed = 1;

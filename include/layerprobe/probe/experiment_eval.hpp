@@ -19,6 +19,9 @@ struct PredsEvalOptions {
   std::optional<std::filesystem::path> dev_file;
   bool allow_missing = false;
   bool skip_unlabeled = false;  // leave unlabeled questions out of the scores (else an Error)
+  // Score the layer files found even when layers are missing or probe_predict did not finish
+  // (no preds_meta.json beside probes); else an Error.
+  bool allow_incomplete = false;
 };
 
 // Dev files load once however many preds dirs use them.

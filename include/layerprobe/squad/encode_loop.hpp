@@ -35,7 +35,13 @@ struct EncodeLoopOptions {
   std::string resume_hint = "Rerun the same command.";
   // Progress units per feature (e.g. the number of models each batch feeds).
   int64_t units_per_feature = 1;
+  // Bytes a batch holds per token (the hidden states kept of every layer); a CPU batch needing more
+  // than the available memory is a usage Error (lower --batch-size) before it is encoded. 0: unchecked.
+  int64_t bytes_per_token = 0;
 };
+
+// bytes_per_token for the hidden states of every layer of `config`'s encoder, kept as a list and once stacked.
+int64_t hidden_state_bytes_per_token(const ModelConfig& config);
 
 // What one step of the loop gets: the feature indices of the batch (into the
 // features passed), the features themselves, and the batch on the device.

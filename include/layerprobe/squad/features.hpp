@@ -22,6 +22,14 @@ struct WindowOptions {
   int max_seq_length = 384;
   int doc_stride = 128;
   int max_query_length = 64;
+  // Place the labels and the token -> word map where transformers' legacy
+  // squad.py does (PairLayout::legacy_context_offset): for a tokenizer whose
+  // class it does not know to double the separator (XLM-RoBERTa under 4.57.5,
+  // tokenizer.json pair templates with more specials than a single text has)
+  // they sit one or more tokens before the context tokens they describe. Off
+  // (the default): at the context tokens themselves. Only parity with HF's
+  // run_squad for those tokenizers needs it on.
+  bool hf_legacy_offsets = false;
 
   // Error (exit code 2) naming the setting when one is out of range for `layout_tokens` special tokens.
   void validate(int layout_tokens = 3) const;

@@ -7,6 +7,10 @@
 
 namespace layerprobe {
 
+// BERT's _is_punctuation: every non-alphanumeric ASCII character, and the
+// Unicode punctuation categories (P*).
+bool is_bert_punctuation(char32_t c);
+
 // Cleans control characters, isolates CJK ideographs, lowercases and strips
 // accents (NFD, drop Mn) when `do_lower_case`, and splits off punctuation.
 // Words in `never_split` (as they stand after cleaning) keep their case and

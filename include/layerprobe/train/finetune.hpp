@@ -47,6 +47,8 @@ class AdamW {
   std::map<std::string, torch::Tensor> state_tensors() const;
   // Error naming `source` when a tensor is missing or has the wrong shape.
   void load_state_tensors(const std::map<std::string, torch::Tensor>& tensors, const std::string& source);
+  // The most updates any parameter's state has counted.
+  int64_t most_steps() const;
 
  private:
   struct Slot {
@@ -59,6 +61,13 @@ class AdamW {
   std::vector<Slot> slots_;
   double epsilon_, beta1_, beta2_;
 };
+
+// --num_train_epochs at most this: a bound that keeps the step count an exact integer.
+constexpr double kMostTrainEpochs = 1e6;
+// Error (status 2) unless `epochs` is a finite number in [1, kMostTrainEpochs]. run_squad.py trains
+// int(num_train_epochs) epochs, so below 1 no step would run; a fraction above 1 only lengthens the
+// learning-rate schedule (t_total), as there.
+void check_train_epochs(double epochs);
 
 struct FineTuneOptions {
   std::filesystem::path output_dir;
