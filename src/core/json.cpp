@@ -11,13 +11,16 @@ using nlohmann::json;
 
 std::string text_position(const std::string& text, size_t byte) {
   const size_t end = std::min(text.size(), byte > 0 ? byte - 1 : 0);
-  size_t line = 1, line_start = 0;
-  for (size_t i = 0; i < end; ++i)
+  size_t line = 1, column = 1;
+  for (size_t i = 0; i < end; ++i) {
     if (text[i] == '\n') {
       ++line;
-      line_start = i + 1;
+      column = 1;
+    } else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {  // not a UTF-8 continuation byte
+      ++column;
     }
-  return "line " + std::to_string(line) + ", column " + std::to_string(end - line_start + 1);
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
 }
 
 json parse_json(const std::string& text, const std::string& source, bool reject_duplicate_keys) {

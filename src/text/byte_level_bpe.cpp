@@ -211,7 +211,7 @@ class VocabReader : public nlohmann::json_sax<nlohmann::json> {
     std::string what = e.what();
     if (auto colon = what.find(": "); colon != std::string::npos && what.find("parse error") < colon)
       what = what.substr(colon + 2);
-    return fail("not valid JSON at " + text_position(*text_, position > 0 ? position - 1 : 0) + ": " + what);
+    return fail("not valid JSON at " + text_position(*text_, std::max<size_t>(position, 1)) + ": " + what);
   }
   const std::string* text_ = nullptr;  // the file's content, for error positions
 

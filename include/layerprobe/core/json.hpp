@@ -14,7 +14,8 @@ namespace layerprobe {
 // key that appears twice in one object when `reject_duplicate_keys`.
 nlohmann::json parse_json(const std::string& text, const std::string& source, bool reject_duplicate_keys = true);
 
-// "line L, column C" of the 1-based byte position `byte` in `text`.
+// "line L, column C" of the 1-based byte position `byte` in `text` (as
+// nlohmann's parse_error::byte counts); columns count UTF-8 code points from 1.
 std::string text_position(const std::string& text, size_t byte);
 
 }  // namespace layerprobe

@@ -126,7 +126,7 @@ class TokenizerJsonSax : public nlohmann::json_sax<json> {
     std::string what = e.what();
     if (auto colon = what.find(": "); colon != std::string::npos && what.find("parse error") < colon)
       what = what.substr(colon + 2);
-    problem = "not valid JSON at " + text_position(text_, position > 0 ? position - 1 : 0) + ": " + what;
+    problem = "not valid JSON at " + text_position(text_, std::max<size_t>(position, 1)) + ": " + what;
     return false;
   }
 
