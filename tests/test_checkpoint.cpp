@@ -85,7 +85,7 @@ class EveryFamilyCheckpoint : public ::testing::TestWithParam<const char*> {};
 
 INSTANTIATE_TEST_SUITE_P(Families, EveryFamilyCheckpoint,
                          ::testing::Values("albert", "bert", "distilbert", "roberta", "electra", "xlm-roberta",
-                                           "modernbert", "gpt2", "llama", "mistral", "qwen2"));
+                                           "deberta-v2", "modernbert", "gpt2", "llama", "mistral", "qwen2"));
 
 TEST_P(EveryFamilyCheckpoint, RoundTripsUnderTheFamilysKeysAndConfigNames) {
   auto dir = test_support::scratch_dir(std::string("ckpt_family_") + GetParam());

@@ -48,7 +48,11 @@ printf '#version: 0.2\n' >"$hub/someone/distilroberta-squad2/resolve/main/merges
 echo '{"do_lower_case": true, "max_len": 512}' >"$hub/someone/distilroberta-squad2/resolve/main/tokenizer_config.json"
 echo '{"dim": 64}' >"$hub/someone/distilbert-untyped/resolve/main/config.json"
 printf '[PAD]\n' >"$hub/someone/distilbert-untyped/resolve/main/vocab.txt"
-for model in bert-base-uncased someone/distilroberta-squad2 someone/distilbert-untyped; do
+# DeBERTa-v3: a hyphenated model_type, spm.model.
+mkdir -p "$hub/someone/deberta-v3-squad2/resolve/main"
+printf '{\n  "model_type": "deberta-v2",\n  "vocab_size": 128100\n}\n' >"$hub/someone/deberta-v3-squad2/resolve/main/config.json"
+head -c 3000 /dev/urandom >"$hub/someone/deberta-v3-squad2/resolve/main/spm.model"
+for model in bert-base-uncased someone/distilroberta-squad2 someone/distilbert-untyped someone/deberta-v3-squad2; do
   head -c 1000 /dev/urandom >"$hub/$model/resolve/main/model.safetensors"
 done
 # The newer encoders: ELECTRA (vocab.txt, no tokenizer_config.json), XLM-RoBERTa (a model_type with a
@@ -195,7 +199,8 @@ head -c 1000 /dev/urandom >"$models/albert-tiny/spiece.model"
 run bash "$root/tools/download_models.sh" --dir "$models" albert-tiny
 check "models: a file of the wrong size is fetched again" same "$models/albert-tiny/spiece.model" "$hub/albert-tiny/resolve/main/spiece.model"
 
-run bash "$root/tools/download_models.sh" --dir "$models" bert-base-uncased someone/distilroberta-squad2 someone/distilbert-untyped
+run bash "$root/tools/download_models.sh" --dir "$models" bert-base-uncased someone/distilroberta-squad2 someone/distilbert-untyped \
+  someone/deberta-v3-squad2
 check "models: every family downloads" test "$status" = 0
 check "models: BERT's vocab.txt" same "$models/bert-base-uncased/vocab.txt" "$hub/bert-base-uncased/resolve/main/vocab.txt"
 check "models: bert-base-uncased lower-cases as 2.5.1 builds it" \
@@ -204,6 +209,10 @@ for file in vocab.json merges.txt tokenizer_config.json; do
   check "models: RoBERTa's $file" same "$models/someone/distilroberta-squad2/$file" "$hub/someone/distilroberta-squad2/resolve/main/$file"
 done
 check "models: no spiece.model for RoBERTa" test ! -e "$models/someone/distilroberta-squad2/spiece.model"
+check "models: DeBERTa's spm.model" same "$models/someone/deberta-v3-squad2/spm.model" \
+  "$hub/someone/deberta-v3-squad2/resolve/main/spm.model"
+check "models: no vocab.txt for DeBERTa (a model_type with a hyphen is read whole)" \
+  test ! -e "$models/someone/deberta-v3-squad2/vocab.txt"
 check "models: the family from the name without a model_type" same "$models/someone/distilbert-untyped/vocab.txt" \
   "$hub/someone/distilbert-untyped/resolve/main/vocab.txt"
 

@@ -43,7 +43,8 @@ class ModelSteps : public ::testing::TestWithParam<const char*> {};
 
 INSTANTIATE_TEST_SUITE_P(GoldenModels, ModelSteps,
                          ::testing::Values("albert-tiny", "bert-tiny", "distilbert-tiny", "roberta-tiny", "electra-tiny",
-                                           "xlm-roberta-tiny", "modernbert-tiny", "gpt2-tiny", "llama-tiny", "qwen2-tiny"));
+                                           "xlm-roberta-tiny", "deberta-v3-tiny", "modernbert-tiny", "gpt2-tiny",
+                                           "llama-tiny", "qwen2-tiny"));
 
 TEST_P(ModelSteps, ForwardFromEveryLayerContinuesTheSamePass) {
   REQUIRE_SHARED(std::string("golden/") + GetParam() + "/reference_outputs.safetensors");

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Downloads models of every supported family (ALBERT, BERT, DistilBERT, RoBERTa,
-# ELECTRA, XLM-RoBERTa, ModernBERT, GPT-2, Llama, Mistral, Qwen2) from the Hugging
-# Face hub into models/<name>/: config.json, the tokenizer files the family reads
-# (spiece.model; vocab.txt; vocab.json + merges.txt; sentencepiece.bpe.model;
-# tokenizer.json), tokenizer_config.json / special_tokens_map.json where the hub
-# has them, and the weights (model.safetensors, else its shards, else
-# pytorch_model.bin, else its shards).
+# ELECTRA, XLM-RoBERTa, DeBERTa-v2/v3, ModernBERT, GPT-2, Llama, Mistral, Qwen2)
+# from the Hugging Face hub into models/<name>/: config.json, the tokenizer files
+# the family reads (spiece.model; vocab.txt; vocab.json + merges.txt;
+# sentencepiece.bpe.model; spm.model; tokenizer.json), tokenizer_config.json /
+# special_tokens_map.json where the hub has them, and the weights
+# (model.safetensors, else its shards, else pytorch_model.bin, else its shards).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=download_common.sh
@@ -16,18 +16,19 @@ usage() {
 Usage: tools/download_models.sh [--dir DIR] [--revision REV] NAME...
 
 Downloads each hub model NAME (an ALBERT, BERT, DistilBERT, RoBERTa, ELECTRA,
-XLM-RoBERTa, ModernBERT, GPT-2, Llama, Mistral or Qwen2 model, e.g.
-bert-base-uncased, twmkn9/distilroberta-base-squad2, gpt2 or Qwen/Qwen2.5-0.5B)
-into DIR/NAME/: config.json, its family's tokenizer files (ALBERT spiece.model;
-BERT, DistilBERT and ELECTRA vocab.txt; RoBERTa and GPT-2 vocab.json and
-merges.txt; XLM-RoBERTa sentencepiece.bpe.model; ModernBERT, Llama, Mistral and
-Qwen2 tokenizer.json), tokenizer_config.json and special_tokens_map.json when the
-hub has them, and the weights: model.safetensors, else
-model.safetensors.index.json and its shards, else pytorch_model.bin, else
-pytorch_model.bin.index.json and its shards. For bert-base-uncased and
-distilbert-base-uncased, whose hub repositories lack a tokenizer_config.json, it
-writes {"do_lower_case": true} as transformers 2.5.1 builds their tokenizers;
-for an ELECTRA model without one, the same (4.57.5's ElectraTokenizer default).
+XLM-RoBERTa, DeBERTa-v2/v3, ModernBERT, GPT-2, Llama, Mistral or Qwen2 model, e.g.
+bert-base-uncased, twmkn9/distilroberta-base-squad2, deepset/deberta-v3-base-squad2,
+gpt2 or Qwen/Qwen2.5-0.5B) into DIR/NAME/: config.json, its family's tokenizer
+files (ALBERT spiece.model; BERT, DistilBERT and ELECTRA vocab.txt; RoBERTa and
+GPT-2 vocab.json and merges.txt; XLM-RoBERTa sentencepiece.bpe.model; DeBERTa
+spm.model; ModernBERT, Llama, Mistral and Qwen2 tokenizer.json),
+tokenizer_config.json and special_tokens_map.json when the hub has them, and the
+weights: model.safetensors, else model.safetensors.index.json and its shards,
+else pytorch_model.bin, else pytorch_model.bin.index.json and its shards. For
+bert-base-uncased and distilbert-base-uncased, whose hub repositories lack a
+tokenizer_config.json, it writes {"do_lower_case": true} as transformers 2.5.1
+builds their tokenizers; for an ELECTRA model without one, the same (4.57.5's
+ElectraTokenizer default).
 Sizes are checked against the hub's; an interrupted download resumes where it
 stopped when run again; complete files are not fetched twice.
 
@@ -50,6 +51,9 @@ Example (the study's eight models):
 Newer encoders, pretrained and fine-tuned on SQuAD 2.0:
   tools/download_models.sh google/electra-base-discriminator deepset/electra-base-squad2 \
     xlm-roberta-base deepset/xlm-roberta-base-squad2 answerdotai/ModernBERT-base
+
+DeBERTa-v3, pretrained and fine-tuned on SQuAD 2.0:
+  tools/download_models.sh microsoft/deberta-v3-base deepset/deberta-v3-base-squad2
 EOF
 }
 
@@ -77,7 +81,7 @@ for name in "${names[@]}"; do
 done
 
 LP_OFFLINE_HINT="Without a network, copy a model's config.json, tokenizer files (spiece.model, vocab.txt,
-vocab.json + merges.txt, sentencepiece.bpe.model or tokenizer.json) and model.safetensors (or
+vocab.json + merges.txt, sentencepiece.bpe.model, spm.model or tokenizer.json) and model.safetensors (or
 pytorch_model.bin) into $dir/<name>/ by hand."
 if [[ -n ${HF_TOKEN:-} ]]; then LP_CURL_OPTS+=(-H "Authorization: Bearer $HF_TOKEN"); fi
 
@@ -110,6 +114,7 @@ tokenizer_files() {
     roberta | gpt2) echo vocab.json merges.txt ;;
     xlm-roberta) echo sentencepiece.bpe.model ;;
     modernbert | llama | mistral | qwen2) echo tokenizer.json ;;
+    deberta-v2) echo spm.model ;;
     *) return 1 ;;
   esac
 }
@@ -128,7 +133,7 @@ download_model() {
   fetch_required "$name" "$base" config.json "$target"
   type=$(model_type_of "$target/config.json" "$name")
   files=$(tokenizer_files "$type") ||
-    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta, electra, xlm-roberta, modernbert, gpt2, llama, mistral, qwen2)"
+    lp_die "$name: model_type '$type' is not supported (supported: albert, bert, distilbert, roberta, electra, xlm-roberta, deberta-v2, modernbert, gpt2, llama, mistral, qwen2)"
   for file in $files; do fetch_required "$name" "$base" "$file" "$target"; done
   fetch_optional "$name" "$base" tokenizer_config.json "$target"
   fetch_optional "$name" "$base" special_tokens_map.json "$target"

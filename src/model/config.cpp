@@ -121,7 +121,8 @@ void ModelConfig::validate() const {
   require_positive(k.num_attention_heads, num_attention_heads);
   require_positive(k.intermediate_size, intermediate_size);
   require_positive(k.max_position_embeddings, max_position_embeddings);
-  if (!k.type_vocab_size.empty()) require_positive(k.type_vocab_size, type_vocab_size);
+  if (!k.type_vocab_size.empty() && !(model_family(model_type).token_types_optional && type_vocab_size == 0))
+    require_positive(k.type_vocab_size, type_vocab_size);
   if (hidden_size % num_attention_heads != 0)
     throw Error(source + ": " + k.hidden_size + " " + std::to_string(hidden_size) + " is not a multiple of " +
                 k.num_attention_heads + " " + std::to_string(num_attention_heads));

@@ -45,7 +45,9 @@ class OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
   }
 };
 
-FusedActivation fused(Activation activation) {
+}  // namespace
+
+FusedActivation fused_activation(Activation activation) {
   switch (activation) {
     case Activation::Gelu:
       return FusedActivation::GeluErf;
@@ -60,6 +62,8 @@ FusedActivation fused(Activation activation) {
   }
   throw Error("unhandled activation");
 }
+
+namespace {
 
 const std::pair<const char*, Activation> kActivations[] = {{"gelu", Activation::Gelu},
                                                            {"gelu_new", Activation::GeluNew},
@@ -241,7 +245,7 @@ torch::Tensor TransformerLayerKernel::fast_forward(const torch::Tensor& hidden, 
   const torch::Tensor context = onednn_attention(w.qkv.forward(flat), additive_mask, batch, length, style_.heads);
   const torch::Tensor attention =
       norm(w.attention_output.forward(context, FusedActivation::None, flat), parts_.attention_norm);
-  const torch::Tensor inner = w.intermediate.forward(attention, fused(style_.activation));
+  const torch::Tensor inner = w.intermediate.forward(attention, fused_activation(style_.activation));
   return norm(w.output.forward(inner, FusedActivation::None, attention), parts_.output_norm)
       .view({batch, length, width});
 }

@@ -22,6 +22,8 @@ enum class Activation { Gelu, GeluNew, Relu, Swish, Mish };
 Activation parse_activation(const std::string& name, const std::string& source = "activation");
 // As transformers 2.5.1 computes it (F.gelu for "gelu" on PyTorch >= 1.4).
 torch::Tensor apply_activation(const torch::Tensor& x, Activation activation);
+// The activation as a oneDNN post-op.
+FusedActivation fused_activation(Activation activation);
 
 // [B,T] 0/1 mask -> [B,1,1,T] of `dtype`: 0 where attended, `masked_value`
 // at padding (-10000 for BERT-style models, -inf for DistilBERT's masked_fill).

@@ -315,6 +315,39 @@ torch::Tensor layer_norm(const torch::Tensor& x_in, const torch::Tensor& weight,
   return output;
 }
 
+namespace {
+
+memory::desc strided_desc(const StridedMatrix& m) {
+  TORCH_CHECK(m.dims.size() == m.strides.size(), "onednn_matmul: dims and strides differ in rank");
+  return memory::desc(Dims(m.dims.begin(), m.dims.end()), onednn_type(m.tensor.scalar_type()),
+                      Dims(m.strides.begin(), m.strides.end()));
+}
+
+}  // namespace
+
+void onednn_matmul(const StridedMatrix& a, const StridedMatrix& b, const StridedMatrix& out, float scale) {
+  LAYERPROBE_RECORD("onednn::matmul");
+  const auto a_desc = strided_desc(a), b_desc = strided_desc(b), out_desc = strided_desc(out);
+  dnnl::primitive_attr attributes;
+  if (scale != 1.f) attributes.set_output_scales(0, {scale});
+  using dnnl::matmul;
+  run(matmul(matmul::primitive_desc(matmul::desc(a_desc, b_desc, out_desc), attributes, cpu_engine())),
+      {{DNNL_ARG_SRC, wrap(a_desc, a.tensor, a.offset)},
+       {DNNL_ARG_WEIGHTS, wrap(b_desc, b.tensor, b.offset)},
+       {DNNL_ARG_DST, wrap(out_desc, out.tensor, out.offset)}});
+}
+
+void onednn_softmax(const torch::Tensor& x, const torch::Tensor& out) {
+  LAYERPROBE_RECORD("onednn::softmax");
+  TORCH_CHECK(x.is_contiguous() && out.is_contiguous() && x.sizes() == out.sizes(), "onednn_softmax: shapes");
+  const Dims dims{x.numel() / x.size(-1), x.size(-1)};
+  const auto source = plain(dims, x.scalar_type()), target = plain(dims, out.scalar_type());
+  const dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_accurate,
+                                            source, target, 1);
+  run(dnnl::softmax_v2_forward(dnnl::softmax_v2_forward::primitive_desc(desc, cpu_engine())),
+      {{DNNL_ARG_SRC, wrap(source, x)}, {DNNL_ARG_DST, wrap(target, out)}});
+}
+
 #else  // LibTorch's ops, where this build has no oneDNN headers
 
 namespace {
@@ -388,6 +421,21 @@ torch::Tensor onednn_grouped_attention(const HeadColumns& q, const HeadColumns& 
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
   return torch::layer_norm(x, {x.size(-1)}, weight.to(x.scalar_type()), bias.to(x.scalar_type()), eps);
 }
+
+namespace {
+
+torch::Tensor strided_view(const StridedMatrix& m) {
+  return m.tensor.as_strided(m.dims, m.strides, m.tensor.storage_offset() + m.offset);
+}
+
+}  // namespace
+
+void onednn_matmul(const StridedMatrix& a, const StridedMatrix& b, const StridedMatrix& out, float scale) {
+  auto product = torch::matmul(strided_view(a).to(torch::kFloat), strided_view(b).to(torch::kFloat));
+  strided_view(out).copy_(scale != 1.f ? product * scale : product);
+}
+
+void onednn_softmax(const torch::Tensor& x, const torch::Tensor& out) { out.copy_(torch::softmax(x, -1)); }
 
 #endif
 

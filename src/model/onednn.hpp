@@ -9,6 +9,9 @@
 //   into [tokens, hidden] (LibTorch 1.13 runs a CPU float32 bmm as one small BLAS GEMM per row
 //   and head: ~30 GFLOP/s on these shapes against ~120 through oneDNN's batched matmul).
 // - layer_norm over the last dimension (oneDNN's kernel for bf16, whose LibTorch 1.13 kernel is slow).
+// - onednn_matmul and onednn_softmax: a batched matmul over operands read and written through any
+//   strides, and a softmax with its own output dtype, for attention kernels a family writes itself
+//   (DeBERTa's disentangled attention).
 // oneDNN is compiled in when CMake finds its headers (Debian: libdnnl-dev, the libdnnl Debian's
 // LibTorch itself links); without it the same functions run LibTorch's ops.
 #pragma once
@@ -16,6 +19,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace layerprobe {
 
@@ -85,5 +89,21 @@ torch::Tensor onednn_grouped_attention(const HeadColumns& q, const HeadColumns& 
 
 // LayerNorm of x [N, H] (float32 or bf16) with float32 weight and bias [H]; statistics in float32.
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps);
+
+// A matrix operand of onednn_matmul: dims (batch dimensions, then rows and columns) and element strides
+// over `tensor`'s memory, starting `offset` elements in. A batch dimension of 1 broadcasts.
+struct StridedMatrix {
+  torch::Tensor tensor;
+  std::vector<int64_t> dims, strides;
+  int64_t offset = 0;
+};
+
+// out = scale * (a b), batched over the leading dimensions: a [..., M, K], b [..., K, N], out [..., M, N].
+// a and b are float32 or bf16 (one dtype); out is float32 or their dtype.
+void onednn_matmul(const StridedMatrix& a, const StridedMatrix& b, const StridedMatrix& out, float scale = 1.f);
+
+// Softmax over the last dimension of the contiguous float32 x into the contiguous out (float32 or bf16,
+// x's shape; out may be x itself); accumulates in float32.
+void onednn_softmax(const torch::Tensor& x, const torch::Tensor& out);
 
 }  // namespace layerprobe

@@ -199,9 +199,10 @@ void validate_encoder_inputs(const ModelConfig& config, const EncoderBatch& batc
                   "), found range [" + std::to_string(low) + ", " + std::to_string(high) + "]");
   };
   check_range("input_ids", batch.input_ids, config.vocab_size, "vocab_size");
-  if (batch.token_type_ids.defined() && model_family(config.model_type).takes_token_type_ids)
-    check_range("token_type_ids", batch.token_type_ids, std::max<int64_t>(config.type_vocab_size, 1),
-                config.type_vocab_size > 0 ? "type_vocab_size" : "the model has no token types: all 0");
+  // A model without token type embeddings (DeBERTa-v2's type_vocab_size 0) ignores the ids, as HF does.
+  if (batch.token_type_ids.defined() && model_family(config.model_type).takes_token_type_ids &&
+      config.type_vocab_size > 0)
+    check_range("token_type_ids", batch.token_type_ids, config.type_vocab_size, "type_vocab_size");
   check_range("attention_mask", batch.attention_mask, 2, "0 or 1");
 }
 

@@ -16,6 +16,7 @@ const ModelFamily& gpt2_family();
 const ModelFamily& llama_family();
 const ModelFamily& mistral_family();
 const ModelFamily& qwen2_family();
+const ModelFamily& deberta_v2_family();
 
 const std::vector<const ModelFamily*>& model_families() {
   static const std::vector<const ModelFamily*> families{
@@ -30,6 +31,7 @@ const std::vector<const ModelFamily*>& model_families() {
       &llama_family(),
       &mistral_family(),
       &qwen2_family(),
+      &deberta_v2_family(),
   };
   return families;
 }

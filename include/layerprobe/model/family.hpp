@@ -66,6 +66,9 @@ struct ModelFamily {
   // or <s>, as HF's run_squad), or "last", the window's final token (an end token appended after
   // the context): a causal model's first token sees nothing of the window, its last sees all of it.
   std::string null_position = "first";
+  // Whether type_vocab_size may be 0: the model then has no token type embeddings and ignores the ids
+  // run_squad passes (DeBERTa-v2).
+  bool token_types_optional = false;
   // Position ids start here (RoBERTa: padding_idx + 1 = 2), so a window holds
   // at most max_position_embeddings - position_offset tokens.
   int64_t position_offset = 0;
