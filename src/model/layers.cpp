@@ -119,7 +119,11 @@ torch::Tensor linear(nn::Linear& layer, const torch::Tensor& x) {
   const bool onednn = g_fast_cpu_path && torch::GradMode::is_enabled() && at::hasMKLDNN() && x.device().is_cpu() &&
                       x.scalar_type() == torch::kFloat32 && x.numel() > 0 &&
                       (x.requires_grad() || layer->weight.requires_grad());
-  return onednn ? OneDnnLinear::apply(x, layer->weight, layer->bias) : layer->forward(x);
+  // An autograd Function takes no undefined inputs: a missing bias (ModernBERT's) is a zero one without a gradient.
+  if (!onednn) return layer->forward(x);
+  const auto& bias = layer->bias;
+  return OneDnnLinear::apply(x, layer->weight,
+                             bias.defined() ? bias : torch::zeros({layer->weight.size(0)}, layer->weight.options()));
 }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
