@@ -421,7 +421,9 @@ torch::Tensor DecoderQaModel::final_norm(const torch::Tensor& hidden) {
   return fast_norm(hidden.reshape({-1, hidden.size(-1)}), *final_norm_).view(hidden.sizes());
 }
 
-void DecoderQaModel::init_module(torch::nn::Module& module) { init_decoder_module(module, config().initializer_range); }
+bool DecoderQaModel::init_module(const std::string&, torch::nn::Module& module) {
+  return init_decoder_module(module, config().initializer_range);
+}
 
 void DecoderQaModel::init_weights_unless_loading() {
   if (ModelCreation::initialise()) init_weights();

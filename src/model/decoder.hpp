@@ -163,7 +163,7 @@ class DecoderQaModel : public QaModel {
   explicit DecoderQaModel(const ModelConfig& config) : QaModel(config) {}
   std::unique_ptr<LayerInputs> layer_inputs(const EncoderBatch& batch) override;
   torch::Tensor final_norm(const torch::Tensor& hidden) override;
-  void init_module(torch::nn::Module& module) override;
+  bool init_module(const std::string& name, torch::nn::Module& module) override;
   // HF's _init_weights when creating (not when load_checkpoint fills every weight next).
   void init_weights_unless_loading();
 
