@@ -188,8 +188,8 @@ TEST(RunSquad, ModelTypeMustMatchTheModel) {
                         " --do_eval --version_2_with_negative --output_dir " + (scratch / "out").string(),
                     scratch, output),
             2);
-  EXPECT_NE(output.find("--model_type: unknown model_type 'xlnet' (supported: albert, bert, distilbert, roberta, gpt2, "
-                        "llama, mistral, qwen2)"),
+  EXPECT_NE(output.find("--model_type: unknown model_type 'xlnet' (supported: albert, bert, distilbert, roberta, electra, "
+                        "xlm-roberta, modernbert, gpt2, llama, mistral, qwen2, deberta-v2)"),
             std::string::npos)
       << output;
 }
