@@ -47,7 +47,10 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
                "is_impossible); without it such a file is predicted, then scoring stops with an error");
   app.add_flag("--do_train", o.do_train, "Fine-tune on --train_file");
   app.add_flag("--do_eval", o.do_eval, "Evaluate on --predict_file");
-  app.add_flag("--do_lower_case", o.do_lower_case, "Lowercase the text (uncased models such as ALBERT)");
+  app.add_flag("--do_lower_case", o.do_lower_case,
+               "Lowercase the text (uncased models such as ALBERT) unless the tokenizer's tokenizer_config.json "
+               "states do_lower_case (a cased DeBERTa-v3 keeps its case); answers are matched to the context "
+               "lower-cased either way (get_final_text)");
   app.add_option("--per_gpu_train_batch_size", t.batch_size, "Training batch size")
       ->check(tools::integer_in(1, tools::kMostBatch))
       ->capture_default_str();

@@ -157,7 +157,12 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
                                      : resolve_model_dir(options.tokenizer_name, "--tokenizer_name");
   TokenizerRequest request;
   request.kind = requested_family(options.model_type).tokenizer;
-  request.do_lower_case = options.do_lower_case;
+  // --do_lower_case lower-cases the text only where the tokenizer's own
+  // tokenizer_config.json does not state do_lower_case: a cased model's
+  // (DeBERTa-v3's {"do_lower_case": false}) keeps its case, as transformers
+  // 4.57.5's deberta-v3-tiny run_squad golden was made. Decoding
+  // (get_final_text) follows the flag either way.
+  if (!read_tokenizer_settings(tokenizer_dir).do_lower_case) request.do_lower_case = options.do_lower_case;
   const auto tokenizer = load_tokenizer(tokenizer_dir, request);
 
   // A fresh QA head is drawn from the seeded generator, as set_seed() precedes loading in HF.
