@@ -47,7 +47,11 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
                "is_impossible); without it such a file is predicted, then scoring stops with an error");
   app.add_flag("--do_train", o.do_train, "Fine-tune on --train_file");
   app.add_flag("--do_eval", o.do_eval, "Evaluate on --predict_file");
-  app.add_flag("--do_lower_case", o.do_lower_case, "Lowercase the text (uncased models such as ALBERT)");
+  app.add_flag("--do_lower_case", o.do_lower_case,
+               "Lowercase the text (uncased models such as ALBERT). For the study's families (albert, bert, "
+               "distilbert, roberta) the flag sets the tokenizer's casing, as transformers 2.5.1 does; for the "
+               "newer ones a do_lower_case stated in tokenizer_config.json wins (a cased DeBERTa-v3 keeps its "
+               "case). Answers are matched to the context lower-cased either way (get_final_text)");
   app.add_option("--per_gpu_train_batch_size", t.batch_size, "Training batch size")
       ->check(tools::integer_in(1, tools::kMostBatch))
       ->capture_default_str();

@@ -157,7 +157,13 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
                                      : resolve_model_dir(options.tokenizer_name, "--tokenizer_name");
   TokenizerRequest request;
   request.kind = requested_family(options.model_type).tokenizer;
-  request.do_lower_case = options.do_lower_case;
+  // The study's families: --do_lower_case sets the casing, as 2.5.1's from_pretrained kwarg does.
+  // The newer ones: it lower-cases only where the tokenizer's own tokenizer_config.json does not
+  // state do_lower_case (a cased DeBERTa-v3's {"do_lower_case": false} keeps its case), as
+  // transformers 4.57.5's run_squad goldens were made. Decoding (get_final_text) follows the flag.
+  if (requested_family(options.model_type).run_squad_flag_sets_casing ||
+      !read_tokenizer_settings(tokenizer_dir).do_lower_case)
+    request.do_lower_case = options.do_lower_case;
   const auto tokenizer = load_tokenizer(tokenizer_dir, request);
 
   // A fresh QA head is drawn from the seeded generator, as set_seed() precedes loading in HF.

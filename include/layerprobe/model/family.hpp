@@ -66,6 +66,12 @@ struct ModelFamily {
   // or <s>, as HF's run_squad), or "last", the window's final token (an end token appended after
   // the context): a causal model's first token sees nothing of the window, its last sees all of it.
   std::string null_position = "first";
+  // Whether run_squad's --do_lower_case (given or not) sets the tokenizer's casing over what its
+  // tokenizer_config.json states, as 2.5.1's run_squad.py does (do_lower_case is a from_pretrained
+  // kwarg, which overrides the file): the study's families. The newer families' goldens (4.57.5)
+  // tokenize with the tokenizer as stored and apply the flag to get_final_text only, so for them a
+  // stated do_lower_case wins and the flag lower-cases only tokenizers that state nothing.
+  bool run_squad_flag_sets_casing = false;
   // Whether type_vocab_size may be 0: the model then has no token type embeddings and ignores the ids
   // run_squad passes (DeBERTa-v2).
   bool token_types_optional = false;

@@ -146,6 +146,7 @@ double albert_parameters(const ModelConfig& c) {
 ModelFamily make_albert_family() {
   ModelFamily f;
   f.model_type = "albert";
+  f.run_squad_flag_sets_casing = true;
   f.base_prefix = "albert";
   f.tokenizer = "sentencepiece";
   f.example = "albert-base-v2";

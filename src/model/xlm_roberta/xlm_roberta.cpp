@@ -56,6 +56,7 @@ double xlm_roberta_parameters(const ModelConfig& c) {
 ModelFamily make_xlm_roberta_family() {
   ModelFamily f = bert_family();
   f.model_type = "xlm-roberta";
+  f.run_squad_flag_sets_casing = false;  // 4.57.5: the tokenizer as stored
   f.base_prefix = "roberta";
   f.tokenizer = "xlm-roberta";
   f.example = "xlm-roberta-base";
