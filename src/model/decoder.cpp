@@ -16,22 +16,6 @@ namespace {
 
 torch::TensorOptions creation_options() { return torch::TensorOptions().dtype(ModelCreation::dtype()); }
 
-FusedActivation fused_decoder_activation(Activation activation) {
-  switch (activation) {
-    case Activation::Gelu:
-      return FusedActivation::GeluErf;
-    case Activation::GeluNew:
-      return FusedActivation::GeluTanh;
-    case Activation::Relu:
-      return FusedActivation::Relu;
-    case Activation::Swish:
-      return FusedActivation::Swish;
-    case Activation::Mish:
-      return FusedActivation::Mish;
-  }
-  throw Error("unhandled activation");
-}
-
 }  // namespace
 
 // --- modules -------------------------------------------------------------------------
@@ -384,7 +368,7 @@ torch::Tensor DecoderLayerKernel::fast_forward(const torch::Tensor& hidden, cons
       onednn_grouped_attention(q, k, v, mask, batch, length, heads, kv_heads, d, style_.attention_scale);
   const auto attended = dense(parts_.attention_output, context, FusedActivation::None, {}, flat);
   const auto y = fast_norm(attended, *parts_.mlp_norm);
-  const auto activation = fused_decoder_activation(style_.activation);
+  const auto activation = fused_activation(style_.activation);
   torch::Tensor inner;
   if (parts_.mlp_in) {
     inner = dense(parts_.mlp_in, y, activation);

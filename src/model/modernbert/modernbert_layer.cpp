@@ -12,22 +12,6 @@ namespace layerprobe {
 
 namespace {
 
-FusedActivation modernbert_fused(Activation activation) {
-  switch (activation) {
-    case Activation::Gelu:
-      return FusedActivation::GeluErf;
-    case Activation::GeluNew:
-      return FusedActivation::GeluTanh;
-    case Activation::Relu:
-      return FusedActivation::Relu;
-    case Activation::Swish:
-      return FusedActivation::Swish;
-    case Activation::Mish:
-      return FusedActivation::Mish;
-  }
-  throw Error("unhandled activation");
-}
-
 // HF's rotate_half(x) = cat(-x2, x1) over the last dimension.
 torch::Tensor rotate_half(const torch::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
@@ -141,7 +125,7 @@ torch::Tensor ModernBertLayerKernel::fast_forward(const torch::Tensor& hidden, c
                                                  length, style_.heads);
   const torch::Tensor attended = w.attention_output.forward(context, FusedActivation::None, flat);
   const torch::Tensor normed = norm(attended, parts_.mlp_norm);
-  torch::Tensor inner = w.gelu_input.forward(normed, modernbert_fused(style_.activation));
+  torch::Tensor inner = w.gelu_input.forward(normed, fused_activation(style_.activation));
   inner.mul_(w.gate.forward(normed));
   return w.mlp_output.forward(inner, FusedActivation::None, attended).view({batch, length, width});
 }
