@@ -192,6 +192,7 @@ TEST(Workflow, FinalStudyFormOnEveryFamilyBeyondTheStudy) {
   const Family families[] = {
       {"google/electra-small-discriminator", "data/bert/vocab.txt", true, "--embedding-size 16"},
       {"xlm-roberta-base", "golden/xlm-roberta-tiny/sentencepiece.bpe.model", false, ""},
+      {"microsoft/deberta-v3-base", "golden/deberta-v3-tiny/spm.model", false, ""},
       {"answerdotai/ModernBERT-base", "data/roberta-base-tokenizer-json/tokenizer.json", false, ""}};
   constexpr size_t kLayers = 4;
   REQUIRE_SHARED(test_support::kDevFile);
