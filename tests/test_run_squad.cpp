@@ -268,3 +268,33 @@ TEST(RunSquad, ResultsPrintAsAPythonDict) {
   nlohmann::ordered_json results = {{"exact", 85.32411977624218}, {"total", 6078}, {"best_exact_thresh", 0.0}};
   EXPECT_EQ(python_dict_repr(results), "{'exact': 85.32411977624218, 'total': 6078, 'best_exact_thresh': 0.0}");
 }
+
+// Which casing run_squad tokenizes with, per family and per what tokenizer_config.json states:
+// 2.5.1's do_lower_case kwarg overrides a stated casing (bert-base-uncased run without
+// --do_lower_case tokenizes cased there); 4.57.5 keeps a stated one.
+TEST(RunSquad, DoLowerCaseFlagAgainstAStatedCasingPerFamily) {
+  const fs::path scratch = test_support::scratch_dir("run_squad_casing");
+  const auto tokenizer_dir = [&](const std::string& name, const std::string& config) {
+    const fs::path dir = scratch / name;
+    fs::create_directories(dir);
+    if (!config.empty()) write_file_atomically(dir / "tokenizer_config.json", config);
+    return dir;
+  };
+  const fs::path says_lower = tokenizer_dir("says_lower", R"({"do_lower_case": true})");
+  const fs::path says_cased = tokenizer_dir("says_cased", R"({"do_lower_case": false})");
+  const fs::path says_nothing = tokenizer_dir("says_nothing", "");
+  for (const std::string family : {"albert", "bert", "distilbert", "roberta"}) {
+    SCOPED_TRACE(family);
+    EXPECT_EQ(run_squad_tokenizer_request(family, says_lower, false).do_lower_case, std::optional<bool>(false));
+    EXPECT_EQ(run_squad_tokenizer_request(family, says_cased, true).do_lower_case, std::optional<bool>(true));
+    EXPECT_EQ(run_squad_tokenizer_request(family, says_nothing, false).do_lower_case, std::optional<bool>(false));
+  }
+  for (const std::string family : {"electra", "xlm-roberta", "deberta-v2", "modernbert", "llama"}) {
+    SCOPED_TRACE(family);
+    EXPECT_EQ(run_squad_tokenizer_request(family, says_lower, false).do_lower_case, std::nullopt);
+    EXPECT_EQ(run_squad_tokenizer_request(family, says_cased, true).do_lower_case, std::nullopt);
+    EXPECT_EQ(run_squad_tokenizer_request(family, says_nothing, true).do_lower_case, std::optional<bool>(true));
+    EXPECT_EQ(run_squad_tokenizer_request(family, says_nothing, false).do_lower_case, std::optional<bool>(false));
+  }
+  EXPECT_EQ(run_squad_tokenizer_request("bert", says_lower, false).kind, "wordpiece");
+}

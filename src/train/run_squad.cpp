@@ -146,6 +146,20 @@ nlohmann::ordered_json evaluate(LoadedModel& loaded, const Tokenizer& tokenizer,
 
 }  // namespace
 
+TokenizerRequest run_squad_tokenizer_request(const std::string& model_type, const fs::path& tokenizer_dir,
+                                             bool do_lower_case) {
+  const ModelFamily& family = requested_family(model_type);
+  TokenizerRequest request;
+  request.kind = family.tokenizer;
+  // The study's families: --do_lower_case sets the casing, as 2.5.1's from_pretrained kwarg does.
+  // The newer ones: it lower-cases only where the tokenizer's own tokenizer_config.json does not
+  // state do_lower_case (a cased DeBERTa-v3's {"do_lower_case": false} keeps its case), as
+  // transformers 4.57.5's run_squad goldens were made. Decoding (get_final_text) follows the flag.
+  if (family.run_squad_flag_sets_casing || !read_tokenizer_settings(tokenizer_dir).do_lower_case)
+    request.do_lower_case = do_lower_case;
+  return request;
+}
+
 nlohmann::ordered_json run_squad(RunSquadOptions options) {
   validate(options);
   const torch::Device device = pick_device(options);
@@ -155,16 +169,8 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
   const fs::path tokenizer_dir = options.tokenizer_name.empty()
                                      ? model_dir
                                      : resolve_model_dir(options.tokenizer_name, "--tokenizer_name");
-  TokenizerRequest request;
-  request.kind = requested_family(options.model_type).tokenizer;
-  // The study's families: --do_lower_case sets the casing, as 2.5.1's from_pretrained kwarg does.
-  // The newer ones: it lower-cases only where the tokenizer's own tokenizer_config.json does not
-  // state do_lower_case (a cased DeBERTa-v3's {"do_lower_case": false} keeps its case), as
-  // transformers 4.57.5's run_squad goldens were made. Decoding (get_final_text) follows the flag.
-  if (requested_family(options.model_type).run_squad_flag_sets_casing ||
-      !read_tokenizer_settings(tokenizer_dir).do_lower_case)
-    request.do_lower_case = options.do_lower_case;
-  const auto tokenizer = load_tokenizer(tokenizer_dir, request);
+  const auto tokenizer =
+      load_tokenizer(tokenizer_dir, run_squad_tokenizer_request(options.model_type, tokenizer_dir, options.do_lower_case));
 
   // A fresh QA head is drawn from the seeded generator, as set_seed() precedes loading in HF.
   torch::manual_seed(options.train.seed);

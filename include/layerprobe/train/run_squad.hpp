@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "layerprobe/text/tokenizer_registry.hpp"
 #include "layerprobe/train/finetune.hpp"
 
 namespace layerprobe {
@@ -36,6 +37,13 @@ struct RunSquadOptions {
   // filled in from the fields above.
   FineTuneOptions train;
 };
+
+// The tokenizer run_squad loads from `tokenizer_dir` for a `model_type` model with --do_lower_case
+// given or not: for the study's families (2.5.1) the flag sets the casing over what the directory's
+// tokenizer_config.json states, as from_pretrained's do_lower_case kwarg does; for the newer families
+// (4.57.5) a stated do_lower_case wins and the flag sets only an unstated one.
+TokenizerRequest run_squad_tokenizer_request(const std::string& model_type, const std::filesystem::path& tokenizer_dir,
+                                             bool do_lower_case);
 
 // Runs what the options ask for and returns the evaluation results (the keys
 // of 2.5.1's squad_evaluate; empty without do_eval). Evaluation writes
