@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds layerprobe against the CUDA LibTorch inside the machine's PyTorch,
-# runs the encoder and bench tests, and prints `probe_tools bench --json`
-# for albert-base-v2 (random weights) on the GPU. Needs no network: the other
+# runs the encoder, decoder, lens and bench tests, and prints `probe_tools bench --json`
+# for albert-base-v2, gpt2 and meta-llama/Llama-3.2-1B shapes (random weights) on the GPU. Needs no network: the other
 # libraries come as Debian bookworm .deb files in DEPS_DIR (made here by
 # tools/fetch_gpu_deps.sh), unpacked into the build tree, never installed.
 #
@@ -49,7 +49,7 @@ cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAK
 cmake --build "$build" --target probe_tools layerprobe_tests -j"$(nproc)"
 # The encoder's and the bench's tests (tests/test_encoder.cpp, tests/test_bench.cpp).
 LAYERPROBE_SHARED="$shared" "$build/tests/layerprobe_tests" \
-  --gtest_filter='Encoder*:WeightFiles/GoldenEncoder*:EncodeCommand*:Bench*:FastPath*' >&2
+  --gtest_filter='Encoder*:WeightFiles/GoldenEncoder*:EncodeCommand*:Bench*:FastPath*:Decoder*:CausalFamily*:HeadLens*:TunedLens*:Leace*' >&2
 
 model="$build/bench-albert-base-v2"
 "$build/bin/probe_tools" -q init-model --like albert-base-v2 --output "$model"
@@ -57,3 +57,16 @@ cp "$shared/data/albert/spiece.model" "$model/spiece.model"
 "$build/bin/probe_tools" -q bench --model "$model" --data "$shared/data/squad/dev-v2.0.json" --device gpu \
   --precision "${PRECISION:-bf16}" --batch-size "${BATCH_SIZE:-128}" --features "${FEATURES:-0}" \
   --train-features "${TRAIN_FEATURES:-512}" --json
+
+# The decoders (issue 26): GPT-2 small and the 1B Llama shape, weights saved in bf16.
+for like in gpt2 meta-llama/Llama-3.2-1B; do
+  model="$build/bench-${like//\//-}"
+  "$build/bin/probe_tools" -q init-model --like "$like" --output "$model" --dtype bf16
+  case "$like" in
+    gpt2) cp "$shared/golden/gpt2-tiny/vocab.json" "$shared/golden/gpt2-tiny/merges.txt" "$model/" ;;
+    *) cp "$shared/golden/llama-tiny/tokenizer.json" "$shared/golden/llama-tiny/tokenizer_config.json" "$model/" ;;
+  esac
+  "$build/bin/probe_tools" -q bench --model "$model" --data "$shared/data/squad/dev-v2.0.json" --device gpu \
+    --precision "${PRECISION:-bf16}" --batch-size "${DECODER_BATCH_SIZE:-32}" --features "${DECODER_FEATURES:-512}" \
+    --train-features "${TRAIN_FEATURES:-512}" --json
+done
