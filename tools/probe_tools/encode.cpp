@@ -109,7 +109,7 @@ void add_encode_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--precision", args->precision,
                       kEncoderPrecisionHelp)
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16", "int8"}))
       ->capture_default_str();
   add_threads_option(*command, args->threads);
   command->callback([args] { run_encode(*args); });
