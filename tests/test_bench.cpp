@@ -217,6 +217,37 @@ TEST(Bench, Bf16RunsAndItsMfuIsAgainstTheBf16Peak) {
                    result.forward_fps * result.flops_per_feature / 1e9 / result.gemm_peak_bf16_gflops);
 }
 
+TEST(Bench, Int8ForwardIsTimedBesideFp32AndItsMfuIsAgainstTheInt8Peak) {
+  if (!cpu_has_int8_dot()) GTEST_SKIP() << "this CPU has no 8-bit dot products (AVX512_VNNI or AMX-INT8)";
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED(test_support::kDevFile);
+  BenchOptions options = tiny_model_bench("bench_tiny_int8");
+  options.features = 8;
+  options.train_features = 4;
+  options.probe_seeds = 1;
+  options.compare_precision = "int8";
+  const BenchResult result = run_bench(options);
+  ASSERT_GT(result.gemm_peak_int8_gflops, 0);
+  for (const auto& shape : result.gemm_shapes) EXPECT_GT(shape.int8_gflops, 0) << shape.in << "x" << shape.out;
+  EXPECT_GT(result.forward_fps, 0);
+  EXPECT_GT(result.compare_forward_fps, 0);
+  EXPECT_DOUBLE_EQ(result.compare_forward_mfu(),
+                   result.compare_forward_fps * result.flops_per_feature / 1e9 / result.gemm_peak_int8_gflops);
+  const nlohmann::json json = result.to_json();
+  EXPECT_EQ(json["compare_precision"], "int8");
+  EXPECT_DOUBLE_EQ(json["compare_forward_ratio"].get<double>(), result.compare_forward_fps / result.forward_fps);
+  // --precision int8 itself: its forward against the int8 peak; run_squad's step trains in fp32 beside it.
+  options.precision = "int8";
+  options.compare_precision = "fp32";
+  const BenchResult int8 = run_bench(options);
+  EXPECT_DOUBLE_EQ(int8.forward_mfu(), int8.forward_fps * int8.flops_per_feature / 1e9 / int8.gemm_peak_int8_gflops);
+  EXPECT_GT(int8.train_step_fps, 0);
+  EXPECT_DOUBLE_EQ(int8.train_mfu(), int8.train_step_fps * 3 * int8.train_flops_per_feature / 1e9 / int8.gemm_peak_gflops());
+  // The same precision twice is a usage error.
+  options.compare_precision = "int8";
+  EXPECT_THROW(run_bench(options), Error);
+}
+
 TEST(Bench, ProfileTimesTheOpsOfOneForwardPass) {
   REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
   REQUIRE_SHARED(test_support::kDevFile);

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <iostream>
 #include <limits>
 #include <new>
 
@@ -157,4 +159,17 @@ TEST(SentencePieceBridge, MissingModelNamesTheFile) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/spiece.model"), std::string::npos);
   }
+}
+
+// Debian's OpenBLAS takes AVX-512 CPUs it does not know for Prescott (SSE3 kernels); configure_threads gives
+// it SkylakeX's (Haswell's on AVX2) unless OPENBLAS_CORETYPE says otherwise.
+TEST(ConfigureThreads, OpenBlasRunsKernelsForThisCpuNotPrescott) {
+  configure_threads(1);
+  const std::string core = openblas_core();
+  if (core.empty()) GTEST_SKIP() << "LibTorch's BLAS is not OpenBLAS";
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");
+  std::cout << "OpenBLAS core " << core << " (OPENBLAS_CORETYPE " << (forced ? forced : "unset") << ")\n";
+  if (forced && std::string(forced) == "Prescott") GTEST_SKIP() << "OPENBLAS_CORETYPE=Prescott asks for it";
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) EXPECT_NE(core, "Prescott");
 }

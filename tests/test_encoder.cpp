@@ -546,3 +546,34 @@ TEST(EncodeCommandOptions, Bf16PrecisionRunsWhereTheCpuHasItAndIsRefusedElsewher
   EXPECT_LE(diff, 0.012);
   EXPECT_EQ(run_probe_tools("encode --model " + dir.string() + " --inputs i --output o --precision fp16", err), 2);
 }
+
+TEST(EncodeCommandOptions, Int8PrecisionRunsWhereTheCpuHasVnniAndIsRefusedElsewhere) {
+  REQUIRE_SHARED("golden/bert-tiny/reference_outputs.safetensors");
+  const fs::path dir = test_support::shared_path("golden/bert-tiny");
+  const fs::path out = test_support::scratch_dir("encode_cli_int8") / "out.safetensors";
+  const std::string command = "encode --model " + dir.string() + " --inputs " +
+                              (dir / "reference_outputs.safetensors").string() + " --output " + out.string() +
+                              " --precision int8";
+  std::string err;
+  // A CPU without VNNI or AMX-INT8, simulated: a usage error naming what is missing.
+  setenv("LAYERPROBE_HIDE_CPU_FLAGS", "avx512_vnni,amx_int8", 1);
+  const int hidden = run_probe_tools(command, err);
+  unsetenv("LAYERPROBE_HIDE_CPU_FLAGS");
+  EXPECT_EQ(hidden, 2) << err;
+  EXPECT_NE(err.find("AVX512_VNNI or AMX-INT8"), std::string::npos) << err;
+  const int status = run_probe_tools(command, err);
+  if (!cpu_has_int8_dot()) {
+    EXPECT_EQ(status, 2) << err;
+    return;
+  }
+  ASSERT_EQ(status, 0) << err;
+  const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
+  const auto got = read_safetensors(out).tensors;
+  EXPECT_EQ(got.at("hidden_states").scalar_type(), torch::kFloat32);
+  // int8 rounding shows, within the bound test_precision.cpp pins on the same model (0.001).
+  const auto real = ref.at("attention_mask").to(torch::kBool);
+  const double diff =
+      (got.at("start_logits") - ref.at("start_logits")).abs().masked_select(real).max().item<double>();
+  EXPECT_GT(diff, 1e-6);
+  EXPECT_LE(diff, 0.001);
+}

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "layerprobe/core/common.hpp"
 #include "layerprobe/core/precision.hpp"
 #include "model/layers.hpp"
 #include "model/onednn.hpp"
@@ -73,6 +74,66 @@ torch::Tensor reference_attention(const torch::Tensor& qkv, const torch::Tensor&
   auto scores = torch::matmul(split[0], split[1].transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
   auto probs = torch::softmax(scores + mask.to(torch::kDouble), -1);
   return torch::matmul(probs, split[2]).permute({0, 2, 1, 3}).reshape({batch * length, width});
+}
+
+// The int8 activation quantisation: every element within half a step of its value, the range's ends
+// on the grid's ends, exact zero exact, across the vectorised body, its tail and the threads' chunks.
+TEST(OneDnnKernels, QuantizeU8RoundsEachValueToTheNearestStepOfTheTensorsRange) {
+  torch::InferenceMode inference;
+  torch::manual_seed(5);
+  for (int64_t n : {1, 15, 16, 17, 1000, 300001}) {
+    const auto x = torch::randn({n}) * 3 + 0.5;
+    const QuantizedActivation q = quantize_u8(x);
+    const auto back = (q.data.to(torch::kFloat) - q.zero_point) * q.scale;
+    const double lo = std::min(0.0, x.min().item<double>()), hi = std::max(0.0, x.max().item<double>());
+    EXPECT_NEAR(q.scale, (hi - lo) / 255, 1e-6 * (hi - lo)) << n;
+    EXPECT_LE((back - x).abs().max().item<double>(), q.scale * 0.5 * (1 + 1e-4)) << n;
+    // Each element is the nearest step (ties either way).
+    const auto exact = x / q.scale + q.zero_point;
+    EXPECT_LE((q.data.to(torch::kFloat) - exact).abs().max().item<double>(), 0.5 + 1e-3) << n;
+  }
+  // All non-negative: zero point 0; all zero: any scale, zero stays zero.
+  const QuantizedActivation positive = quantize_u8(torch::rand({100}) + 1);
+  EXPECT_EQ(positive.zero_point, 0);
+  EXPECT_EQ(positive.data.max().item<int>(), 255);
+  const QuantizedActivation zeros = quantize_u8(torch::zeros({40}));
+  EXPECT_TRUE(((zeros.data.to(torch::kInt) - zeros.zero_point) == 0).all().item<bool>());
+  // A NaN or an Inf anywhere is an error, not a silent garbage scale.
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    auto x = torch::randn({70000});
+    x[69999] = bad;
+    EXPECT_THROW(quantize_u8(x), Error) << bad;
+  }
+}
+
+// int8: the kernel computes exactly act(dequantised x . dequantised W^T + b) + residual, to float
+// rounding, for every activation, row counts with and without a tail; and stays near the fp32 product.
+TEST(OneDnnKernels, PackedLinearInInt8IsTheProductOfTheDequantisedOperands) {
+  if (!cpu_has_int8_dot()) GTEST_SKIP() << "this CPU has no 8-bit dot products (AVX512_VNNI or AMX-INT8)";
+  torch::InferenceMode inference;
+  torch::manual_seed(4);
+  const auto weight = torch::randn({40, 96}) * 0.3, bias = torch::randn({40});
+  weight[7].zero_();  // an all-zero output channel
+  const PackedLinear packed(weight, bias, torch::kChar);
+  const auto scales = weight.abs().amax(1).clamp_min(1e-30) / 127;
+  const auto weight_q = torch::round(weight / scales.unsqueeze(1)).clamp(-127, 127) * scales.unsqueeze(1);
+  const int64_t repacks = packed_linear_repacks();
+  for (int64_t rows : {1, 37, 64, 300}) {
+    const auto x = torch::randn({rows, 96}) + 0.3, residual = torch::randn({rows, 40});
+    const QuantizedActivation q = quantize_u8(x);
+    const auto x_q = (q.data.to(torch::kFloat) - q.zero_point) * q.scale;
+    const auto product = torch::linear(x_q.to(torch::kDouble), weight_q.to(torch::kDouble), bias.to(torch::kDouble));
+    EXPECT_LT(relative_error(packed.forward(x), product), 1e-5) << rows << " rows";
+    EXPECT_LT(relative_error(packed.forward(x, FusedActivation::None, residual), product + residual), 1e-5) << rows;
+    for (const auto& [fused, activation] : kFusions) {
+      const auto expected = apply_activation(product.to(torch::kFloat), activation) + residual;
+      EXPECT_LT(relative_error(packed.forward(x, fused, residual), expected), 1e-5) << rows << " rows";
+    }
+    // Against the fp32 product: the quantisation's own error (1/255 of x's range, 1/254 of each row's weights).
+    EXPECT_LT(relative_error(packed.forward(x), torch::linear(x, weight, bias)), 0.03) << rows << " rows";
+    EXPECT_EQ(packed.forward(x).scalar_type(), torch::kFloat);
+  }
+  EXPECT_EQ(packed_linear_repacks(), repacks);
 }
 
 TEST(OneDnnKernels, AttentionEqualsTheReferenceWithPaddingMasked) {

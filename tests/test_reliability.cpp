@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/io/safetensors.hpp"
 #include "layerprobe/probe/experiment.hpp"
 #include "layerprobe/probe/probe_store.hpp"
@@ -1076,6 +1077,27 @@ TEST_F(ReliabilityRound3, ProbeTrainRefusesToResumeOntoAChangedTrainingFile) {
   EXPECT_EQ(result.code, 1) << result.output;
   EXPECT_TRUE(contains(result.output, "'" + train.string() + "' now has other content")) << result.output;
   EXPECT_FALSE(fs::exists(dir / "exper" / "pretrained_epoch_2"));
+}
+
+TEST_F(ReliabilityRound3, ProbeTrainRefusesToResumeAcrossEncoderPrecisions) {
+  // Probes trained on int8 hidden states resumed on fp32 ones (or back) would mix two encoders: the
+  // precision is one of the recorded training options, as bf16's is.
+  if (!cpu_has_int8_dot()) GTEST_SKIP() << "this CPU has no 8-bit dot products: --precision int8 is refused";
+  const fs::path exper = root_ / "round3" / "precision_exper";
+  fs::remove_all(exper);
+  const std::string small = " --max-train-features 16";
+  auto [first_code, first_output] = run(probe_train_on(root_ / "pretrained", exper, 1, small + " --precision int8"));
+  ASSERT_EQ(first_code, 0) << first_output;
+  const Timed fp32 = timed(probe_train_on(root_ / "pretrained", exper, 2, small));
+  EXPECT_EQ(fp32.code, 1) << fp32.output;
+  EXPECT_TRUE(contains(fp32.output, "was trained with other settings")) << fp32.output;
+  EXPECT_TRUE(contains(fp32.output, "\"precision\":\"int8\"")) << fp32.output;
+  EXPECT_FALSE(fs::exists(exper / "pretrained_epoch_2"));
+  // The same precision resumes.
+  const Timed int8 = timed(probe_train_on(root_ / "pretrained", exper, 2, small + " --precision int8"));
+  EXPECT_EQ(int8.code, 0) << int8.output;
+  EXPECT_TRUE(contains(int8.output, "resuming after epoch 1")) << int8.output;
+  EXPECT_TRUE(fs::exists(exper / "pretrained_epoch_2"));
 }
 
 TEST_F(ReliabilityRound3, ConfigAndCheckpointMustAgreeOnTheLayers) {

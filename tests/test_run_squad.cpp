@@ -210,9 +210,17 @@ TEST(RunSquad, EvaluationPrecisionIsCheckedBeforeAnyWork) {
                     scratch, output),
             2);
   EXPECT_NE(output.find("fp16"), std::string::npos) << output;
-  EXPECT_EQ(run_cli("--model_name_or_path x --output_dir y --do_eval --version_2_with_negative --precision int8",
+  EXPECT_EQ(run_cli("--model_name_or_path x --output_dir y --do_eval --version_2_with_negative --precision int4",
                     scratch, output),
             2);
+  // int8: a CPU with VNNI or AMX-INT8, and a family with int8 layers, both checked before the model is read.
+  EXPECT_EQ(run_cli("--model_type deberta-v2 --model_name_or_path missing --output_dir y --do_eval "
+                    "--version_2_with_negative --no_cuda --precision int8",
+                    scratch, output),
+            2);
+  EXPECT_NE(output.find(cpu_has_int8_dot() ? "does not cover the deberta-v2 family" : "AVX512_VNNI or AMX-INT8"),
+            std::string::npos)
+      << output;
   // Training precision: one of --fp16 and --bf16; --bf16 needs CUDA or a CPU with native bf16.
   EXPECT_EQ(run_cli("--model_name_or_path missing --output_dir y --do_train --version_2_with_negative --fp16 --bf16",
                     scratch, output),

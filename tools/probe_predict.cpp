@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
                  "Answer \"\" when null score - best span score exceeds this")
       ->capture_default_str();
   app.add_option("--precision", options.precision, kEncoderPrecisionHelp)
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16", "int8"}))
       ->capture_default_str();
   HeadLensOptions lens;
   tools::add_window_options(app, lens.window);  // the lens featurises as run_squad; probes keep their own windows

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--overwrite", options.overwrite, "Train again even where epochs are already saved");
   app.add_option("--precision", options.precision, kEncoderPrecisionHelp)
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16", "int8"}))
       ->capture_default_str();
   tools::add_threads_option(app, threads);
   tools::add_logging_flags(app, verbose, quiet);

@@ -107,9 +107,10 @@ void add_options(CLI::App& app, RunSquadOptions& o) {
                "Mixed precision in bf16 (autocast: linears and matmuls in bf16, no loss scaling) for training and "
                "evaluation, on CUDA or a CPU with native bf16 (AVX512_BF16 or AMX)");
   app.add_option("--precision", o.precision,
-                 "Evaluation encoder precision: fp32, bf16 (CUDA autocast, or a CPU with native bf16) or fp16 "
-                 "(CUDA); training stays fp32 (or --fp16 / --bf16)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+                 "Evaluation encoder precision: fp32, bf16 (CUDA autocast, or a CPU with native bf16), fp16 "
+                 "(CUDA) or int8 (a CPU with AVX512_VNNI or AMX-INT8; the linears of albert, bert, distilbert, "
+                 "roberta, electra, xlm-roberta in 8-bit); training stays fp32 (or --fp16 / --bf16)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16", "int8"}))
       ->capture_default_str();
   tools::add_threads_option(app, o.threads, "Threads for features and LibTorch");
 }

@@ -29,6 +29,7 @@
 #include "layerprobe/squad/squad.hpp"
 #include "layerprobe/model/model_dir.hpp"
 #include "layerprobe/squad/encode_loop.hpp"
+#include "model/onednn.hpp"
 #include "layerprobe/train/finetune.hpp"
 
 namespace layerprobe {
@@ -271,6 +272,7 @@ std::string onednn_cpu_isa() {
 
 double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds, torch::ScalarType dtype) {
   if (dtype != torch::kFloat && !onednn) throw Error("the BLAS GEMM peak is measured in float32 only");
+  if (dtype == torch::kChar) return int8_product_gflops(rows, in, out, seconds);
   torch::InferenceMode inference;
   auto x = torch::randn({rows, in}).to(dtype);
   auto weight = torch::randn({out, in}).to(dtype);
@@ -301,43 +303,57 @@ std::vector<std::pair<int64_t, int64_t>> encoder_linear_shapes(const ModelConfig
 }
 
 void measure_gemm_peaks(const ModelConfig& config, int64_t rows, double seconds, BenchResult& result) {
-  const bool bf16 = cpu_has_native_bf16();
+  const bool bf16 = cpu_has_native_bf16(), int8 = cpu_has_int8_dot() && onednn_available();
   for (const auto& [in, out] : encoder_linear_shapes(config)) {
     const double fp32 = measure_gemm_gflops(rows, in, out, true, seconds);
     const double half = bf16 ? measure_gemm_gflops(rows, in, out, true, seconds, torch::kBFloat16) : 0.0;
+    const double eight = int8 ? measure_gemm_gflops(rows, in, out, true, seconds, torch::kChar) : 0.0;
     result.gemm_peak_onednn_gflops = std::max(result.gemm_peak_onednn_gflops, fp32);
     result.gemm_peak_bf16_gflops = std::max(result.gemm_peak_bf16_gflops, half);
-    result.gemm_shapes.push_back({rows, in, out, fp32, half});
-    spdlog::info("bench: GEMM [{}x{}]x[{}x{}] through oneDNN: fp32 {:.1f} GFLOP/s, bf16 {:.1f} GFLOP/s", rows, in, in,
-                 out, fp32, half);
+    result.gemm_peak_int8_gflops = std::max(result.gemm_peak_int8_gflops, eight);
+    result.gemm_shapes.push_back({rows, in, out, fp32, half, eight});
+    spdlog::info("bench: GEMM [{}x{}]x[{}x{}] through oneDNN: fp32 {:.1f} GFLOP/s, bf16 {:.1f}, int8 {:.1f} GOP/s", rows,
+                 in, in, out, fp32, half, eight);
   }
   // The system BLAS on the FFN's product, for comparison (Debian's LibTorch sends torch::linear there).
   result.gemm_peak_blas_gflops = measure_gemm_gflops(rows, config.hidden_size, config.intermediate_size, false, seconds);
-  spdlog::info("bench: GEMM peaks over the encoder's shapes: oneDNN fp32 {:.1f}, bf16 {:.1f}; BLAS fp32 {:.1f} GFLOP/s",
-               result.gemm_peak_onednn_gflops, result.gemm_peak_bf16_gflops, result.gemm_peak_blas_gflops);
+  spdlog::info("bench: GEMM peaks over the encoder's shapes: oneDNN fp32 {:.1f}, bf16 {:.1f}, int8 {:.1f}; BLAS fp32 "
+               "{:.1f} GFLOP/s",
+               result.gemm_peak_onednn_gflops, result.gemm_peak_bf16_gflops, result.gemm_peak_int8_gflops,
+               result.gemm_peak_blas_gflops);
 }
 
 }  // namespace
 
 double BenchResult::gemm_peak_gflops() const { return std::max(gemm_peak_onednn_gflops, gemm_peak_blas_gflops); }
 
-double BenchResult::forward_peak_gflops() const {
-  return precision == "bf16" && device == "cpu" ? gemm_peak_bf16_gflops : gemm_peak_gflops();
+double BenchResult::peak_gflops(const std::string& p) const {
+  if (device != "cpu") return gemm_peak_gflops();
+  return p == "bf16" ? gemm_peak_bf16_gflops : p == "int8" ? gemm_peak_int8_gflops : gemm_peak_gflops();
 }
+
+double BenchResult::forward_peak_gflops() const { return peak_gflops(precision); }
 
 double BenchResult::forward_mfu() const {
   return forward_peak_gflops() > 0 ? forward_fps * flops_per_feature / 1e9 / forward_peak_gflops() : 0;
 }
 
+double BenchResult::compare_forward_mfu() const {
+  const double peak = compare_precision.empty() ? 0 : peak_gflops(compare_precision);
+  return peak > 0 ? compare_forward_fps * flops_per_feature / 1e9 / peak : 0;
+}
+
 double BenchResult::train_mfu() const {
-  // Backward costs twice the forward's multiply-adds.
-  return forward_peak_gflops() > 0 ? train_step_fps * 3 * train_flops_per_feature / 1e9 / forward_peak_gflops() : 0;
+  // Backward costs twice the forward's multiply-adds; int8 trains in float32.
+  const double peak = precision == "int8" ? gemm_peak_gflops() : forward_peak_gflops();
+  return peak > 0 ? train_step_fps * 3 * train_flops_per_feature / 1e9 / peak : 0;
 }
 
 nlohmann::json BenchResult::to_json() const {
   auto ratio = [&](double value) { return forward_fps > 0 ? value / forward_fps : 0.0; };
-  nlohmann::json shapes = nlohmann::json::array();  // [[rows, in, out, fp32 GFLOP/s, bf16 GFLOP/s], ...]
-  for (const auto& g : gemm_shapes) shapes.push_back({g.rows, g.in, g.out, g.fp32_gflops, g.bf16_gflops});
+  // [[rows, in, out, fp32 GFLOP/s, bf16 GFLOP/s, int8 GOP/s], ...]
+  nlohmann::json shapes = nlohmann::json::array();
+  for (const auto& g : gemm_shapes) shapes.push_back({g.rows, g.in, g.out, g.fp32_gflops, g.bf16_gflops, g.int8_gflops});
   nlohmann::json json = {{"features", features},
           {"mean_tokens", features ? static_cast<double>(feature_tokens) / static_cast<double>(features) : 0.0},
           {"padding_fraction", padding_fraction},
@@ -361,6 +377,7 @@ nlohmann::json BenchResult::to_json() const {
           {"gemm_peak_onednn_gflops", gemm_peak_onednn_gflops},
           {"gemm_peak_blas_gflops", gemm_peak_blas_gflops},
           {"gemm_peak_bf16_gflops", gemm_peak_bf16_gflops},
+          {"gemm_peak_int8_gflops", gemm_peak_int8_gflops},
           {"gemm_shapes", shapes},
           {"forward_mfu", forward_mfu()},
           {"train_step_fps", train_step_fps},
@@ -369,10 +386,17 @@ nlohmann::json BenchResult::to_json() const {
           {"peak_rss_mb", peak_rss_mb},
           {"threads", threads},
           {"cpu_isa", cpu_isa},
+          {"openblas_core", openblas_core()},
           {"batch_size", batch_size},
           {"fast_path", fast_path},
           {"device", device},
           {"precision", precision}};
+  if (!compare_precision.empty()) {
+    json["compare_precision"] = compare_precision;
+    json["compare_forward_fps"] = compare_forward_fps;
+    json["compare_forward_ratio"] = ratio(compare_forward_fps);
+    json["compare_forward_mfu"] = compare_forward_mfu();
+  }
   for (const auto& [method, fps] : probe_method_fps) {
     json["probe_method_fps"][method] = fps;
     json["probe_method_cost"][method] = fps > 0 ? probe_train_fps / fps : 0.0;
@@ -480,6 +504,9 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
     });
   };
   forward(unpadded);  // warm-up: weight preparation, allocator, kernels
+  auto compare_batch = [&](const EncoderBatch& batch) { encode_frozen(model, batch, options.compare_precision, true); };
+  if (!options.compare_precision.empty())
+    for (const auto& rows : batches) compare_batch(make_batch(rows, unpadded).to(device));  // its warm-up
   // ... and the optimisers' state, on the longest batch: the allocator then holds what every batch needs,
   // as in a long probe_train run, instead of growing (and faulting pages in) within the timed steps
   const auto& longest = largest_batch(batches);
@@ -491,11 +518,12 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
   // Forward alone and the probe_train steps run on each batch one after the
   // other: a change in the machine's speed (another process, clocks) then
   // falls on all alike, and their ratios hold still from run to run.
-  double forward_s = 0, probe_train_s = 0, probe_seeds_s = 0;
+  double forward_s = 0, probe_train_s = 0, probe_seeds_s = 0, compare_s = 0;
   for (const auto& rows : batches) {
     stop_point();
     const auto batch = make_batch(rows, unpadded).to(device);
     forward_s += timed(device, [&] { forward_batch(batch); });
+    if (!options.compare_precision.empty()) compare_s += timed(device, [&] { compare_batch(batch); });
     probe_train_s += timed(device, [&] { probe_train_batch(rows, batch, 1); });
     if (options.probe_seeds > 1)
       probe_seeds_s += timed(device, [&] { probe_train_batch(rows, batch, probe_sets.size()); });
@@ -510,6 +538,11 @@ void measure_encoder(const BenchOptions& options, LoadedModel& loaded, const Tok
   }
   result.forward_fps = n / forward_s;
   result.probe_train_fps = n / probe_train_s;
+  if (!options.compare_precision.empty()) {
+    result.compare_forward_fps = n / compare_s;
+    spdlog::info("bench: forward in {} {:.2f} features/s, {:.3f}x {}'s", options.compare_precision,
+                 result.compare_forward_fps, forward_s / compare_s, options.precision);
+  }
   result.probe_seeds = options.probe_seeds;
   if (options.probe_seeds > 1) {
     result.probe_train_seeds_fps = n / probe_seeds_s;
@@ -538,12 +571,14 @@ void measure_train_step(const BenchOptions& options, LoadedModel& loaded, const 
   Sample train_sample = sample_examples(sample.examples, sample.features, options.train_features);
   auto train_batches = bucketed_batches(train_sample.features, options.batch_size);
   // Warm-up: optimiser state, allocator.
-  train_step_seconds(model, {train_batches.front()}, unpadded, device, options.precision);
+  // int8 is an inference precision: run_squad trains in float32 beside it.
+  const std::string precision = options.precision == "int8" ? "fp32" : options.precision;
+  train_step_seconds(model, {train_batches.front()}, unpadded, device, precision);
   double flops = 0;
   for (const auto& f : train_sample.features) flops += forward_flops(loaded.config, static_cast<int64_t>(f.length()));
   result.train_flops_per_feature = flops / static_cast<double>(train_sample.features.size());
   result.train_step_fps = static_cast<double>(train_sample.features.size()) /
-                          train_step_seconds(model, train_batches, unpadded, device, options.precision);
+                          train_step_seconds(model, train_batches, unpadded, device, precision);
   spdlog::info("bench: run_squad training step {:.2f} features/s", result.train_step_fps);
 }
 
@@ -553,11 +588,17 @@ BenchResult run_bench(const BenchOptions& options) {
   if (options.batch_size < 1) throw Error("--batch-size must be at least 1", 2);
   const torch::Device device = parse_device(options.device);
   check_precision(options.precision, device);  // before any work
+  if (!options.compare_precision.empty()) {
+    check_precision(options.compare_precision, device);
+    if (options.compare_precision == options.precision)
+      throw Error("--compare-precision " + options.compare_precision + " is --precision itself: name another", 2);
+  }
   for (const auto& method : options.probe_methods)
     if (method != "control_task" && method != "conditional") ProbeArch::parse(method);  // usage Error naming it
   BenchResult result;
   result.device = options.device;
   result.precision = options.precision;
+  result.compare_precision = options.compare_precision;
   result.batch_size = options.batch_size;
   result.threads = torch::get_num_threads();
   result.cpu_isa = onednn_cpu_isa();
@@ -565,7 +606,9 @@ BenchResult run_bench(const BenchOptions& options) {
   set_fast_cpu_path(options.fast_path);
 
   const OpenedModel opened = open_model_dir(options.model_dir, "--model");
-  LoadedModel loaded = load_checkpoint(opened, {weights_dtype_for(options.precision, device)});
+  for (const std::string& p : {options.precision, options.compare_precision})
+    check_precision_for_family(p, opened.family->model_type, opened.family->int8_encoder);
+  LoadedModel loaded = load_checkpoint(opened, {weights_dtype_for(options.precision, device), options.precision});
   QaModel& model = *loaded.model;
   model.to(device);
   model.eval();

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <malloc.h>
+#include <mutex>
 #include <sched.h>
 #include <signal.h>
 #include <sstream>
@@ -31,7 +32,50 @@ int available_cores() {
 
 int max_threads() { return std::min(4096, std::max(8, 4 * available_cores())); }
 
+namespace {
+
+// OpenBLAS's kernels for this CPU. Debian's OpenBLAS 0.3.21 (LibTorch's BLAS) is built with
+// DYNAMIC_ARCH and takes CPUs newer than it knows (the AVX-512 Xeons these tools meet) for Prescott:
+// SSE3 kernels, 3-4x slower on the batched products run_squad's backward still sends it. Where
+// OPENBLAS_CORETYPE does not say otherwise, a Prescott pick on a CPU with AVX-512 (F, BW, VL, DQ) is
+// replaced by SkylakeX's kernels, with AVX2 and FMA by Haswell's: OpenBLAS read the variable when it
+// loaded, so it is set and OpenBLAS's own selection (gotoblas_dynamic_init, exported) run again, before
+// any BLAS call. The core in use: openblas_core().
+void pick_openblas_core() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (std::getenv("OPENBLAS_CORETYPE")) return;  // the user's choice
+    using Name = char* (*)();
+    using Call = void (*)();
+    auto corename = reinterpret_cast<Name>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+    auto quit = reinterpret_cast<Call>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+    auto init = reinterpret_cast<Call>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+    if (!corename || !quit || !init || std::string(corename()) != "Prescott") return;
+    __builtin_cpu_init();
+    const char* core = nullptr;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+      core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      core = "Haswell";
+    if (!core) return;
+    setenv("OPENBLAS_CORETYPE", core, 0);  // child processes (dist ranks) pick it at load
+    quit();
+    init();
+    spdlog::debug("OpenBLAS took this CPU for Prescott; now {} (OPENBLAS_CORETYPE overrides)", corename());
+  });
+}
+
+}  // namespace
+
+std::string openblas_core() {
+  using Name = char* (*)();
+  auto corename = reinterpret_cast<Name>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return corename ? corename() : "";
+}
+
 int configure_threads(int requested) {
+  pick_openblas_core();
   int threads = requested;
   const int most = max_threads();
   if (threads > most)

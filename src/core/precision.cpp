@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -39,27 +40,54 @@ bool cpuinfo_flag(const std::string& flags, const std::string& flag) {
   return (" " + flags + " ").find(" " + flag + " ") != std::string::npos;
 }
 
-}  // namespace
-
-bool cpu_has_native_bf16() {
-  static const bool native = [] {
+const std::string& cpuinfo_flags() {
+  static const std::string flags = [] {
     std::ifstream cpuinfo("/proc/cpuinfo");
     for (std::string line; std::getline(cpuinfo, line);)
-      if (line.rfind("flags", 0) == 0) {
-        const std::string flags = line.substr(line.find(':') + 1);
-        return cpuinfo_flag(flags, "avx512_bf16") || cpuinfo_flag(flags, "amx_bf16");
-      }
-    return false;
+      if (line.rfind("flags", 0) == 0) return line.substr(line.find(':') + 1);
+    return std::string();
   }();
-  return native;
+  return flags;
 }
+
+// Whether /proc/cpuinfo lists `flag` and LAYERPROBE_HIDE_CPU_FLAGS does not.
+bool cpu_flag(const std::string& flag) {
+  if (const char* hidden = std::getenv("LAYERPROBE_HIDE_CPU_FLAGS")) {
+    std::string list(hidden);
+    for (char& c : list)
+      if (c == ',') c = ' ';
+    if (cpuinfo_flag(list, flag)) return false;
+  }
+  return cpuinfo_flag(cpuinfo_flags(), flag);
+}
+
+}  // namespace
+
+bool cpu_has_native_bf16() { return cpu_flag("avx512_bf16") || cpu_flag("amx_bf16"); }
+
+bool cpu_has_int8_dot() { return cpu_flag("avx512_vnni") || cpu_flag("amx_int8"); }
 
 torch::ScalarType cpu_compute_dtype() { return t_cpu_compute_dtype; }
 
+void check_precision_for_family(const std::string& precision, const std::string& model_type, bool int8_encoder) {
+  if (precision != "int8" || int8_encoder) return;
+  throw Error("--precision int8 does not cover the " + model_type + " family (its layers have no int8 path; int8 "
+              "covers " + std::string(kInt8Families) + "): use fp32" + (cpu_has_native_bf16() ? " or bf16" : ""),
+              2);
+}
+
 void check_precision(const std::string& precision, const torch::Device& device) {
   if (precision == "fp32") return;
-  if (precision != "bf16" && precision != "fp16")
-    throw Error("--precision '" + precision + "' is not one of: fp32, bf16, fp16", 2);
+  if (precision != "bf16" && precision != "fp16" && precision != "int8")
+    throw Error("--precision '" + precision + "' is not one of: fp32, bf16, fp16, int8", 2);
+  if (precision == "int8") {
+    if (!device.is_cpu()) throw Error("--precision int8 is a CPU path (on a GPU use bf16 or fp16)", 2);
+    if (!cpu_has_int8_dot())
+      throw Error("--precision int8 needs a CPU with 8-bit dot products (AVX512_VNNI or AMX-INT8; this CPU's "
+                  "/proc/cpuinfo lists neither, and without them int8 is no faster than fp32): use fp32",
+                  2);
+    return;
+  }
   if (device.is_cuda()) return;
   if (precision == "fp16") throw Error("--precision fp16 needs a GPU (on a CPU use bf16 or fp32)", 2);
   if (!cpu_has_native_bf16())
@@ -75,7 +103,7 @@ PrecisionScope::PrecisionScope(const std::string& precision, const torch::Device
     cuda_.emplace(precision, device);
     return;
   }
-  t_cpu_compute_dtype = torch::kBFloat16;
+  t_cpu_compute_dtype = precision == "int8" ? torch::kChar : torch::kBFloat16;
   cpu_ = true;
 }
 
@@ -86,6 +114,7 @@ PrecisionScope::~PrecisionScope() {
 Autocast::Autocast(const std::string& precision, const torch::Device& device) {
   check_precision(precision, device);
   if (precision == "fp32") return;
+  if (precision == "int8") throw Error("--precision int8 is for the frozen encoder's inference, not training", 2);
   const at::ScalarType dtype = precision == "bf16" ? at::kBFloat16 : at::kHalf;
   if (device.is_cuda()) {
     set_cuda_autocast(true, dtype);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/core/finite.hpp"
 #include "layerprobe/io/mapped_file.hpp"
 #include "layerprobe/io/safetensors.hpp"
@@ -309,6 +310,8 @@ LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::p
 }
 
 LoadedModel load_checkpoint(const ModelConfig& config, const fs::path& weights_path, const LoadOptions& options) {
+  const ModelFamily& family = model_family(config.model_type);
+  check_precision_for_family(options.precision, family.model_type, family.int8_encoder);
   LoadedModel loaded;
   loaded.config = config;
   loaded.weights_path = weights_path;

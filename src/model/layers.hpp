@@ -11,6 +11,7 @@
 #include "model/onednn.hpp"
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,7 +70,10 @@ struct LayerStyle {
 // oneDNN too with the activation and the residual adds fused into them, and the
 // attention as oneDNN batched matmuls (model/onednn.hpp), in float32 or, inside a CPU bf16
 // PrecisionScope, in bf16 (core/precision.hpp; the layer's output is then
-// bf16); the prepared weights are rebuilt whenever a parameter or the dtype changes.
+// bf16), or inside a CPU int8 scope with the four products in u8 x s8 (weights
+// quantised per output channel once, activations per tensor per call) and the
+// attention, softmax and LayerNorm in float32 (the output float32); the prepared
+// weights are rebuilt whenever a parameter or the dtype changes.
 class TransformerLayerKernel {
  public:
   TransformerLayerKernel(LayerParts parts, LayerStyle style) : parts_(std::move(parts)), style_(style) {}
@@ -77,8 +81,8 @@ class TransformerLayerKernel {
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask, bool training);
 
  private:
-  // The linears packed for oneDNN in the dtype the fast path computes in (float32, or bf16 under
-  // --precision bf16); LayerNorm reads the parameters as they are.
+  // The linears packed for oneDNN in the dtype the fast path computes in (float32, bf16 under
+  // --precision bf16, or kChar: s8 under --precision int8); LayerNorm reads the parameters as they are.
   struct Prepared {
     std::vector<std::pair<const void*, uint32_t>> source;  // data pointer and version of each linear parameter
     torch::ScalarType dtype = torch::kFloat;
@@ -93,7 +97,7 @@ class TransformerLayerKernel {
 
   LayerParts parts_;
   LayerStyle style_;
-  Prepared prepared_;
+  std::deque<Prepared> prepared_;  // by dtype; a deque keeps references to its elements valid
 };
 
 // How a model constructed on this thread while the scope lives is made (load_checkpoint sets it,

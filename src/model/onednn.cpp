@@ -1,6 +1,11 @@
 #include "model/onednn.hpp"
 
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <unordered_map>
 
@@ -15,6 +20,115 @@
 #endif
 
 namespace layerprobe {
+
+// --- dynamic u8 quantisation of an activation ---------------------------------------
+
+namespace {
+
+// Elements per task of the quantisation's passes (~256 KiB of float32).
+constexpr int64_t kQuantGrain = 1 << 16;
+
+// GCC 12 flags its own _mm512_undefined_* inside the AVX-512 min/max intrinsics as maybe uninitialised.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+__attribute__((target("avx512f,avx512bw"))) void range_avx512(const float* x, int64_t n, float& lo, float& hi) {
+  __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();  // the range holds 0
+  __m512 bad = _mm512_setzero_ps();                               // x - x: 0, or NaN for a NaN or an Inf
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    low = _mm512_min_ps(low, v);
+    high = _mm512_max_ps(high, v);
+    bad = _mm512_add_ps(bad, _mm512_sub_ps(v, v));
+  }
+  if (i < n) {
+    const __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (n - i)) - 1), x + i);
+    low = _mm512_min_ps(low, v);
+    high = _mm512_max_ps(high, v);
+    bad = _mm512_add_ps(bad, _mm512_sub_ps(v, v));
+  }
+  lo = _mm512_reduce_min_ps(low);
+  hi = _mm512_reduce_max_ps(high);
+  if (std::isnan(_mm512_reduce_add_ps(bad))) lo = hi = NAN;
+}
+
+__attribute__((target("avx512f,avx512bw"))) void convert_avx512(const float* x, uint8_t* q, int64_t n,
+                                                                 float inverse_scale, float zero_point) {
+  const __m512 inverse = _mm512_set1_ps(inverse_scale), zero = _mm512_set1_ps(zero_point);
+  const __m512i floor = _mm512_setzero_si512(), ceiling = _mm512_set1_epi32(255);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    // Round to nearest even (the MXCSR default), then clamp to [0, 255] and narrow.
+    __m512i r = _mm512_cvtps_epi32(_mm512_fmadd_ps(_mm512_loadu_ps(x + i), inverse, zero));
+    r = _mm512_min_epi32(_mm512_max_epi32(r, floor), ceiling);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(r));
+  }
+  if (i < n) {
+    const auto mask = static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512i r = _mm512_cvtps_epi32(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + i), inverse, zero));
+    r = _mm512_min_epi32(_mm512_max_epi32(r, floor), ceiling);
+    _mm512_mask_cvtepi32_storeu_epi8(q + i, mask, r);
+  }
+}
+
+#pragma GCC diagnostic pop
+
+void range_scalar(const float* x, int64_t n, float& lo, float& hi) {
+  lo = hi = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      lo = hi = NAN;
+      return;
+    }
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+}
+
+void convert_scalar(const float* x, uint8_t* q, int64_t n, float inverse_scale, float zero_point) {
+  for (int64_t i = 0; i < n; ++i)
+    q[i] = static_cast<uint8_t>(std::clamp(std::nearbyint(x[i] * inverse_scale + zero_point), 0.f, 255.f));
+}
+
+bool has_avx512bw() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  return has;
+}
+
+}  // namespace
+
+QuantizedActivation quantize_u8(const torch::Tensor& x) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat && x.is_contiguous(), "quantize_u8: a contiguous float32 tensor");
+  const float* data = x.data_ptr<float>();
+  const int64_t n = x.numel();
+  const bool avx512 = has_avx512bw();
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / kQuantGrain));
+  std::vector<float> lows(chunks, 0.f), highs(chunks, 0.f);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t first = n * c / chunks, count = n * (c + 1) / chunks - first;
+      (avx512 ? range_avx512 : range_scalar)(data + first, count, lows[c], highs[c]);
+    }
+  });
+  float lo = 0.f, hi = 0.f;
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (std::isnan(lows[c]) || std::isnan(highs[c]))
+      throw Error("--precision int8: a layer's input holds NaN or Inf (its weights are too large?); use fp32 to see where");
+    lo = std::min(lo, lows[c]);
+    hi = std::max(hi, highs[c]);
+  }
+  QuantizedActivation q;
+  q.scale = hi > lo ? (hi - lo) / 255.f : 1.f;
+  q.zero_point = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / q.scale), 0.f, 255.f));
+  q.data = torch::empty(x.sizes(), x.options().dtype(torch::kUInt8));
+  uint8_t* out = q.data.data_ptr<uint8_t>();
+  const float inverse = 1.f / q.scale, zero = static_cast<float>(q.zero_point);
+  at::parallel_for(0, n, kQuantGrain, [&](int64_t begin, int64_t end) {
+    (avx512 ? convert_avx512 : convert_scalar)(data + begin, out + begin, end - begin, inverse, zero);
+  });
+  return q;
+}
 
 #ifdef LAYERPROBE_WITH_ONEDNN
 
@@ -71,12 +185,17 @@ dnnl::algorithm onednn_algorithm(FusedActivation activation) {
 }
 
 // The inner product x [rows, in] -> [rows, out] with the weight's layout left to oneDNN and the
-// activation, then the residual add, as post-ops.
+// activation, then the residual add, as post-ops. `type` kChar: int8, u8 x s8 -> float32 with the
+// bias in float32 and per-output-channel scales given at run time (DNNL_ARG_ATTR_OUTPUT_SCALES):
+// oneDNN 2.x computes scale * (accumulator + bias), then the post-ops.
 dnnl::inner_product_forward::primitive_desc inner_product(int64_t rows, int64_t in, int64_t out,
                                                          torch::ScalarType type, FusedActivation activation,
                                                          bool residual) {
-  const auto element = onednn_type(type);
+  const bool int8 = type == torch::kChar;
+  const auto element = int8 ? memory::data_type::s8 : onednn_type(type);
   const memory::desc weights({out, in}, element, memory::format_tag::any);
+  dnnl::primitive_attr attributes;
+  if (int8) attributes.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
   dnnl::post_ops post;
   if (activation != FusedActivation::None) {
     const float alpha = activation == FusedActivation::Swish ? 1.f : 0.f;  // swish's beta, relu's negative slope
@@ -85,10 +204,12 @@ dnnl::inner_product_forward::primitive_desc inner_product(int64_t rows, int64_t 
   // The residual as a sum into the destination, which holds it: a binary add would send the product to
   // oneDNN's slower gemm kernel with another weight layout (oneDNN 2.6's brgemm lacks that post-op).
   if (residual) post.append_sum(1.f);
-  dnnl::primitive_attr attributes;
   attributes.set_post_ops(post);
-  const dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, plain({rows, in}, type), weights,
-                                               plain({out}, type), plain({rows, out}, type));
+  const memory::desc source = int8 ? memory::desc({rows, in}, memory::data_type::u8, memory::format_tag::ab)
+                                   : plain({rows, in}, type);
+  const torch::ScalarType value = int8 ? torch::kFloat : type;
+  const dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, source, weights,
+                                               plain({out}, value), plain({rows, out}, value));
   return dnnl::inner_product_forward::primitive_desc(desc, attributes, cpu_engine());
 }
 
@@ -113,11 +234,25 @@ bool onednn_available() { return true; }
 int64_t packed_linear_repacks() { return g_repacks; }
 
 PackedLinear::PackedLinear(const torch::Tensor& weight_in, const torch::Tensor& bias, torch::ScalarType dtype)
-    : bias_(bias.to(dtype).contiguous()), in_(weight_in.size(1)), out_(weight_in.size(0)) {
-  const torch::Tensor weight = weight_in.to(dtype).contiguous();
+    : int8_(dtype == torch::kChar), in_(weight_in.size(1)), out_(weight_in.size(0)) {
+  torch::Tensor weight;
+  if (int8_) {
+    // Symmetric s8 per output channel: w ~ scale[o] * q[o][i], q in [-127, 127].
+    const torch::Tensor w = weight_in.to(torch::kFloat);
+    weight_scales_ = w.abs().amax(1) / 127.f;
+    weight_scales_.masked_fill_(weight_scales_ == 0, 1.f);  // an all-zero row: any scale
+    weight = torch::round(w / weight_scales_.unsqueeze(1)).clamp_(-127, 127).to(torch::kChar).contiguous();
+    weight_sums_ = weight.sum(1, false, torch::kFloat);
+    bias_ = bias.to(torch::kFloat).contiguous();
+  } else {
+    weight = weight_in.to(dtype).contiguous();
+    bias_ = bias.to(dtype).contiguous();
+  }
   const auto layout = inner_product(kPackingRows, in_, out_, dtype, FusedActivation::None, false).weights_desc();
   packed_ = torch::empty({static_cast<int64_t>(layout.get_size())}, torch::kUInt8);
-  const memory source = wrap(plain({out_, in_}, dtype), weight), target = wrap(layout, packed_);
+  const memory::desc plain_weight =
+      int8_ ? memory::desc({out_, in_}, memory::data_type::s8, memory::format_tag::ab) : plain({out_, in_}, dtype);
+  const memory source = wrap(plain_weight, weight), target = wrap(layout, packed_);
   run(dnnl::reorder(source, target), {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, target}});
   layout_ = std::make_shared<memory::desc>(layout);
 }
@@ -130,8 +265,9 @@ PackedLinear::PackedLinear(const torch::Tensor& weight_in, const torch::Tensor& 
 constexpr int64_t kRowGranule = 32;
 
 void PackedLinear::run_rows(const torch::Tensor& x, int64_t first, int64_t rows, FusedActivation activation,
-                            bool residual, const torch::Tensor& output) const {
-  const auto desc = inner_product(rows, in_, out_, x.scalar_type(), activation, residual);
+                            bool residual, const torch::Tensor& output, const torch::Tensor& bias,
+                            const torch::Tensor& scales) const {
+  const auto desc = inner_product(rows, in_, out_, int8_ ? torch::kChar : x.scalar_type(), activation, residual);
   const auto& layout = *std::static_pointer_cast<memory::desc>(layout_);
   const memory packed = wrap(layout, packed_);
   memory weights = packed;
@@ -140,23 +276,63 @@ void PackedLinear::run_rows(const torch::Tensor& x, int64_t first, int64_t rows,
     weights = memory(desc.weights_desc(), cpu_engine());
     run(dnnl::reorder(packed, weights), {{DNNL_ARG_FROM, packed}, {DNNL_ARG_TO, weights}});
   }
-  run(dnnl::inner_product_forward(desc), {{DNNL_ARG_SRC, wrap(desc.src_desc(), x, first * in_)},
-                                          {DNNL_ARG_WEIGHTS, weights},
-                                          {DNNL_ARG_BIAS, wrap(desc.bias_desc(), bias_)},
-                                          {DNNL_ARG_DST, wrap(desc.dst_desc(), output, first * out_)}});
+  Args args{{DNNL_ARG_SRC, wrap(desc.src_desc(), x, first * in_)},
+            {DNNL_ARG_WEIGHTS, weights},
+            {DNNL_ARG_BIAS, wrap(desc.bias_desc(), bias)},
+            {DNNL_ARG_DST, wrap(desc.dst_desc(), output, first * out_)}};
+  if (int8_) args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES, wrap(plain({out_}, torch::kFloat), scales));
+  run(dnnl::inner_product_forward(desc), args);
 }
 
 torch::Tensor PackedLinear::forward(const torch::Tensor& x_in, FusedActivation activation,
                                     const torch::Tensor& residual) const {
-  LAYERPROBE_RECORD(activation == FusedActivation::None ? "onednn::inner_product" : "onednn::inner_product+activation");
   const torch::Tensor x = x_in.contiguous();
+  QuantizedActivation q;
+  if (int8_) {
+    LAYERPROBE_RECORD("int8::quantize_u8");  // its own op to the bench's --profile, beside the product's
+    q = quantize_u8(x);
+  }
+  LAYERPROBE_RECORD(activation == FusedActivation::None ? "onednn::inner_product" : "onednn::inner_product+activation");
   const int64_t rows = x.size(0), whole = rows / kRowGranule * kRowGranule;
   // The sum post-op adds the product into the destination: it starts as a (contiguous) copy of the residual.
   auto output = residual.defined() ? residual.to(x.options(), false, true, torch::MemoryFormat::Contiguous)
                                    : torch::empty({rows, out_}, x.options());
-  if (whole > 0) run_rows(x, 0, whole, activation, residual.defined(), output);
-  if (whole < rows) run_rows(x, whole, rows - whole, activation, residual.defined(), output);
+  torch::Tensor source = x, bias = bias_, scales;
+  if (int8_) {
+    // x ~ s (q - z) and W ~ diag(w) Q, so x W^T + b = s w[o] (q Q^T + b / (s w[o]) - z sum_i Q[o][i]):
+    // the zero point's share of the product folds into the bias the kernel adds before scaling.
+    source = q.data;
+    scales = weight_scales_ * q.scale;
+    bias = bias_ / scales - static_cast<float>(q.zero_point) * weight_sums_;
+  }
+  if (whole > 0) run_rows(source, 0, whole, activation, residual.defined(), output, bias, scales);
+  if (whole < rows) run_rows(source, whole, rows - whole, activation, residual.defined(), output, bias, scales);
   return output;
+}
+
+double int8_product_gflops(int64_t rows, int64_t in, int64_t out, double seconds) {
+  torch::InferenceMode inference;
+  const PackedLinear linear(torch::randn({out, in}), torch::zeros({out}), torch::kChar);
+  const auto desc = inner_product(rows, in, out, torch::kChar, FusedActivation::None, false);
+  const torch::Tensor x = torch::randint(0, 256, {rows, in}, torch::kUInt8), y = torch::empty({rows, out});
+  const torch::Tensor bias = torch::zeros({out}), scales = torch::full({out}, 1e-3f);
+  const dnnl::inner_product_forward product(desc);
+  const auto& layout = *std::static_pointer_cast<memory::desc>(linear.layout_);
+  const Args args{{DNNL_ARG_SRC, wrap(desc.src_desc(), x)},
+                  {DNNL_ARG_WEIGHTS, wrap(layout, linear.packed_)},
+                  {DNNL_ARG_BIAS, wrap(desc.bias_desc(), bias)},
+                  {DNNL_ARG_DST, wrap(desc.dst_desc(), y)},
+                  {DNNL_ARG_ATTR_OUTPUT_SCALES, wrap(plain({out}, torch::kFloat), scales)}};
+  run(product, args);
+  int64_t runs = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  do {
+    run(product, args);
+    ++runs;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < seconds);
+  return 2.0 * static_cast<double>(rows * in * out) * static_cast<double>(runs) / elapsed / 1e9;
 }
 
 torch::Tensor onednn_attention(const torch::Tensor& qkv_in, const torch::Tensor& additive_mask, int64_t batch,
@@ -375,9 +551,14 @@ torch::Tensor apply_fused(const torch::Tensor& x, FusedActivation activation) {
 bool onednn_available() { return false; }
 int64_t packed_linear_repacks() { return 0; }
 
+double int8_product_gflops(int64_t, int64_t, int64_t, double) {
+  throw Error("--precision int8 needs a build with oneDNN (Debian: libdnnl-dev)", 2);
+}
+
 PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, torch::ScalarType dtype)
     : packed_(weight.to(dtype).contiguous()), bias_(bias.to(dtype).contiguous()), in_(weight.size(1)),
       out_(weight.size(0)) {
+  if (dtype == torch::kChar) throw Error("--precision int8 needs a build with oneDNN (Debian: libdnnl-dev)", 2);
   if (at::hasMKLDNN()) packed_ = packed_.to_mkldnn();
 }
 

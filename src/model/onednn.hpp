@@ -1,7 +1,8 @@
 // oneDNN primitives run directly on LibTorch tensors' memory (private to src/model/), for the
 // encoder layer's CPU inference path in float32 or bf16:
 // - PackedLinear: an inner product over a weight packed once in the layout oneDNN's kernel reads,
-//   with the bias, the activation and a residual add fused into it as post-ops. Activations stay
+//   with the bias, the activation and a residual add fused into it as post-ops; in int8 (--precision
+//   int8), u8 activations x s8 weights, dequantised, biased, activated and added in the same kernel. Activations stay
 //   plain row-major tensors: no to_mkldnn/to_dense copies around each product, no separate
 //   activation pass (LibTorch 1.13's bf16 GELU alone cost half as much as the linears).
 // - onednn_attention: softmax(q k^T / sqrt(d) + mask) v as two batched matmuls and a softmax,
@@ -29,26 +30,53 @@ bool onednn_available();
 // An activation fused into a product (None: the product and bias only).
 enum class FusedActivation { None, GeluErf, GeluTanh, Relu, Swish, Mish };
 
+// An activation quantised to u8 with one affine scale over the tensor: x ~ scale * (data - zero_point).
+struct QuantizedActivation {
+  torch::Tensor data;  // uint8, x's shape
+  float scale = 1.f;
+  int32_t zero_point = 0;
+};
+
+// x (contiguous float32) -> u8 over [min(x, 0), max(x, 0)] split in 255 steps, rounded to nearest:
+// one vectorised, threaded pass for the range, one for the conversion. Error for a NaN or Inf in x.
+QuantizedActivation quantize_u8(const torch::Tensor& x);
+
 class PackedLinear {
  public:
   PackedLinear() = default;
-  // weight [out, in], bias [out], converted to `dtype` (float32 or bf16) and packed.
+  // weight [out, in], bias [out], converted to `dtype` (float32 or bf16) and packed; or, for
+  // torch::kChar (int8), quantised to s8 with a symmetric scale per output channel (max |w| / 127)
+  // and packed, the bias kept in float32.
   PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, torch::ScalarType dtype);
   bool defined() const { return bias_.defined(); }
-  // x [N, in] of the packed dtype -> activation(x W^T + b) (+ residual [N, out]) as [N, out].
+  // x [N, in] of the packed dtype (float32 for int8) -> activation(x W^T + b) (+ residual [N, out])
+  // as [N, out]. In int8, x is quantised per call (quantize_u8) and the u8 x s8 product accumulates
+  // in int32; the dequantisation (per-channel output scales, set at run time), the bias, the
+  // activation and the residual are the kernel's post-ops, and the output is float32.
   torch::Tensor forward(const torch::Tensor& x, FusedActivation activation = FusedActivation::None,
                         const torch::Tensor& residual = {}) const;
 
  private:
-  // rows [first, first + rows) of x into the same rows of output.
+  // rows [first, first + rows) of x into the same rows of output (int8: x is u8, with its
+  // per-call output scales and bias).
   void run_rows(const torch::Tensor& x, int64_t first, int64_t rows, FusedActivation activation, bool residual,
-                const torch::Tensor& output) const;
+                const torch::Tensor& output, const torch::Tensor& bias, const torch::Tensor& scales) const;
+
+  friend double int8_product_gflops(int64_t rows, int64_t in, int64_t out, double seconds);
 
   torch::Tensor packed_;  // oneDNN's packed bytes (or, without oneDNN, the weight in mkldnn layout)
   torch::Tensor bias_;
+  torch::Tensor weight_scales_;  // int8: each output channel's weight scale, float32 [out]
+  torch::Tensor weight_sums_;    // int8: each output channel's sum of s8 weights, float32 [out]
+  bool int8_ = false;
   int64_t in_ = 0, out_ = 0;
   std::shared_ptr<void> layout_;  // oneDNN's memory descriptor of packed_
 };
+
+// GOP/s of the int8 product alone, u8 [rows, in] x packed s8 [in, out] into float32 with runtime
+// per-channel scales and a bias (PackedLinear's kernel, its input already quantised), timed for about
+// `seconds`: the bench's int8 GEMM peak. Error without oneDNN.
+double int8_product_gflops(int64_t rows, int64_t in, int64_t out, double seconds);
 
 // How many times a product had to repack its weight because oneDNN's kernel for it wanted another
 // layout than the one packed (each such call reorders the whole weight): 0 on the encoder's path.

@@ -283,7 +283,7 @@ void predict_group(std::vector<ProbeSet*>& group, const SquadDataset& dataset,
   const fs::path& model_dir = first.model_dir;
   auto loaded = load_probed_model(first.kind, *first.opened, first.stored.metadata.training_options,
                                   (first.dir / "probes.safetensors").string(),
-                                  {weights_dtype_for(options.precision, device)});
+                                  {weights_dtype_for(options.precision, device), options.precision});
   for (auto* set : group) {
     check_fits(*set, loaded.config);
     set->stored.probes->to(device);

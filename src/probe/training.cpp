@@ -538,7 +538,7 @@ void train_probes(const ProbeTrainOptions& input_options, const OpenedModels& mo
     return;
   }
   for (auto& run : runs) {
-    if (!run.model.model) run.model = load_checkpoint(*run.opened, {weights_dtype_for(options.precision, device)});
+    if (!run.model.model) run.model = load_checkpoint(*run.opened, {weights_dtype_for(options.precision, device), options.precision});
     run.model.model->to(device);
     run.model.model->eval();
     const auto& config = run.model.config;

@@ -165,6 +165,8 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
   const torch::Device device = pick_device(options);
   check_precision(options.precision, device);
   if (options.bf16) check_precision("bf16", device);  // before any work
+  const ModelFamily& family = requested_family(options.model_type);
+  check_precision_for_family(options.precision, family.model_type, family.int8_encoder);
   const fs::path model_dir = resolve_model_dir(options.model_name_or_path, "--model_name_or_path");
   const fs::path tokenizer_dir = options.tokenizer_name.empty()
                                      ? model_dir
@@ -174,7 +176,9 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
 
   // A fresh QA head is drawn from the seeded generator, as set_seed() precedes loading in HF.
   torch::manual_seed(options.train.seed);
-  LoadedModel loaded = load_checkpoint(model_dir);
+  LoadOptions load_options;
+  load_options.precision = options.precision;  // its family checked again, from config.json
+  LoadedModel loaded = load_checkpoint(model_dir, std::nullopt, load_options);
   check_model_type(options.model_type, loaded.config, model_dir);
   // Training targets and decoding read the no-answer score where the family puts it unless
   // --null_position says otherwise (probe_train then reads it there too by default).

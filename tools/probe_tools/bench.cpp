@@ -49,6 +49,13 @@ void print_table(const nlohmann::json& r) {
                             r["gemm_peak_gflops"].get<double>(), r["gemm_peak_onednn_gflops"].get<double>(),
                             r["gemm_peak_blas_gflops"].get<double>()));
   line("forward MFU", fmt::format("{:.1f}%", 100 * r["forward_mfu"].get<double>()));
+  if (r.contains("compare_precision"))
+    line("forward, " + r["compare_precision"].get<std::string>(),
+         fmt::format("{:.2f} features/s ({:.2f}x {}), MFU {:.1f}%", r["compare_forward_fps"].get<double>(),
+                     r["compare_forward_ratio"].get<double>(), r["precision"].get<std::string>(),
+                     100 * r["compare_forward_mfu"].get<double>()));
+  if (r["gemm_peak_int8_gflops"].get<double>() > 0)
+    line("int8 GEMM peak", fmt::format("{:.1f} GOP/s (oneDNN u8 x s8)", r["gemm_peak_int8_gflops"].get<double>()));
   line("run_squad step", fmt::format("{:.2f} features/s, MFU {:.1f}%", r["train_step_fps"].get<double>(),
                                      100 * r["train_mfu"].get<double>()));
   line("peak memory", fmt::format("{:.0f} MB", r["peak_rss_mb"].get<double>()));
@@ -86,6 +93,10 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--device", o.device, "cpu or gpu")->capture_default_str();
   command->add_option("--precision", o.precision, kEncoderPrecisionHelp)
       ->capture_default_str();
+  command->add_option("--compare-precision", o.compare_precision,
+                      "A second encoder precision (int8, bf16, fp16) whose forward pass is timed beside --precision's "
+                      "on the same batches, one after the other (JSON compare_forward_fps, compare_forward_ratio, "
+                      "compare_forward_mfu against its own GEMM peak)");
   add_threads_option(*command, args->threads);
   command->add_option("--gemm-seconds", o.gemm_seconds, "Seconds spent measuring each GEMM peak")
       ->check(number_in(0.001, 3600))

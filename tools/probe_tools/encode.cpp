@@ -50,7 +50,7 @@ void run_encode(const EncodeArgs& args) {
 
   std::optional<std::filesystem::path> weights;
   if (!args.weights.empty()) weights = args.weights;
-  LoadedModel loaded = load_checkpoint(args.model_dir, weights, {weights_dtype_for(args.precision, device)});
+  LoadedModel loaded = load_checkpoint(args.model_dir, weights, {weights_dtype_for(args.precision, device), args.precision});
   validate_encoder_inputs(loaded.config, EncoderBatch{input_ids, token_type_ids, attention_mask});
   if (!loaded.has_qa_head) spdlog::warn("{} has no QA head: start/end logits come from a random head", args.model_dir);
   loaded.model->to(device);
@@ -109,7 +109,7 @@ void add_encode_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--precision", args->precision,
                       kEncoderPrecisionHelp)
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16", "int8"}))
       ->capture_default_str();
   add_threads_option(*command, args->threads);
   command->callback([args] { run_encode(*args); });

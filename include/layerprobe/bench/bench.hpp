@@ -26,7 +26,10 @@ struct BenchOptions {
   int batch_size = 8;
   WindowOptions window;
   std::string device = "cpu";
-  std::string precision = "fp32";  // fp32, bf16 or fp16 (autocast of the frozen encoder; GPU only)
+  std::string precision = "fp32";  // fp32, bf16, fp16 or int8 (the frozen encoder's --precision)
+  // A second precision ("int8", "bf16"; empty: none) whose forward pass is timed beside --precision's,
+  // batch after batch in the same loop, so their ratio holds whatever else the machine runs.
+  std::string compare_precision;
   bool fast_path = true;           // false: the reference encoder ops (set_fast_cpu_path)
   double gemm_seconds = 1.0;       // time spent measuring each GEMM peak
   bool profile = false;            // also time one forward pass per LibTorch op (BenchResult::forward_profile)
@@ -50,14 +53,19 @@ struct BenchResult {
   std::vector<std::pair<std::string, double>> probe_method_fps, probe_method_share;
   double flops_per_feature = 0, gemm_peak_onednn_gflops = 0, gemm_peak_blas_gflops = 0;
   double gemm_peak_bf16_gflops = 0;  // oneDNN bf16, on a CPU with native bf16 only
+  double gemm_peak_int8_gflops = 0;  // oneDNN u8 x s8, on a CPU with VNNI or AMX-INT8 only
   // Each of the encoder's linear shapes as measured; the oneDNN peaks are their maxima.
   struct GemmShape {
     int64_t rows = 0, in = 0, out = 0;
-    double fp32_gflops = 0, bf16_gflops = 0;
+    double fp32_gflops = 0, bf16_gflops = 0, int8_gflops = 0;
   };
   std::vector<GemmShape> gemm_shapes;
   std::string cpu_isa;               // onednn_cpu_isa()
-  // run_squad's training step, in bf16 autocast under --precision bf16 (run_squad --bf16)
+  // The forward pass in BenchOptions::compare_precision, timed beside forward_fps (0: none).
+  std::string compare_precision;
+  double compare_forward_fps = 0;
+  // run_squad's training step, in bf16 autocast under --precision bf16 (run_squad --bf16; float32
+  // under --precision int8, an inference-only precision)
   double train_step_fps = 0, train_flops_per_feature = 0;  // forward FLOPs of the features it trained on
   double peak_rss_mb = 0;
   int threads = 0, batch_size = 0;
@@ -69,9 +77,12 @@ struct BenchResult {
   double forward_profile_s = 0;  // wall time of the profiled pass, the profiler's own cost included
 
   double gemm_peak_gflops() const;  // float32
+  // The peak of `precision` (on this device): bf16's or int8's on a CPU, else float32's.
+  double peak_gflops(const std::string& precision) const;
   // The peak of the precision the forward ran in: bf16's under --precision bf16 on a CPU.
   double forward_peak_gflops() const;
   double forward_mfu() const;
+  double compare_forward_mfu() const;  // against compare_precision's peak
   double train_mfu() const;
   nlohmann::json to_json() const;
 };
@@ -90,7 +101,8 @@ std::string onednn_cpu_isa();
 
 // GFLOP/s of an [rows,in] x [in,out] product, measured for about `seconds`, through oneDNN
 // (mkldnn_linear on operands already in its layout, no conversions timed) or through torch::mm
-// (the system BLAS, float32 only); `dtype` bf16 measures oneDNN's bf16 product.
+// (the system BLAS, float32 only); `dtype` bf16 measures oneDNN's bf16 product, kChar its
+// u8 x s8 product into float32 with per-channel scales (the int8 encoder's, its input already in u8).
 double measure_gemm_gflops(int64_t rows, int64_t in, int64_t out, bool onednn, double seconds,
                            torch::ScalarType dtype = torch::kFloat);
 

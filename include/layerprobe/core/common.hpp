@@ -28,7 +28,12 @@ class Error : public std::runtime_error {
 // Sets LibTorch's intra-op thread count: `requested` if > 0, else
 // $LAYERPROBE_THREADS if set, else the number of available cores.
 // Returns the count used. Error (status 2) for a count outside [1, max_threads()].
+// The first call also gives OpenBLAS its kernels for this CPU where it took it for
+// Prescott and OPENBLAS_CORETYPE is unset (SkylakeX on AVX-512, Haswell on AVX2).
 int configure_threads(int requested = 0);
+
+// The kernels OpenBLAS runs ("SkylakeX", "Haswell", "Prescott", ...); "" where LibTorch's BLAS is not OpenBLAS.
+std::string openblas_core();
 
 // The cores this process may run on (its CPU affinity).
 int available_cores();

@@ -63,6 +63,9 @@ struct LoadOptions {
   // bf16 is never widened (and a float32 one is halved). Other families keep float32 and
   // convert as they compute.
   torch::Dtype weights_dtype = torch::kFloat32;
+  // The --precision the model will run at: "int8" with a family that has no int8 layers is refused
+  // (check_precision_for_family) before any weight is read.
+  std::string precision = "fp32";
 };
 
 // The weights dtype of a frozen encoder run at `precision` on `device` (core/precision.hpp):

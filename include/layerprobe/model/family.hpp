@@ -86,6 +86,9 @@ struct ModelFamily {
   // Whether `create` allocates the weights in ModelCreation's dtype (the decoders: a bf16 model
   // never exists in float32); the others build float32 and convert. Memory checks count on it.
   bool creates_in_weights_dtype = false;
+  // Whether the family's layers run --precision int8 (core/precision.hpp): those that compute through
+  // TransformerLayerKernel's oneDNN path (src/model/layers.hpp). Others refuse it (check_precision_for_family).
+  bool int8_encoder = false;
   // A ...ForQuestionAnswering with HF's initialisation (_init_weights).
   std::function<std::shared_ptr<QaModel>(const ModelConfig&)> create;
   // Parameters the config describes (as a double: a hostile config may

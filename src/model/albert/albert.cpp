@@ -145,6 +145,7 @@ double albert_parameters(const ModelConfig& c) {
 
 ModelFamily make_albert_family() {
   ModelFamily f;
+  f.int8_encoder = true;  // TransformerLayerKernel's layers
   f.model_type = "albert";
   f.run_squad_flag_sets_casing = true;
   f.base_prefix = "albert";

@@ -152,6 +152,7 @@ double bert_forward_flops(const ModelConfig& c, int64_t tokens) {
 
 ModelFamily make_bert_family() {
   ModelFamily f;
+  f.int8_encoder = true;  // TransformerLayerKernel's layers
   f.model_type = "bert";
   f.run_squad_flag_sets_casing = true;
   f.base_prefix = "bert";

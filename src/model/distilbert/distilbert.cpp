@@ -143,6 +143,7 @@ double distilbert_flops(const ModelConfig& c, int64_t tokens) {
 
 ModelFamily make_distilbert_family() {
   ModelFamily f;
+  f.int8_encoder = true;  // TransformerLayerKernel's layers
   f.model_type = "distilbert";
   f.run_squad_flag_sets_casing = true;
   f.base_prefix = "distilbert";

@@ -104,6 +104,7 @@ double electra_forward_flops(const ModelConfig& c, int64_t tokens) {
 
 ModelFamily make_electra_family() {
   ModelFamily f;
+  f.int8_encoder = true;  // TransformerLayerKernel's layers
   f.model_type = "electra";
   f.base_prefix = "electra";
   f.tokenizer = "wordpiece";
