@@ -103,6 +103,23 @@ TEST(CheckFinite, NamesTheTensorTheSourceAndTheFirstBadValue) {
   EXPECT_THROW(check_finite(torch::full({1}, std::numeric_limits<double>::infinity(), torch::kBFloat16), "b", "f"), Error);
 }
 
+// check_finite reads large tensors in slices (bounded memory): a bad value in the last slice, and in a
+// non-contiguous view, is still found and placed.
+TEST(CheckFinite, FindsABadValueInTheLastSliceOfALargeTensor) {
+  auto tensor = torch::zeros({3, 1000003}, torch::kBFloat16);
+  EXPECT_NO_THROW(check_finite(tensor, "embed", "model.safetensors"));
+  tensor[2][1000002] = std::numeric_limits<float>::infinity();
+  try {
+    check_finite(tensor, "embed", "model.safetensors");
+    FAIL() << "an inf in the last slice passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 1 non-finite value of 3000009 (the first: inf at [2, 1000002])"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(check_finite(tensor.t(), "embed.T", "f"), Error);
+}
+
 TEST(ParseJson, SyntaxErrorsGiveLineAndColumn) {
   const auto error = [](const std::string& text) {
     try {

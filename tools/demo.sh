@@ -5,6 +5,8 @@
 # small random ALBERT ("pretrained") and the same fine-tuned with run_squad
 # ("fine_tuned"); probes every layer of both (probe_train / probe_predict /
 # probe_evaluate, as the study did) and prints the per-layer table and plot.
+# DEMO_FAMILY=llama or gpt2 runs the same study on a small decoder LM instead
+# (docs/decoders.md), with the tokenizer of the build's test data.
 # Rerunning resumes: finished steps are kept, the tools resume their own work.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +24,8 @@ Usage: bash tools/demo.sh [--quick] [--skip-build] [--build-dir DIR] [--work-dir
 Sizes can be overridden with DEMO_<SETTING>=value (see the settings below),
 e.g. DEMO_TRAIN_QUESTIONS=8000 bash tools/demo.sh; a work directory keeps the
 settings it was made with, so change them together with --work-dir.
+DEMO_FAMILY=albert (the default), llama or gpt2 picks the model family: the
+decoders' run (a 4-layer, 64-wide model) shows the per-layer trend of a causal LM.
 EOF
 }
 
@@ -55,14 +59,27 @@ done
 : "${DEMO_ABSENT_PERSON_SHARE:=0.2}"
 : "${DEMO_FACT_PROBABILITY:=0.6}"
 : "${DEMO_VOCAB_SIZE:=2000}"  # an upper bound: the closed synthetic vocabulary yields ~600 pieces
+# The family: albert (a SentencePiece vocabulary trained on the synthetic set),
+# or a decoder LM, llama or gpt2 (the tokenizer of the test data's tiny
+# golden model: Llama-2's 32000-piece BPE, GPT-2's 50257; the question then
+# the context, the no-answer score at the appended end token: docs/decoders.md).
+: "${DEMO_FAMILY:=albert}"
+case "$DEMO_FAMILY" in
+  albert|llama|gpt2) ;;
+  *) echo "demo.sh: DEMO_FAMILY='$DEMO_FAMILY' is not one of: albert, llama, gpt2" >&2; exit 2 ;;
+esac
+decoder=0
+[ "$DEMO_FAMILY" = albert ] || decoder=1
 # A small ALBERT (hidden 128, 4 layers, FFN 256), cheap enough to fine-tune
-# from random weights on 2 CPU cores.
+# from random weights on 2 CPU cores; a decoder half as wide (hidden 64, FFN
+# 128), as its larger vocabulary and no parameter sharing cost more per step.
 : "${DEMO_LAYERS:=4}"
-: "${DEMO_HIDDEN:=128}"
-: "${DEMO_INTERMEDIATE:=256}"
+: "${DEMO_HIDDEN:=$((decoder ? 64 : 128))}"
+: "${DEMO_INTERMEDIATE:=$((decoder ? 128 : 256))}"
 # Fine-tuning: without pretraining the model needs far more than the study's
-# 3e-5 and 2 epochs; loss plateaus near 1.8 for ~300 updates, then falls.
-: "${DEMO_FT_EPOCHS:=12}"
+# 3e-5 and 2 epochs; loss plateaus near 1.8 for ~300 updates, then falls
+# (the decoders': below 0.6 after ~300 updates; 8 epochs are 1000 updates).
+: "${DEMO_FT_EPOCHS:=$((decoder ? 8 : 12))}"
 : "${DEMO_FT_LR:=1e-3}"
 : "${DEMO_FT_WARMUP:=30}"
 : "${DEMO_FT_BATCH:=32}"
@@ -103,6 +120,8 @@ layers=$DEMO_LAYERS hidden=$DEMO_HIDDEN intermediate=$DEMO_INTERMEDIATE
 ft_epochs=$DEMO_FT_EPOCHS ft_lr=$DEMO_FT_LR ft_warmup=$DEMO_FT_WARMUP ft_batch=$DEMO_FT_BATCH
 probe_epochs=$DEMO_PROBE_EPOCHS probe_lr=$DEMO_PROBE_LR probe_batch=$DEMO_PROBE_BATCH probe_seeds=$DEMO_PROBE_SEEDS control=$DEMO_CONTROL
 max_seq_length=$DEMO_MAX_SEQ_LENGTH doc_stride=$DEMO_DOC_STRIDE"
+# (ALBERT's work directories made before DEMO_FAMILY existed stay valid.)
+((decoder)) && settings+=" family=$DEMO_FAMILY"
 
 started=$SECONDS
 # Echoes a step's command in its plain form, runs it and reports its time.
@@ -145,21 +164,39 @@ data=data pretrained=models/pretrained fine_tuned=models/fine_tuned exper=exper
     --people-per-paragraph "$DEMO_PEOPLE_PER_PARAGRAPH" --unanswerable-fraction "$DEMO_UNANSWERABLE_FRACTION" \
     --absent-person-share "$DEMO_ABSENT_PERSON_SHARE" --fact-probability "$DEMO_FACT_PROBABILITY"
 
-[ -f $data/spiece.model ] ||
-  step "2. a SentencePiece vocabulary trained on it" \
-    probe_tools train-vocab --input $data/train-v2.0.json $data/dev-v2.0.json --vocab-size "$DEMO_VOCAB_SIZE" \
-    --output $data/spiece.model
+if ((decoder)); then
+  # The tokenizer (and Llama's config: Llama-2's special tokens, grouped-query attention, head_dim 16) of the
+  # test data's tiny golden model, which the build expands into <build>/test-data.
+  golden="$build/test-data/golden/$DEMO_FAMILY-tiny"
+  [ -d "$golden" ] || { echo "demo.sh: $golden is missing; configure the build (tools/build.sh) first" >&2; exit 1; }
+  if [ "$DEMO_FAMILY" = llama ]; then
+    shape=(--config "$golden/config.json" --intermediate-size "$DEMO_INTERMEDIATE")
+  else
+    shape=(--like gpt2 --max-positions "$DEMO_MAX_SEQ_LENGTH")  # its MLP is 4 x hidden (n_inner null)
+  fi
+  [ -f $pretrained/model.safetensors ] ||
+    step "2-3. a randomly initialised $DEMO_FAMILY with the tokenizer of $golden: the \"pretrained\" model" \
+      probe_tools init-model --output $pretrained --vocab "$golden" "${shape[@]}" --layers "$DEMO_LAYERS" \
+      --hidden-size "$DEMO_HIDDEN" --heads $((DEMO_HIDDEN / 16))
+else
+  [ -f $data/spiece.model ] ||
+    step "2. a SentencePiece vocabulary trained on it" \
+      probe_tools train-vocab --input $data/train-v2.0.json $data/dev-v2.0.json --vocab-size "$DEMO_VOCAB_SIZE" \
+      --output $data/spiece.model
 
-[ -f $pretrained/model.safetensors ] ||
-  step "3. a randomly initialised ALBERT: the \"pretrained\" model" \
-    probe_tools init-model --output $pretrained --vocab $data/spiece.model --layers "$DEMO_LAYERS" \
-    --hidden-size "$DEMO_HIDDEN" --embedding-size "$DEMO_HIDDEN" --heads $((DEMO_HIDDEN / 32)) \
-    --intermediate-size "$DEMO_INTERMEDIATE" --max-positions "$DEMO_MAX_SEQ_LENGTH"
+  [ -f $pretrained/model.safetensors ] ||
+    step "3. a randomly initialised ALBERT: the \"pretrained\" model" \
+      probe_tools init-model --output $pretrained --vocab $data/spiece.model --layers "$DEMO_LAYERS" \
+      --hidden-size "$DEMO_HIDDEN" --embedding-size "$DEMO_HIDDEN" --heads $((DEMO_HIDDEN / 32)) \
+      --intermediate-size "$DEMO_INTERMEDIATE" --max-positions "$DEMO_MAX_SEQ_LENGTH"
+fi
 
-# Checkpoints every 50 updates let a stopped fine-tuning resume.
+# Checkpoints every 50 updates let a stopped fine-tuning resume. The decoders' tokenizers are cased.
+casing=(--do_lower_case)
+((decoder)) && casing=()
 [ -f $fine_tuned/eval_results.json ] ||
   step "4. fine-tune it on the synthetic train split: the \"fine_tuned\" model" \
-    run_squad --model_type albert --model_name_or_path $pretrained --do_train --do_eval --do_lower_case \
+    run_squad --model_type "$DEMO_FAMILY" --model_name_or_path $pretrained --do_train --do_eval "${casing[@]}" \
     --version_2_with_negative --train_file $data/train-v2.0.json --predict_file $data/dev-v2.0.json \
     --per_gpu_train_batch_size "$DEMO_FT_BATCH" --per_gpu_eval_batch_size 64 --num_train_epochs "$DEMO_FT_EPOCHS" \
     --learning_rate "$DEMO_FT_LR" --warmup_steps "$DEMO_FT_WARMUP" --max_seq_length "$DEMO_MAX_SEQ_LENGTH" --doc_stride "$DEMO_DOC_STRIDE" \
@@ -212,7 +249,8 @@ fi
 
 int8_dot=0
 grep -qwE 'avx512_vnni|amx_int8' /proc/cpuinfo 2>/dev/null && int8_dot=1
-if [[ $DEMO_INT8 == 1 || ($DEMO_INT8 == auto && $int8_dot == 1) ]]; then
+# (auto skips it on a decoder: the int8 path covers the encoder families only)
+if [[ $DEMO_INT8 == 1 || ($DEMO_INT8 == auto && $int8_dot == 1 && $decoder == 0) ]]; then
   first_seed="${DEMO_PROBE_SEEDS%%,*}"
   step "11. the same fine-tuned probes (seed $first_seed) with the encoder in int8: every layer's F1 within $DEMO_INT8_BOUND of fp32" \
     bash -c "set -e
