@@ -54,8 +54,9 @@ TEST(HeadLens, LastLayerIsRunSquadsPredictionsOnEveryFamily) {
        "--hidden-size 32 --heads 2 --intermediate-size 64 --embedding-size 16 --layers 3", 12},
       {"xlm-roberta-base", "xlm-roberta", "golden/xlm-roberta-tiny/sentencepiece.bpe.model", false, false,
        "--hidden-size 32 --heads 2 --intermediate-size 64 --layers 3", 12},
+      // The whole article: on its first 12 paragraphs this random DeBERTa's layer 1 happens to answer as its last.
       {"microsoft/deberta-v3-base", "deberta-v2", "golden/deberta-v3-tiny/spm.model", false, false,
-       "--hidden-size 32 --heads 2 --intermediate-size 64 --layers 3", 12},
+       "--hidden-size 32 --heads 2 --intermediate-size 64 --layers 3", 0},
       {"answerdotai/ModernBERT-base", "modernbert", "tokenizer.json", false, false,
        "--hidden-size 32 --heads 2 --intermediate-size 64 --layers 3", 12},
       {"gpt2", "gpt2", "golden/gpt2-tiny", false, false, "--hidden-size 32 --heads 2 --layers 3", 12},
