@@ -108,51 +108,111 @@ TEST(Leace, AConceptOfOneDirectionGivesARankOneEraser) {
   EXPECT_THROW(fit_leace(ConceptStatistics(d, 2)), Error);  // no samples
 }
 
-TEST(Leace, AmnesicProbingEndToEnd) {
-  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
-  REQUIRE_SHARED(test_support::kSpieceModel);
-  const auto dir = test_support::scratch_dir("amnesic");
-  const fs::path model = dir / "albert-tiny", data = dir / "data", exper = dir / "exper";
-  fs::create_directories(model);
-  for (const char* file : {"config.json", "model.safetensors"})
-    fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + file), model / file);
-  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), model / "spiece.model");
+namespace {
+
+// Amnesic probing end to end on the fine-tuned model `model` (of run_squad's --model_type `model_type`) with
+// `layers` layers: probe_train, probe_predict, probe_tools amnesic; the intact model is run_squad --do_eval.
+void check_amnesic_end_to_end(const fs::path& dir, const fs::path& model, const std::string& model_type,
+                              bool do_lower_case, size_t layers) {
+  const fs::path data = dir / "data", exper = dir / "exper";
   auto run = [&](const std::string& command, const std::string& log) {
-    EXPECT_EQ(test_support::run_logged(command, dir / log), 0) << command << "\n" << read_file(dir / log);
+    const int status = test_support::run_logged(command, dir / log);
+    EXPECT_EQ(status, 0) << command << "\n" << read_file(dir / log);
+    return status == 0;
   };
-  run(test_support::tool("probe_tools") + " synth --output-dir " + data.string() + " --train-questions 120 --dev-questions 60",
-      "synth.log");
+  if (!run(test_support::tool("probe_tools") + " synth --output-dir " + data.string() + " --train-questions 120 --dev-questions 60",
+      "synth.log"))
+    return;
   const std::string windows = " --max-seq-length 128 --doc-stride 64";
-  run(test_support::tool("probe_train") + " fine_tuned cpu 1 --fine-tuned-model " + model.string() + " --train-file " +
+  if (!run(test_support::tool("probe_train") + " fine_tuned cpu 1 --fine-tuned-model " + model.string() + " --train-file " +
           (data / "train-v2.0.json").string() + " --max-train-features 30 --output-dir " + exper.string() + windows,
-      "train.log");
-  run(test_support::tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + (data / "dev-v2.0.json").string(),
-      "predict.log");
-  run(test_support::tool("probe_tools") + " amnesic --experiment " + exper.string() + " --train-features 30", "amnesic.log");
+      "train.log"))
+    return;
+  if (!run(test_support::tool("probe_predict") + " exper " + exper.string() + " cpu --dev-file " + (data / "dev-v2.0.json").string(),
+      "predict.log"))
+    return;
+  if (!run(test_support::tool("probe_tools") + " amnesic --experiment " + exper.string() + " --train-features 30",
+           "amnesic.log"))
+    return;
   // The columns first, in its order.
   EXPECT_EQ(read_file(exper / "amnesic.csv").rfind("layer,f1_intact,f1_erased,f1_random_erased,", 0), 0u);
   const auto rows = read_amnesic_csv(exper / "amnesic.csv");
-  ASSERT_EQ(rows.size(), 4u);
+  ASSERT_EQ(rows.size(), layers);
   // The model intact is run_squad --do_eval on the same dev file and windows.
-  run(test_support::tool("run_squad") + " --model_type albert --model_name_or_path " + model.string() +
-          " --do_eval --do_lower_case --version_2_with_negative --predict_file " + (data / "dev-v2.0.json").string() +
-          " --max_seq_length 128 --doc_stride 64 --output_dir " + (dir / "eval").string(),
-      "run_squad.log");
+  if (!run(test_support::tool("run_squad") + " --model_type " + model_type + " --model_name_or_path " + model.string() +
+          " --do_eval" + (do_lower_case ? " --do_lower_case" : "") + " --version_2_with_negative --predict_file " +
+          (data / "dev-v2.0.json").string() + " --max_seq_length 128 --doc_stride 64 --output_dir " + (dir / "eval").string(),
+      "run_squad.log"))
+    return;
   const double f1 = nlohmann::json::parse(read_file(dir / "eval" / "eval_results.json")).at("f1").get<double>();
+  bool erasure_changed_something = false;
   for (const auto& row : rows) {
     EXPECT_NEAR(row.f1[0], f1, 1e-9) << row.layer;
     EXPECT_GE(row.rank, 1);
     EXPECT_LE(row.rank, 2);
     for (int c = 0; c < 3; ++c) EXPECT_FALSE(std::isnan(row.f1[c]));
+    erasure_changed_something |= row.f1[1] != row.f1[0] || row.f1[2] != row.f1[0];
   }
+  // The edited state reaches the head: a pass that ignored it would score the intact F1 everywhere.
+  EXPECT_TRUE(erasure_changed_something) << read_file(exper / "amnesic.csv");
   EXPECT_NE(read_file(exper / "amnesic.md").find("| layer | rank | F1 intact"), std::string::npos);
   EXPECT_NE(read_file(exper / "amnesic.svg").find("LEACE"), std::string::npos);
   // probe_evaluate's report includes it.
-  run(test_support::tool("probe_evaluate") + " exper " + exper.string() + " --bootstrap 0", "evaluate.log");
+  if (!run(test_support::tool("probe_evaluate") + " exper " + exper.string() + " --bootstrap 0", "evaluate.log")) return;
   EXPECT_NE(read_file(exper / "report.md").find("## Amnesic probing (LEACE)"), std::string::npos);
   // Layers outside the model are a usage error.
   EXPECT_EQ(test_support::run_logged(test_support::tool("probe_tools") + " amnesic --experiment " + exper.string() +
-                                         " --layers 5",
+                                         " --layers " + std::to_string(layers + 1),
                                      dir / "bad.log"),
             2);
+}
+
+}  // namespace
+
+TEST(Leace, AmnesicProbingEndToEnd) {
+  REQUIRE_SHARED("golden/albert-tiny/model.safetensors");
+  REQUIRE_SHARED(test_support::kSpieceModel);
+  const auto dir = test_support::scratch_dir("amnesic");
+  const fs::path model = dir / "albert-tiny";
+  fs::create_directories(model);
+  for (const char* file : {"config.json", "model.safetensors"})
+    fs::copy_file(test_support::shared_path(std::string("golden/albert-tiny/") + file), model / file);
+  fs::copy_file(test_support::shared_path(test_support::kSpieceModel), model / "spiece.model");
+  check_amnesic_end_to_end(dir, model, "albert", true, 4);
+}
+
+// "Continue from layer l" on the newer families: an encoder with relative positions (DeBERTa-v3: the erased
+// state goes on through disentangled attention), ModernBERT (a final norm before the head) and decoders (a causal
+// mask; the no-answer position is the last token), each a random model with a QA head made by init-model.
+TEST(Leace, AmnesicProbingOnNewerEncodersAndDecoders) {
+  struct Family {
+    const char* like;
+    const char* model_type;
+    const char* vocab;  // a file or directory under the test data; "tokenizer.json": roberta_tokenizer_json_dir
+    const char* sizes;
+  };
+  const Family families[] = {
+      {"microsoft/deberta-v3-base", "deberta-v2", "golden/deberta-v3-tiny/spm.model",
+       "--hidden-size 32 --heads 2 --intermediate-size 64 --layers 3"},
+      {"answerdotai/ModernBERT-base", "modernbert", "tokenizer.json",
+       "--hidden-size 32 --heads 2 --intermediate-size 64 --layers 3"},
+      {"gpt2", "gpt2", "golden/gpt2-tiny", "--hidden-size 32 --heads 2 --layers 3"},
+      {"meta-llama/Llama-3.2-1B", "llama", "golden/llama-tiny",
+       "--hidden-size 32 --heads 8 --intermediate-size 64 --layers 3"}};
+  for (const auto& family : families) {
+    SCOPED_TRACE(family.like);
+    const bool tokenizer_json = std::string(family.vocab) == "tokenizer.json";
+    REQUIRE_SHARED(tokenizer_json ? "data/roberta-base-tokenizer-json/tokenizer.json" : family.vocab);
+    const auto dir = test_support::scratch_dir("amnesic_" + fs::path(family.like).filename().string());
+    const fs::path vocab = tokenizer_json ? test_support::roberta_tokenizer_json_dir(dir)
+                                          : test_support::shared_path(family.vocab);
+    const fs::path model = dir / "model";
+    ASSERT_EQ(test_support::run_logged(test_support::tool("probe_tools") + " init-model --like " + family.like + " " +
+                                           family.sizes + " --seed 5 --vocab " + vocab.string() +
+                                           " --output " + model.string(),
+                                       dir / "init.log"),
+              0)
+        << read_file(dir / "init.log");
+    check_amnesic_end_to_end(dir, model, family.model_type, false, 3);
+  }
 }

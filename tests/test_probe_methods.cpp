@@ -206,6 +206,9 @@ TEST(ProbeMethods, ControlTaskSweepAndConditionalProbingEndToEnd) {
   }
   EXPECT_EQ(linear_rows, 2u * 2 * 4);
   const std::string report = read_file(full / "report.md");
+  // The dev file named is the one the tables score, never a control task's answers.
+  EXPECT_NE(report.find("dev-v2.0.json`; "), std::string::npos) << report;
+  EXPECT_EQ(report.find("control_task_dev.json"), std::string::npos) << report;
   EXPECT_NE(report.find("| control-task F1 | selectivity |"), std::string::npos) << report;
   EXPECT_NE(report.find("gain over layer 0"), std::string::npos) << report;
   EXPECT_NE(report.find("## Probe complexity"), std::string::npos) << report;

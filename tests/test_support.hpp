@@ -38,6 +38,21 @@ constexpr const char* kDevFile = "data/squad/dev-v2.0.json";
 // Path of a layerprobe executable of this build.
 inline std::string tool(const std::string& name) { return std::string(LAYERPROBE_BINARY_DIR) + "/bin/" + name; }
 
+// A tokenizer directory for models that read a tokenizer.json (ModernBERT, Qwen2 through init-model --vocab):
+// roberta-base's tokenizer.json under `dir`, with a tokenizer_config.json naming its special tokens (its
+// tokenizer.json names no pad token, as ModernBERT's tokenizer_config.json does "[PAD]"), so that the model pads
+// with an id of its vocabulary.
+inline std::filesystem::path roberta_tokenizer_json_dir(const std::filesystem::path& dir) {
+  const std::filesystem::path tokenizer_dir = dir / "tokenizer-json";
+  std::filesystem::create_directories(tokenizer_dir);
+  std::filesystem::copy_file(shared_path("data/roberta-base-tokenizer-json/tokenizer.json"),
+                             tokenizer_dir / "tokenizer.json", std::filesystem::copy_options::overwrite_existing);
+  write_file_atomically(tokenizer_dir / "tokenizer_config.json",
+                        R"({"bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>", )"
+                        R"("unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"})");
+  return tokenizer_dir;
+}
+
 // Runs a shell command with 2 LibTorch threads, stdout and stderr to `log`;
 // its exit status (-1 when it did not exit normally).
 inline int run_logged(const std::string& command, const std::filesystem::path& log) {

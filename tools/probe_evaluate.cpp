@@ -84,7 +84,16 @@ std::string experiment_report(const std::vector<KindStats>& stats, const std::ve
                               const DirArgs& args) {
   ReportInfo info;
   info.experiment = args.dir;
+  // The SQuAD dev file the tables score, not a control task's answers (control_task_dev.json), whatever order the
+  // runs were found in.
   info.dev_file = runs.front().dev_file;
+  for (const auto& run : runs) {
+    const auto variant = run.variant.empty() ? std::optional<ProbeVariant>{} : ProbeVariant::from_name(run.variant);
+    if (!variant || variant->task != ProbeTask::control_task) {
+      info.dev_file = run.dev_file;
+      break;
+    }
+  }
   info.bootstrap = args.bootstrap;
   for (const auto& s : stats)
     if (!info.codelength.count(s.kind)) info.codelength[s.kind] = saved_codelengths(args.dir, s.kind);

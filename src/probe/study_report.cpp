@@ -338,7 +338,9 @@ std::string legend_label(const KindStats& s) {
 
 std::string render(const std::vector<KindStats>& series, const std::vector<Style>& styles,
                    const std::vector<Panel>& panels) {
-  const double width = kLeft + (kPanelWidth + kGap) * static_cast<double>(panels.size()) - kGap + 20;
+  // Room on the right for the last layer's CI bars, nudged up to 4 px per series beside it (with their caps).
+  const double nudge_room = 2.0 * static_cast<double>(series.size()) + 8;
+  const double width = kLeft + (kPanelWidth + kGap) * static_cast<double>(panels.size()) - kGap + std::max(20.0, nudge_room);
   const double legend_top = kTop + kPanelHeight + 55;
   const bool any_ci = std::any_of(series.begin(), series.end(), [](const KindStats& s) {
     return std::any_of(s.layers.begin(), s.layers.end(), [](const LayerStats& l) { return l.ci[0].has_value(); });
