@@ -6,6 +6,7 @@
 
 #include "layerprobe/core/common.hpp"
 #include "layerprobe/squad/decoder.hpp"
+#include "layerprobe/squad/metrics.hpp"
 #include "layerprobe/text/tokenizer.hpp"
 
 namespace layerprobe {
@@ -27,12 +28,16 @@ int control_extra_tokens(uint64_t seed, int64_t token_id) {
   return static_cast<int>(draw % (kControlMaxExtra + 1));
 }
 
-ControlAnswer control_answer(const std::vector<int64_t>& context_ids, uint64_t seed, double threshold) {
+ControlAnswer control_answer(const std::vector<int64_t>& context_ids, uint64_t seed, double threshold,
+                             const std::vector<bool>& can_start) {
   ControlAnswer answer;
+  answer.best_score = -1.0;  // no token can start an answer: unanswerable
   if (context_ids.empty()) return answer;
   size_t best = 0;
   double best_score = -1.0;
   for (size_t i = 0; i < context_ids.size(); ++i) {
+    const auto id = static_cast<size_t>(context_ids[i]);
+    if (!can_start.empty() && (id >= can_start.size() || !can_start[id])) continue;
     const double score = control_score(seed, context_ids[i]);
     if (score > best_score) best = i, best_score = score;
   }
@@ -43,6 +48,19 @@ ControlAnswer control_answer(const std::vector<int64_t>& context_ids, uint64_t s
   const int last = static_cast<int>(context_ids.size()) - 1;
   answer.end = std::min(last, answer.start + control_extra_tokens(seed, context_ids[best]));
   return answer;
+}
+
+std::vector<bool> control_start_tokens(const Tokenizer& tokenizer) {
+  std::vector<bool> can_start(static_cast<size_t>(std::max<int64_t>(tokenizer.vocab_size(), 0)), false);
+  for (size_t id = 0; id < can_start.size(); ++id) {
+    try {
+      const std::string token = tokenizer.id_to_token(static_cast<int64_t>(id));
+      can_start[id] = !normalize_answer(tokenizer.convert_tokens_to_string({token})).empty();
+    } catch (const Error&) {
+      // an id the vocabulary leaves unnamed never starts an answer
+    }
+  }
+  return can_start;
 }
 
 double control_threshold(std::vector<double> best_scores, double unanswerable_share) {
@@ -59,7 +77,8 @@ nlohmann::json ControlTaskSpec::to_json() const {
           {"threshold", threshold},
           {"unanswerable_share", unanswerable_share},
           {"definition", "splitmix64 token scores, span of up to " + std::to_string(kControlMaxExtra + 1) +
-                             " sub-tokens from the first best-scoring context token (docs/methods.md)"}};
+                             " sub-tokens from the first best-scoring context token whose text is not empty under SQuAD's "
+                             "normalisation (docs/methods.md)"}};
 }
 
 ControlTaskSpec ControlTaskSpec::from_json(const nlohmann::json& json, const std::string& source) {
@@ -77,6 +96,12 @@ ControlTaskSpec ControlTaskSpec::from_json(const nlohmann::json& json, const std
   if (!std::isfinite(spec.threshold) || spec.threshold < 0 || spec.threshold > 1)
     return fail("have a threshold outside [0, 1]");
   if (share != json.end() && share->is_number()) spec.unanswerable_share = share->get<double>();
+  // Probes trained under the first definition (a start token whose text normalises to "", such as
+  // "a", could make a control answer the metric scores like "no answer") name other answers.
+  auto definition = json.find("definition");
+  if (definition == json.end() || !definition->is_string() ||
+      *definition != ControlTaskSpec{}.to_json().at("definition"))
+    return fail("were made under another definition of the control task");
   return spec;
 }
 
@@ -102,13 +127,13 @@ std::vector<std::vector<int64_t>> context_ids_by_example(const std::vector<Squad
 }
 
 ControlTaskSpec fit_control_task(const std::vector<SquadExample>& examples, const std::vector<SquadFeature>& features,
-                                 uint64_t seed) {
+                                 uint64_t seed, const std::vector<bool>& can_start) {
   const auto ids = context_ids_by_example(features, examples.size());
   std::vector<double> best;
   size_t impossible = 0;
   for (size_t e = 0; e < examples.size(); ++e) {
     if (ids[e].empty()) continue;
-    best.push_back(control_answer(ids[e], seed, 0.0).best_score);
+    best.push_back(control_answer(ids[e], seed, 0.0, can_start).best_score);
     impossible += examples[e].is_impossible ? 1 : 0;
   }
   ControlTaskSpec spec;
@@ -121,10 +146,10 @@ ControlTaskSpec fit_control_task(const std::vector<SquadExample>& examples, cons
 namespace {
 
 std::vector<ControlAnswer> control_answers(const std::vector<SquadFeature>& features, size_t examples,
-                                           const ControlTaskSpec& spec) {
+                                           const ControlTaskSpec& spec, const std::vector<bool>& can_start) {
   std::vector<ControlAnswer> answers;
   for (const auto& ids : context_ids_by_example(features, examples))
-    answers.push_back(control_answer(ids, spec.seed, spec.threshold));
+    answers.push_back(control_answer(ids, spec.seed, spec.threshold, can_start));
   return answers;
 }
 
@@ -146,8 +171,8 @@ int code_points_before(const std::string& text, size_t at) {
 }  // namespace
 
 std::vector<std::pair<int, int>> control_task_targets(const std::vector<SquadFeature>& features, size_t examples,
-                                                      const ControlTaskSpec& spec) {
-  const auto answers = control_answers(features, examples, spec);
+                                                      const ControlTaskSpec& spec, const std::vector<bool>& can_start) {
+  const auto answers = control_answers(features, examples, spec, can_start);
   std::vector<std::pair<int, int>> targets;
   targets.reserve(features.size());
   for (const auto& f : features)
@@ -157,7 +182,7 @@ std::vector<std::pair<int, int>> control_task_targets(const std::vector<SquadFea
 
 std::string control_task_gold(const std::vector<SquadExample>& examples, const std::vector<SquadFeature>& features,
                               const Tokenizer& tokenizer, const ControlTaskSpec& spec, size_t* answerable) {
-  const auto answers = control_answers(features, examples.size(), spec);
+  const auto answers = control_answers(features, examples.size(), spec, control_start_tokens(tokenizer));
   // Scores that name each question's control span (10 + 10) in every window holding it, and
   // the classifier token (10 + 10) for an unanswerable one: decoding turns them into its text.
   std::vector<FeatureLogits> logits(features.size());

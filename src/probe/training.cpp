@@ -209,8 +209,9 @@ TrainingData training_data(const ProbeTrainOptions& options, const Tokenizer& to
   features = convert_examples_to_features(dataset.examples, tokenizer, feature_options);
   if (options.control_task) {
     // Fitted on every question of the train file, before --max-train-features cuts any.
-    data.control_task = fit_control_task(dataset.examples, features, options.control_task_seed);
-    data.control_targets = control_task_targets(features, dataset.examples.size(), *data.control_task);
+    const auto can_start = control_start_tokens(tokenizer);
+    data.control_task = fit_control_task(dataset.examples, features, options.control_task_seed, can_start);
+    data.control_targets = control_task_targets(features, dataset.examples.size(), *data.control_task, can_start);
   }
   if (options.max_train_features > 0 && static_cast<int64_t>(features.size()) > options.max_train_features) {
     features.resize(static_cast<size_t>(options.max_train_features));

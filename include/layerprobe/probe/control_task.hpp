@@ -5,7 +5,10 @@
 //   key  = splitmix64(S)
 //   u(v) = (splitmix64(key XOR 2v) >> 11) / 2^53           a fixed score in [0, 1) per token id v
 //   k(v) = splitmix64(key XOR (2v + 1)) mod 4                extra tokens after a start of id v
-//   i*   = the first i with the largest u(c_i)
+//   i*   = the first i with the largest u(c_i) among the tokens that can start an answer: those
+//          whose own text (Tokenizer::convert_tokens_to_string of the one token) is not empty
+//          under SQuAD's answer normalisation (a lone "a", "the", "##s"... or "," cannot: an
+//          answer "a" would score like "no answer", as the official metric normalises it to "")
 //   the question is unanswerable when u(c_{i*}) < tau; else its answer is the span
 //   [i*, min(i* + k(c_{i*}), n - 1)] of context sub-tokens
 // where splitmix64(x) is Steele et al.'s finaliser of x + 0x9e3779b97f4a7c15, and tau is
@@ -43,7 +46,12 @@ struct ControlAnswer {
   bool answerable = false;
   int start = 0, end = 0;  // context sub-token indices (when answerable)
 };
-ControlAnswer control_answer(const std::vector<int64_t>& context_ids, uint64_t seed, double threshold);
+// can_start[v]: whether token id v can start an answer (control_start_tokens); empty: every token.
+ControlAnswer control_answer(const std::vector<int64_t>& context_ids, uint64_t seed, double threshold,
+                             const std::vector<bool>& can_start = {});
+
+// Which token ids of the tokenizer's vocabulary can start a control answer (see the definition).
+std::vector<bool> control_start_tokens(const Tokenizer& tokenizer);
 
 // tau such that round(share x n) of the n best scores lie below it: the midpoint between the
 // k-th and (k+1)-th smallest (0 when k = 0, 1 when k = n; ties can move the achieved share).
@@ -67,13 +75,13 @@ std::vector<std::vector<int64_t>> context_ids_by_example(const std::vector<Squad
 // The spec for training features: tau from the best scores of the examples with features,
 // for the share of those that are impossible.
 ControlTaskSpec fit_control_task(const std::vector<SquadExample>& examples, const std::vector<SquadFeature>& features,
-                                 uint64_t seed);
+                                 uint64_t seed, const std::vector<bool>& can_start);
 
 // Each feature's control targets (start, end) as token positions in its window: the
 // answer's positions when the window holds the whole answer, else the window's no-answer
 // position (null_index, null_index).
 std::vector<std::pair<int, int>> control_task_targets(const std::vector<SquadFeature>& features, size_t examples,
-                                                      const ControlTaskSpec& spec);
+                                                      const ControlTaskSpec& spec, const std::vector<bool>& can_start);
 
 // The control answers of evaluation examples (features made with decoding fields) as a
 // SQuAD 2.0 file's JSON text: the same articles, paragraphs, questions and ids, each
