@@ -520,6 +520,20 @@ TEST(Families, UnknownModelTypeNamesTheKnownOnes) {
   }
 }
 
+namespace {
+
+// The largest |start logit| difference over real tokens between `encode`'s output and a golden
+// model's reference outputs (its hidden states must come back in fp32 whatever the precision).
+double encoded_start_logits_diff(const fs::path& golden_dir, const fs::path& encoded) {
+  const auto ref = read_safetensors(golden_dir / "reference_outputs.safetensors").tensors;
+  const auto got = read_safetensors(encoded).tensors;
+  EXPECT_EQ(got.at("hidden_states").scalar_type(), torch::kFloat32);
+  const auto real = ref.at("attention_mask").to(torch::kBool);
+  return (got.at("start_logits") - ref.at("start_logits")).abs().masked_select(real).max().item<double>();
+}
+
+}  // namespace
+
 TEST(EncodeCommandOptions, Bf16PrecisionRunsWhereTheCpuHasItAndIsRefusedElsewhere) {
   REQUIRE_SHARED("golden/bert-tiny/reference_outputs.safetensors");
   const fs::path dir = test_support::shared_path("golden/bert-tiny");
@@ -535,13 +549,8 @@ TEST(EncodeCommandOptions, Bf16PrecisionRunsWhereTheCpuHasItAndIsRefusedElsewher
     return;
   }
   ASSERT_EQ(status, 0) << err;
-  const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
-  const auto got = read_safetensors(out).tensors;
-  EXPECT_EQ(got.at("hidden_states").scalar_type(), torch::kFloat32);
   // bf16 rounding shows, within the bound test_precision.cpp pins on the same model.
-  const auto real = ref.at("attention_mask").to(torch::kBool);
-  const double diff =
-      (got.at("start_logits") - ref.at("start_logits")).abs().masked_select(real).max().item<double>();
+  const double diff = encoded_start_logits_diff(dir, out);
   EXPECT_GT(diff, 1e-6);
   EXPECT_LE(diff, 0.012);
   EXPECT_EQ(run_probe_tools("encode --model " + dir.string() + " --inputs i --output o --precision fp16", err), 2);
@@ -567,13 +576,8 @@ TEST(EncodeCommandOptions, Int8PrecisionRunsWhereTheCpuHasVnniAndIsRefusedElsewh
     return;
   }
   ASSERT_EQ(status, 0) << err;
-  const auto ref = read_safetensors(dir / "reference_outputs.safetensors").tensors;
-  const auto got = read_safetensors(out).tensors;
-  EXPECT_EQ(got.at("hidden_states").scalar_type(), torch::kFloat32);
   // int8 rounding shows, within the bound test_precision.cpp pins on the same model (0.001).
-  const auto real = ref.at("attention_mask").to(torch::kBool);
-  const double diff =
-      (got.at("start_logits") - ref.at("start_logits")).abs().masked_select(real).max().item<double>();
+  const double diff = encoded_start_logits_diff(dir, out);
   EXPECT_GT(diff, 1e-6);
   EXPECT_LE(diff, 0.001);
 }
