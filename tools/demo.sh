@@ -232,34 +232,32 @@ if ((DEMO_HEAD_LENS)); then
         --run-squad-results $fine_tuned/eval_results.json"
 fi
 
+# Step NUMBER: the first seed's fine-tuned probes again with the encoder in PRECISION, every layer's F1
+# within BOUND of fp32's (tools/check_demo_precision.py).
+precision_step() {
+  local number="$1" precision="$2" bound="$3" first_seed="${DEMO_PROBE_SEEDS%%,*}"
+  step "$number. the same fine-tuned probes (seed $first_seed) with the encoder in $precision: every layer's F1 within $bound of fp32" \
+    bash -c "set -e
+      probe_train fine_tuned cpu $DEMO_PROBE_EPOCHS --fine-tuned-model $fine_tuned --train-file $data/train-v2.0.json \
+        --output-dir ${exper}_$precision --batch-size $DEMO_PROBE_BATCH --learning-rate $DEMO_PROBE_LR \
+        --max-seq-length $DEMO_MAX_SEQ_LENGTH --doc-stride $DEMO_DOC_STRIDE --seeds $first_seed --precision $precision
+      probe_predict exper ${exper}_$precision cpu --dev-file $data/dev-v2.0.json --precision $precision
+      probe_evaluate exper ${exper}_$precision --bootstrap 0 >/dev/null
+      python3 '$root/tools/check_demo_precision.py' $exper ${exper}_$precision --precision $precision \
+        --seed $first_seed --bound $bound"
+}
+
 native_bf16=0
 grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && native_bf16=1
 if [[ $DEMO_BF16 == 1 || ($DEMO_BF16 == auto && $native_bf16 == 1) ]]; then
-  first_seed="${DEMO_PROBE_SEEDS%%,*}"
-  step "10. the same fine-tuned probes (seed $first_seed) with the encoder in bf16: every layer's F1 within 1.0 of fp32" \
-    bash -c "set -e
-      probe_train fine_tuned cpu $DEMO_PROBE_EPOCHS --fine-tuned-model $fine_tuned --train-file $data/train-v2.0.json \
-        --output-dir ${exper}_bf16 --batch-size $DEMO_PROBE_BATCH --learning-rate $DEMO_PROBE_LR \
-        --max-seq-length $DEMO_MAX_SEQ_LENGTH --doc-stride $DEMO_DOC_STRIDE --seeds $first_seed --precision bf16
-      probe_predict exper ${exper}_bf16 cpu --dev-file $data/dev-v2.0.json --precision bf16
-      probe_evaluate exper ${exper}_bf16 --bootstrap 0 >/dev/null
-      python3 '$root/tools/check_demo_precision.py' $exper ${exper}_bf16 --precision bf16 --seed $first_seed --bound 1.0"
+  precision_step 10 bf16 1.0
 fi
 
 int8_dot=0
 grep -qwE 'avx512_vnni|amx_int8' /proc/cpuinfo 2>/dev/null && int8_dot=1
 # (auto skips it on a decoder: the int8 path covers the encoder families only)
 if [[ $DEMO_INT8 == 1 || ($DEMO_INT8 == auto && $int8_dot == 1 && $decoder == 0) ]]; then
-  first_seed="${DEMO_PROBE_SEEDS%%,*}"
-  step "11. the same fine-tuned probes (seed $first_seed) with the encoder in int8: every layer's F1 within $DEMO_INT8_BOUND of fp32" \
-    bash -c "set -e
-      probe_train fine_tuned cpu $DEMO_PROBE_EPOCHS --fine-tuned-model $fine_tuned --train-file $data/train-v2.0.json \
-        --output-dir ${exper}_int8 --batch-size $DEMO_PROBE_BATCH --learning-rate $DEMO_PROBE_LR \
-        --max-seq-length $DEMO_MAX_SEQ_LENGTH --doc-stride $DEMO_DOC_STRIDE --seeds $first_seed --precision int8
-      probe_predict exper ${exper}_int8 cpu --dev-file $data/dev-v2.0.json --precision int8
-      probe_evaluate exper ${exper}_int8 --bootstrap 0 >/dev/null
-      python3 '$root/tools/check_demo_precision.py' $exper ${exper}_int8 --precision int8 --seed $first_seed \
-        --bound $DEMO_INT8_BOUND"
+  precision_step 11 int8 "$DEMO_INT8_BOUND"
 fi
 
 echo
