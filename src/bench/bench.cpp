@@ -607,7 +607,7 @@ BenchResult run_bench(const BenchOptions& options) {
 
   const OpenedModel opened = open_model_dir(options.model_dir, "--model");
   for (const std::string& p : {options.precision, options.compare_precision})
-    check_precision_for_family(p, opened.family->model_type, opened.family->int8_encoder);
+    check_precision_for_family(p, *opened.family);
   LoadedModel loaded = load_checkpoint(opened, {weights_dtype_for(options.precision, device), options.precision});
   QaModel& model = *loaded.model;
   model.to(device);

@@ -69,13 +69,6 @@ bool cpu_has_int8_dot() { return cpu_flag("avx512_vnni") || cpu_flag("amx_int8")
 
 torch::ScalarType cpu_compute_dtype() { return t_cpu_compute_dtype; }
 
-void check_precision_for_family(const std::string& precision, const std::string& model_type, bool int8_encoder) {
-  if (precision != "int8" || int8_encoder) return;
-  throw Error("--precision int8 does not cover the " + model_type + " family (its layers have no int8 path; int8 "
-              "covers " + std::string(kInt8Families) + "): use fp32" + (cpu_has_native_bf16() ? " or bf16" : ""),
-              2);
-}
-
 void check_precision(const std::string& precision, const torch::Device& device) {
   if (precision == "fp32") return;
   if (precision != "bf16" && precision != "fp16" && precision != "int8")

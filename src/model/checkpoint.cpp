@@ -311,7 +311,7 @@ LoadedModel load_checkpoint(const fs::path& model_dir, const std::optional<fs::p
 
 LoadedModel load_checkpoint(const ModelConfig& config, const fs::path& weights_path, const LoadOptions& options) {
   const ModelFamily& family = model_family(config.model_type);
-  check_precision_for_family(options.precision, family.model_type, family.int8_encoder);
+  check_precision_for_family(options.precision, family);
   LoadedModel loaded;
   loaded.config = config;
   loaded.weights_path = weights_path;

@@ -35,7 +35,7 @@ EncoderBatch QaModel::checked(const EncoderBatch& given) const {
   EncoderBatch batch = given;
   // int8 inside a PrecisionScope: a family without the int8 layers refuses rather than run fp32 unsaid.
   if (cpu_compute_dtype() == torch::kChar)
-    check_precision_for_family("int8", family().model_type, family().int8_encoder);
+    check_precision_for_family("int8", family());
   if (!family().takes_token_type_ids) batch.token_type_ids = torch::Tensor();
   const auto& ids = batch.input_ids;
   if (ids.dim() != 2 || batch.attention_mask.sizes() != ids.sizes() ||

@@ -1,6 +1,7 @@
 // The list of encoder families: one line per family. Each family's entry
 // is defined in its own folder, src/model/<family>/.
 #include "layerprobe/core/common.hpp"
+#include "layerprobe/core/precision.hpp"
 #include "layerprobe/model/family.hpp"
 
 namespace layerprobe {
@@ -50,6 +51,16 @@ const ModelFamily& model_family(const std::string& model_type) {
   for (const auto* family : model_families())
     if (family->model_type == model_type) return *family;
   throw Error("unknown model_type '" + model_type + "' (supported: " + known_model_types() + ")");
+}
+
+void check_precision_for_family(const std::string& precision, const ModelFamily& family) {
+  if (precision != "int8" || family.int8_encoder) return;
+  std::string covered;
+  for (const auto* f : model_families())
+    if (f->int8_encoder) covered += (covered.empty() ? "" : ", ") + f->model_type;
+  throw Error("--precision int8 does not cover the " + family.model_type + " family (its layers have no int8 path; int8 "
+              "covers " + covered + "): use fp32" + (cpu_has_native_bf16() ? " or bf16" : ""),
+              2);
 }
 
 const ModelFamily& family_publishing(const std::string& name) {

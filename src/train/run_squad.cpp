@@ -166,7 +166,7 @@ nlohmann::ordered_json run_squad(RunSquadOptions options) {
   check_precision(options.precision, device);
   if (options.bf16) check_precision("bf16", device);  // before any work
   const ModelFamily& family = requested_family(options.model_type);
-  check_precision_for_family(options.precision, family.model_type, family.int8_encoder);
+  check_precision_for_family(options.precision, family);
   const fs::path model_dir = resolve_model_dir(options.model_name_or_path, "--model_name_or_path");
   const fs::path tokenizer_dir = options.tokenizer_name.empty()
                                      ? model_dir

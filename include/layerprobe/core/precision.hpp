@@ -21,19 +21,12 @@ namespace layerprobe {
 // 8-bit dot products (AVX512_VNNI or AMX-INT8).
 void check_precision(const std::string& precision, const torch::Device& device);
 
-// Error (exit code 2) for --precision int8 with a family whose layers do not run the int8 path
-// (`model_type`, `int8_encoder` as its ModelFamily states), naming the family and the ones that do.
-void check_precision_for_family(const std::string& precision, const std::string& model_type, bool int8_encoder);
-
 // The --precision option's help, one text for every tool.
 inline constexpr const char* kEncoderPrecisionHelp =
     "Encoder precision: fp32 (exact parity), bf16 (CUDA autocast, or a CPU with native bf16: AVX512_BF16 or "
     "AMX), fp16 (CUDA) or int8 (a CPU with AVX512_VNNI or AMX-INT8: the encoder's linears in 8-bit, dynamic "
     "per-tensor activation scales; albert, bert, distilbert, roberta, electra, xlm-roberta); probes, their "
     "optimiser and decoding stay fp32";
-
-// The encoder families whose layers run --precision int8, for messages.
-inline constexpr const char* kInt8Families = "albert, bert, distilbert, roberta, electra, xlm-roberta";
 
 // Whether this CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16, from /proc/cpuinfo).
 bool cpu_has_native_bf16();

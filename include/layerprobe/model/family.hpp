@@ -103,6 +103,9 @@ struct ModelFamily {
 const ModelFamily& model_family(const std::string& model_type);
 // Every family, in registry order.
 const std::vector<const ModelFamily*>& model_families();
+// Error (exit 2) when `precision` is int8 and the family's layers have no int8 path (naming the
+// families that have one); nothing otherwise.
+void check_precision_for_family(const std::string& precision, const ModelFamily& family);
 // The family that publishes `name` (for --like), or Error listing the known names.
 const ModelFamily& family_publishing(const std::string& name);
 
