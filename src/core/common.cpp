@@ -32,6 +32,12 @@ int available_cores() {
 
 int max_threads() { return std::min(4096, std::max(8, 4 * available_cores())); }
 
+std::string openblas_core() {
+  using Name = char* (*)();
+  auto corename = reinterpret_cast<Name>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return corename ? corename() : "";
+}
+
 namespace {
 
 // OpenBLAS's kernels for this CPU. Debian's OpenBLAS 0.3.21 (LibTorch's BLAS) is built with
@@ -45,12 +51,10 @@ void pick_openblas_core() {
   static std::once_flag once;
   std::call_once(once, [] {
     if (std::getenv("OPENBLAS_CORETYPE")) return;  // the user's choice
-    using Name = char* (*)();
     using Call = void (*)();
-    auto corename = reinterpret_cast<Name>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
     auto quit = reinterpret_cast<Call>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
     auto init = reinterpret_cast<Call>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
-    if (!corename || !quit || !init || std::string(corename()) != "Prescott") return;
+    if (!quit || !init || openblas_core() != "Prescott") return;
     __builtin_cpu_init();
     const char* core = nullptr;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -62,17 +66,11 @@ void pick_openblas_core() {
     setenv("OPENBLAS_CORETYPE", core, 0);  // child processes (dist ranks) pick it at load
     quit();
     init();
-    spdlog::debug("OpenBLAS took this CPU for Prescott; now {} (OPENBLAS_CORETYPE overrides)", corename());
+    spdlog::debug("OpenBLAS took this CPU for Prescott; now {} (OPENBLAS_CORETYPE overrides)", openblas_core());
   });
 }
 
 }  // namespace
-
-std::string openblas_core() {
-  using Name = char* (*)();
-  auto corename = reinterpret_cast<Name>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return corename ? corename() : "";
-}
 
 int configure_threads(int requested) {
   pick_openblas_core();
